@@ -1,0 +1,22 @@
+"""certify: prove whether a trained network's parameters are a local minimum of its training loss.
+
+>>> import certify
+>>> sorted(v.value for v in certify.Verdict)
+['inconclusive', 'local_min', 'not_stationary', 'saddle']
+"""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, Problem  # noqa: E402
+from .errors import (CertificateError, CertifyError, InvalidValueError, MissingExtraError,  # noqa: E402
+                     ModelLoadError, ShapeError, SolverError, UnknownNameError, UnsupportedLayerError)
+from .network import Activation, Network  # noqa: E402
+from .report import Report, Verdict  # noqa: E402
+from .loaders import load_data, load_model  # noqa: E402
+from .driver import check  # noqa: E402
+
+__all__ = [
+    "check", "load_model", "load_data", "Network", "Activation", "Dataset", "Problem", "Report", "Verdict",
+    "CertifyError", "ModelLoadError", "UnsupportedLayerError", "ShapeError", "InvalidValueError",
+    "UnknownNameError", "MissingExtraError", "SolverError", "CertificateError", "__version__",
+]

@@ -1,0 +1,414 @@
+"""The order of the tests, the budgets, and the verdict.
+
+``check`` runs: forward pass -> kinks -> tangent network -> first-order decision (gradient, LP,
+LIKQ least squares or MILP) -> refutation with a verified decrease, or the second-order stage.
+A solver's status never decides alone: a descent direction is re-evaluated on the tangent network
+and on the loss itself, a stationarity claim needs multipliers whose residual numpy re-computes
+(or, for the MILP, HiGHS's proven bound, which the report marks as solver-attested).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import __version__
+from .data import Dataset, Problem
+from .evaluate import verified_decrease
+from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, one_level,
+                                    split_multipliers)
+from .kinks import DEFAULT_TOL, KinkStructure, find_kinks
+from .loaders import as_network
+from .network import ForwardPass
+from .report import Report, Verdict
+from .solvers import SolveStatus, solve
+from .tangent import FirstOrderModel, directional_derivative, first_order_model, tangent_forward
+
+log = logging.getLogger(__name__)
+
+#: relative tolerance on ``min L'(theta; d)`` over the unit box (times the size of its terms)
+TOL_FIRST_ORDER = 1e-9
+#: relative tolerance on the residual of a multiplier certificate
+TOL_CERTIFICATE = 1e-8
+#: dense linear algebra is used for LIKQ and the Clarke QP below this many matrix entries
+DENSE_LIMIT = 5e7
+
+
+@dataclass
+class FirstOrder:
+    """Outcome of the first-order test."""
+
+    stationary: bool | None
+    method: str
+    min_value: float | None = None
+    tolerance: float = 0.0
+    direction: np.ndarray | None = None
+    certificate: dict = field(default_factory=dict)
+    clarke_distance: float | None = None
+    reason: str = ""
+    solver_calls: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"stationary": self.stationary, "method": self.method,
+                "min_directional_derivative": self.min_value, "tolerance": self.tolerance,
+                "clarke_distance": self.clarke_distance, "certificate": self.certificate,
+                "note": self.reason or None}
+
+
+def check(model, X=None, y=None, *, data=None, activation=None, loss="square", weight_decay=0.0,
+          tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
+    """Decide whether the network's parameters are a local minimum of its training loss.
+
+    Parameters
+    ----------
+    model : Network, mapping of arrays ``{"W1", "b1", ...}``, list of ``(W, b)``, or a path
+        The point to check. Weights in PyTorch orientation ``(out, in)``.
+    X, y : arrays, optional
+        Training inputs ``(n, d)`` and labels; or pass ``data`` (a :class:`Dataset` or a path).
+    activation : str
+        ``"relu"``, ``"leaky_relu:ALPHA"``, ``"abs"`` or ``"identity"`` (default: from the
+        model when it says, else ``"relu"``).
+    loss : str
+        ``"square"``, ``"hinge"``, ``"multiclass_hinge"``, ``"absolute"``, ``"logistic"`` or
+        ``"cross_entropy"``; the training loss is the mean over samples.
+    weight_decay : float
+        ``lambda`` in ``+ lambda/2 ||theta||^2``.
+    tol : float
+        Relative kink tolerance (see :mod:`certify.kinks`).
+    time_limit : float
+        Seconds allowed to each MILP; a budget ends in ``inconclusive``, never a hang.
+
+    Returns
+    -------
+    Report
+
+    Examples
+    --------
+    >>> import numpy as np, certify
+    >>> X = np.array([[-1.0], [0.0], [1.0]]); y = np.array([-1.0, 1.0, 1.0])
+    >>> weights = {"W1": [[1.0]], "b1": [0.0], "W2": [[1.0]], "b2": [0.0]}
+    >>> report = certify.check(weights, X, y, activation="relu", loss="square")
+    >>> report.verdict.value        # Clarke-stationary, yet b -> b + t lowers the loss
+    'not_stationary'
+    """
+    net = as_network(model, activation)
+    if data is None:
+        if X is None or y is None:
+            from .errors import InvalidValueError
+            raise InvalidValueError("no data: pass X and y, or data=")
+        data = Dataset(X, y)
+    elif not isinstance(data, Dataset):
+        from .loaders import load_data
+        data = load_data(data)
+    problem = Problem(net, data, loss, weight_decay)
+    return check_problem(problem, tol=tol, time_limit=time_limit)
+
+
+def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
+    """:func:`check` on an assembled :class:`Problem`."""
+    t0 = time.perf_counter()
+    timings = {}
+    net = problem.network
+    fwd = net.forward(problem.X, with_scale=True)
+    kinks = find_kinks(problem, fwd, tol)
+    timings["kinks_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    fo_model = first_order_model(problem, fwd, kinks)
+    timings["tangent_s"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=time_limit)
+    timings["first_order_s"] = time.perf_counter() - t2
+    loss_value = problem.value()
+    info = _problem_info(problem, loss_value)
+    # differentiable: no kink reaches L' (a kink with zero coefficient leaves L differentiable, not C^2)
+    flags = {"differentiable": bool(fo_model.smooth), "at_kink": kinks.n_total > 0,
+             "approximate": kinks.n_total > kinks.n_exact}
+    refutation = None
+    if fo.direction is not None:
+        t3 = time.perf_counter()
+        refutation = refute(problem, fwd, kinks, fo_model, fo.direction)
+        timings["refutation_s"] = time.perf_counter() - t3
+    if refutation is not None and refutation["verified"]:
+        verdict = Verdict.NOT_STATIONARY
+        reason = (f"descent direction with L'(theta; d) = {refutation['directional_derivative']:.3g} < 0; "
+                  f"the loss drops by {refutation['decrease']:.3g} at step {refutation['step']:.3g} "
+                  f"(verified, {refutation['method']})")
+        flags["method"] = fo.method
+    elif fo.stationary:
+        verdict = Verdict.INCONCLUSIVE
+        reason = "first-order stationary; second-order test pending"
+        flags["method"] = fo.method
+    elif fo.direction is not None:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g}) but no "
+                  f"decrease of the loss could be verified along it; the point is stationary only up to "
+                  f"rounding")
+    else:
+        verdict = Verdict.INCONCLUSIVE
+        reason = fo.reason or "first-order test undecided"
+    timings["total_s"] = time.perf_counter() - t0
+    return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
+                  first_order=fo.to_dict(), refutation=refutation, solver_calls=fo.solver_calls,
+                  timings=timings, version=__version__)
+
+
+# ---------------------------------------------------------------------------- first order
+def decide_first_order(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel,
+                       *, time_limit: float = 60.0) -> FirstOrder:
+    """Decide d-stationarity exactly (DESIGN.md §3); see the module docstring for the branches."""
+    if fo.smooth:
+        return _gradient_test(fo)
+    if not fo.nested:
+        one = one_level(fo)
+        if one.n_generators == 0 and not one.multi:
+            return _gradient_test(fo, g=one.g)
+        clarke = _clarke(one)
+        if one.convex:
+            out = _lp_test(one)
+        else:
+            out = _likq_test(one)
+            if out is None:
+                out = _milp_test(fo, time_limit)
+        if clarke is not None:
+            out.clarke_distance = clarke[0]
+            out.solver_calls.append(clarke[1])
+        return out
+    out = _milp_test(fo, time_limit)
+    if not out.reason:
+        out.reason = "nested kinks: Clarke distance not computed (no closed form for the hull)"
+    return out
+
+
+def _gradient_test(fo: FirstOrderModel, g: np.ndarray | None = None) -> FirstOrder:
+    g = fo.g if g is None else g
+    norm1 = float(np.abs(g).sum())
+    scale = _grad_scale(fo, g)
+    tol = TOL_FIRST_ORDER * scale
+    direction = None
+    if norm1 > 0:
+        direction = -g / np.abs(g).max()
+    return FirstOrder(stationary=norm1 <= tol, method="gradient", min_value=-norm1, tolerance=tol,
+                      direction=direction if norm1 > 0 else None, clarke_distance=float(np.linalg.norm(g)),
+                      certificate={"kind": "gradient", "gradient_norm_2": float(np.linalg.norm(g)),
+                                   "gradient_norm_1": norm1})
+
+
+def _grad_scale(fo: FirstOrderModel, g: np.ndarray) -> float:
+    # the gradient is a sum of per-sample terms; without a second pass their size is unknown, so the
+    # tolerance is relative to the gradient itself and to the kink rows (a conservative proxy)
+    return max(fo.scale(), float(np.abs(g).sum()), 1e-300)
+
+
+def _lp_test(one: OneLevel) -> FirstOrder:
+    prog = descent_lp(one)
+    res = solve(prog)
+    call = {"purpose": "first-order LP (convex kinks)", **res.to_dict()}
+    p = one.g.size
+    scale = one.scale()
+    tol = TOL_FIRST_ORDER * max(scale, 1e-300)
+    if res.status != SolveStatus.OPTIMAL or res.x is None:
+        return FirstOrder(None, "lp", tolerance=tol, reason=f"first-order LP ended {res.raw_status}",
+                          solver_calls=[call])
+    d = np.clip(res.x[:p], -1.0, 1.0)
+    value = one.evaluate(d)  # recomputed, not the solver's objective
+    if value < -tol:
+        return FirstOrder(False, "lp", min_value=value, tolerance=tol, direction=d, solver_calls=[call])
+    cert = _lp_certificate(one, prog, res)
+    if cert is None or not cert["ok"]:
+        alt = _clarke(one)
+        if alt is not None and alt[2] is not None and alt[2]["ok"]:
+            cert = alt[2]
+            call = [call, alt[1]]
+    calls = call if isinstance(call, list) else [call]
+    if cert is None or not cert["ok"]:
+        return FirstOrder(None, "lp", min_value=value, tolerance=tol, certificate=cert or {},
+                          reason="the LP finds no descent, but no multipliers closing the subgradient "
+                                 "equation could be confirmed", solver_calls=calls)
+    return FirstOrder(True, "lp", min_value=value, tolerance=tol, certificate=cert, solver_calls=calls)
+
+
+def _lp_certificate(one: OneLevel, prog, res) -> dict | None:
+    """Multipliers from the LP's row duals (HiGHS: reduced costs are ``c - A' y``), re-checked."""
+    if res.row_duals is None:
+        return None
+    J = one.n_generators
+    y = res.row_duals
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.where(one.gamma > 0, np.abs(y[:J]) / one.gamma, 0.0)
+    lam = np.clip(lam, 0.0, 1.0)
+    pis, pos = [], J
+    for _, S in one.multi:
+        m = S.shape[0]
+        z = np.abs(y[pos:pos + m])
+        pis.append(z / z.sum() if z.sum() > 0 else np.full(m, 1.0 / m))
+        pos += m
+    return certificate_from_multipliers(one, lam, pis, source="lp_duals")
+
+
+def certificate_from_multipliers(one: OneLevel, lam: np.ndarray, pis: list, source: str) -> dict:
+    rho = one.subgradient(lam, pis)
+    size = float(np.abs(one.g).max(initial=0.0))
+    if one.n_generators:
+        size = max(size, float(np.max(np.abs(one.gamma) * np.asarray(abs(one.a).max(axis=1).todense()).ravel(),
+                                      initial=0.0)))
+    tol = TOL_CERTIFICATE * max(size, 1e-300)
+    resid = float(np.abs(rho).max(initial=0.0))
+    return {"kind": "multipliers", "source": source, "lambda": lam, "pi": pis, "generators": one.source,
+            "residual_inf": resid, "residual_tolerance": tol, "ok": resid <= tol}
+
+
+def _clarke(one: OneLevel):
+    """Clarke distance by the min-norm QP, when the Gram matrix is small enough."""
+    J = one.n_generators + sum(S.shape[0] for _, S in one.multi)
+    if J == 0:
+        return float(np.linalg.norm(one.g)), {"purpose": "Clarke distance", "status": "closed form"}, None
+    if J * J > DENSE_LIMIT or one.a.nnz * max(J, 1) > 50 * DENSE_LIMIT:
+        return None
+    prog = clarke_qp(one)
+    res = solve(prog)
+    call = {"purpose": "Clarke distance QP", **res.to_dict()}
+    if res.x is None:
+        return None
+    lam, pis = split_multipliers(one, res.x)
+    rho = one.subgradient(lam, pis)
+    cert = certificate_from_multipliers(one, lam, pis, source="clarke_qp") if one.convex else None
+    return float(np.linalg.norm(rho)), call, cert
+
+
+def _likq_test(one: OneLevel) -> FirstOrder | None:
+    """Griewank–Walther fast path: with linearly independent kink rows one solve decides."""
+    if one.multi:
+        return None
+    J, p = one.n_generators, one.g.size
+    if J * p > DENSE_LIMIT or J > 4000:
+        return None
+    A = one.a.toarray()
+    gram = A @ A.T
+    ev = np.linalg.eigvalsh(gram)
+    if ev.size and ev[0] <= 1e-10 * max(ev[-1], 1e-300):
+        return None  # LIKQ fails: the MILP decides
+    mu = np.linalg.solve(gram, -(A @ one.g))
+    resid = one.g + A.T @ mu
+    scale = one.scale()
+    tol = TOL_FIRST_ORDER * max(scale, 1e-300)
+    if np.abs(resid).sum() > tol:
+        d = -resid / np.abs(resid).max()
+        return FirstOrder(False, "likq", min_value=one.evaluate(d), tolerance=tol, direction=d,
+                          certificate={"kind": "likq", "tangential_residual": float(np.abs(resid).sum())})
+    viol_low = -mu                       # needs mu >= 0
+    viol_high = mu - one.gamma           # needs mu <= gamma
+    j_low, j_high = int(np.argmax(viol_low)), int(np.argmax(viol_high))
+    worst = max(viol_low[j_low], viol_high[j_high])
+    if worst > tol:
+        j, u = (j_low, -1.0) if viol_low[j_low] >= viol_high[j_high] else (j_high, 1.0)
+        e = np.zeros(J)
+        e[j] = u
+        d = A.T @ np.linalg.solve(gram, e)
+        d /= np.abs(d).max()
+        return FirstOrder(False, "likq", min_value=one.evaluate(d), tolerance=tol, direction=d,
+                          certificate={"kind": "likq", "violating_generator": one.source[j], "mu": float(mu[j]),
+                                       "gamma": float(one.gamma[j])})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = np.clip(np.where(one.gamma > 0, mu / one.gamma, 0.0), 0.0, 1.0)
+    cert = certificate_from_multipliers(one, lam, [], source="likq")
+    return FirstOrder(bool(cert["ok"]) or None, "likq", min_value=0.0, tolerance=tol, certificate=cert)
+
+
+def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
+    prog, layout = descent_milp(fo)
+    res = solve(prog, time_limit=time_limit)
+    call = {"purpose": "first-order MILP (concave or nested kinks)", **res.to_dict(),
+            "n_binary": layout["n_binary"], "big_m_max": layout["big_m_max"]}
+    tol = TOL_FIRST_ORDER * max(fo.scale(), 1e-300)
+    d = None
+    value = None
+    if res.x is not None:
+        d = np.clip(res.x[layout["d"]], -1.0, 1.0)
+        value = fo.evaluate(d)  # recomputed on the tangent network
+    if value is not None and value < -tol:
+        return FirstOrder(False, "milp", min_value=value, tolerance=tol, direction=d, solver_calls=[call])
+    if res.status == SolveStatus.OPTIMAL and res.dual_bound is not None and res.dual_bound >= -tol:
+        return FirstOrder(True, "milp", min_value=value if value is not None else res.dual_bound, tolerance=tol,
+                          certificate={"kind": "milp_bound", "dual_bound": res.dual_bound, "attested_by": "HiGHS MILP",
+                                       "rechecked": False},
+                          solver_calls=[call])
+    return FirstOrder(None, "milp", min_value=value, tolerance=tol,
+                      reason=f"first-order MILP stopped ({res.raw_status}) with bound {res.dual_bound} "
+                             f"and no verified descent", solver_calls=[call])
+
+
+# ---------------------------------------------------------------------------- refutation
+def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, d: np.ndarray,
+           max_halvings: int = 40) -> dict:
+    """Find a step ``t`` with a verified ``L(theta + t d) < L(theta)`` along a descent direction."""
+    slope_model = fo.evaluate(d)
+    slope_direct = directional_derivative(problem, fwd, kinks, d)
+    slope = max(slope_model, slope_direct)
+    theta = problem.theta
+    out = {"kind": "descent_direction", "direction": d, "directional_derivative": slope,
+           "directional_derivative_model": slope_model, "step": None, "verified": False}
+    if not slope < 0:
+        out["note"] = "the tangent network and the direct tangent pass disagree on descent"
+        return out
+    t_max = _step_to_next_kink(problem, fwd, kinks, d)
+    scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
+    t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
+    best = None
+    for _ in range(max_halvings):
+        theta_new = theta + t * d
+        if not np.array_equal(theta_new, theta):
+            f_new = problem.value(theta_new)
+            if f_new < problem.value():
+                dec = verified_decrease(problem, theta, theta_new)
+                if dec.verified:
+                    best = (t, dec)
+                    break
+        t *= 0.25
+    if best is None:
+        out["note"] = "no step gave a decrease larger than the rounding-error bound"
+        return out
+    t, dec = best
+    out.update({"step": t, **dec.to_dict()})
+    return out
+
+
+def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray) -> float:
+    """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches."""
+    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    t = np.inf
+    for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
+        mask = ~kinks.masks[l - 1] if kinks.masks else np.ones(z.shape, bool)
+        toward = mask & (z * v < 0)
+        if np.any(toward):
+            t = min(t, float(np.min(-z[toward] / v[toward])))
+    loss = problem.loss
+    if loss.piecewise_linear:
+        vals, slopes = loss.pieces(fwd.output, problem.Y)
+        dv = np.einsum("igpc,ic->igp", slopes, dz[-1])
+        best = vals.max(axis=2, keepdims=True)
+        best_idx = vals.argmax(axis=2)
+        dbest = np.take_along_axis(dv, best_idx[:, :, None], axis=2)
+        gap = best - vals
+        closing = dv - dbest
+        sel = (gap > 0) & (closing > 0)
+        if np.any(sel):
+            t = min(t, float(np.min(gap[sel] / closing[sel])))
+    return float(t) if np.isfinite(t) else 1.0
+
+
+def _problem_info(problem: Problem, loss_value: float) -> dict:
+    import hashlib
+    net = problem.network
+
+    def digest(arr):
+        return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
+
+    return {"widths": list(net.widths), "activation": net.activation.spec, "loss": problem.loss.name,
+            "weight_decay": problem.weight_decay, "n_samples": problem.n_samples, "n_params": net.n_params,
+            "loss_value": loss_value,
+            "fingerprint": {"theta": digest(net.theta), "X": digest(problem.X),
+                            "y": digest(np.asarray(problem.data.y, dtype=np.float64))}}

@@ -1,0 +1,251 @@
+"""First-order formulations (DESIGN.md §3): is ``L'(theta; d) >= 0`` for every ``d``?
+
+``L'(theta; .)`` is positively homogeneous, so it is non-negative everywhere iff its minimum over
+the box ``||d||_inf <= 1`` is 0. With one level of kinks it reads::
+
+    L'(theta; d) = g . d + sum_j gamma_j max(a_j . d, 0) + (1/n) sum_q max_a S_qa . (G_q d)
+
+(:class:`OneLevel`; unit kinks give ``gamma_j = c_j (s_pos - s_neg)``, two-piece loss kinks
+``gamma_j = 1/n``, ties of three or more classes the last sum). Then:
+
+* all ``gamma_j >= 0``: it is convex and **one LP** decides (:func:`descent_lp`); its multiplier
+  certificate ``0 = g + sum_j gamma_j lambda_j a_j + (1/n) sum_q G_q' S_q' pi_q`` with
+  ``lambda in [0, 1]``, ``pi_q`` in a simplex comes from the min-norm problem :func:`clarke_qp`;
+* some ``gamma_j < 0`` (concave) or kinks nested in kinks: a **MILP** with one binary per such
+  kink (:func:`descent_milp`), big-M from interval bounds over the box, as in MIP verifiers;
+* the Clarke measure ``dist(0, conv of piece gradients)`` is :func:`clarke_qp`'s optimum (one
+  level only): a diagnostic, never the verdict — with concave kinks it can be 0 at a point with a
+  descent direction.
+
+Nothing here imports a solver; the problems are plain data (:mod:`certify.problems`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..problems import LinearProgram, MixedIntegerProgram, QuadraticProgram
+from ..tangent import FirstOrderModel
+
+
+@dataclass(frozen=True, eq=False)
+class OneLevel:
+    """``L'(theta; d) = g.d + sum_j gamma_j max(a_j.d, 0) + (1/n) sum_q max_a S_qa.(G_q d)``.
+
+    ``source[j]`` says where generator ``j`` comes from: ``("unit", k)`` for row ``k`` of the
+    :class:`FirstOrderModel` or ``("loss", group)`` for a two-piece loss kink.
+    """
+
+    g: np.ndarray
+    a: sp.csr_matrix
+    gamma: np.ndarray
+    multi: list  # (G_q (C, p) csr, S_q (m, C))
+    n: int
+    source: list
+
+    @property
+    def n_generators(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def convex(self) -> bool:
+        return bool(np.all(self.gamma >= 0))
+
+    def evaluate(self, d: np.ndarray) -> float:
+        val = float(self.g @ d + self.gamma @ np.maximum(self.a @ d, 0.0))
+        for G, S in self.multi:
+            val += float(np.max(S @ (G @ d))) / self.n
+        return val
+
+    def subgradient(self, lam: np.ndarray, pis: list) -> np.ndarray:
+        """``g + a' (gamma * lam) + (1/n) sum_q G_q' S_q' pi_q``: an element of the subdifferential."""
+        out = self.g + self.a.T @ (self.gamma * lam)
+        for (G, S), pi in zip(self.multi, pis):
+            out = out + (G.T @ (S.T @ pi)) / self.n
+        return np.asarray(out).ravel()
+
+    def scale(self) -> float:
+        s = float(np.abs(self.g).sum())
+        if self.n_generators:
+            s += float(np.abs(self.gamma) @ np.asarray(abs(self.a).sum(axis=1)).ravel())
+        for G, S in self.multi:
+            s += float(np.abs(S).max(axis=0) @ np.asarray(abs(G).sum(axis=1)).ravel()) / self.n
+        return s
+
+
+def one_level(fo: FirstOrderModel) -> OneLevel:
+    """Rewrite a non-nested :class:`FirstOrderModel` with one generator per kink."""
+    if fo.nested:
+        raise ValueError("one_level needs a model without nested kinks")
+    gamma_units = fo.c * (fo.s_pos - fo.s_neg)
+    g = fo.g + fo.A.T @ (fo.c * fo.s_neg)
+    rows = [fo.A]
+    gammas = [gamma_units]
+    source = [("unit", int(k)) for k in range(fo.n_kinks)]
+    multi = []
+    C = fo.n_outputs
+    extra_rows = []
+    for q, (s, S) in enumerate(fo.groups):
+        Gs = fo.G[s * C:(s + 1) * C]
+        g = g + (Gs.T @ S[0]) / fo.n
+        if S.shape[0] == 2:
+            extra_rows.append(sp.csr_matrix(Gs.T @ (S[1] - S[0])).T)
+            source.append(("loss", q))
+        elif S.shape[0] > 2:
+            multi.append((Gs, S - S[0]))
+    if extra_rows:
+        rows.append(sp.vstack(extra_rows, format="csr"))
+        gammas.append(np.full(len(extra_rows), 1.0 / fo.n))
+    a = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, fo.n_params))
+    return OneLevel(g=np.asarray(g).ravel(), a=a, gamma=np.concatenate(gammas), multi=multi, n=fo.n,
+                    source=source)
+
+
+# ---------------------------------------------------------------------------- LP
+def descent_lp(one: OneLevel) -> LinearProgram:
+    """``min g.d + gamma.r + (1/n) sum t`` s.t. ``r >= a d, r >= 0, t_q >= S_qa G_q d, |d| <= 1``.
+
+    Columns: ``d`` (p), ``r`` (J), ``t`` (one per multi-piece group). Needs ``gamma >= 0``.
+    """
+    if not one.convex:
+        raise ValueError("descent_lp needs convex kinks (gamma >= 0)")
+    p, J, Q = one.g.size, one.n_generators, len(one.multi)
+    blocks = [[-one.a, sp.identity(J, format="csr"), sp.csr_matrix((J, Q))]]
+    for q, (G, S) in enumerate(one.multi):
+        m = S.shape[0]
+        tcol = sp.csr_matrix((np.ones(m), (np.arange(m), np.full(m, q))), shape=(m, Q))
+        blocks.append([-sp.csr_matrix(S) @ G, sp.csr_matrix((m, J)), tcol])
+    A = sp.bmat(blocks, format="csr")
+    cost = np.concatenate([one.g, one.gamma, np.full(Q, 1.0 / one.n)])
+    lower = np.concatenate([-np.ones(p), np.zeros(J), np.full(Q, -np.inf)])
+    upper = np.concatenate([np.ones(p), np.full(J, np.inf), np.full(Q, np.inf)])
+    return LinearProgram(c=cost, A=A, row_lower=np.zeros(A.shape[0]), row_upper=np.full(A.shape[0], np.inf),
+                         col_lower=lower, col_upper=upper)
+
+
+# ---------------------------------------------------------------------------- Clarke QP
+def clarke_qp(one: OneLevel) -> QuadraticProgram:
+    """Min-norm element of ``g + sum_j gamma_j [0,1] a_j + (1/n) sum_q G_q' S_q' simplex``.
+
+    Variables ``lambda`` (J, box [0, 1]) and ``pi`` (simplex per multi group); objective
+    ``1/2 ||W x + g||^2`` with the Gram matrix ``W'W`` (PSD by construction) as Hessian.
+    For convex kinks this set is ``∂L(theta)`` and a zero optimum certifies d-stationarity.
+    """
+    cols = [one.a.T.multiply(one.gamma[None, :]).tocsc()] if one.n_generators else []
+    for G, S in one.multi:
+        cols.append(sp.csc_matrix(G.T @ S.T) / one.n)
+    p = one.g.size
+    W = sp.hstack(cols, format="csc") if cols else sp.csc_matrix((p, 0))
+    Q = (W.T @ W).tocsc()
+    Q = 0.5 * (Q + Q.T)
+    c = np.asarray(W.T @ one.g).ravel()
+    J = one.n_generators
+    sizes = [S.shape[0] for _, S in one.multi]
+    n_var = J + sum(sizes)
+    rows, cols_idx = [], []
+    pos = J
+    for q, m in enumerate(sizes):
+        rows += [q] * m
+        cols_idx += list(range(pos, pos + m))
+        pos += m
+    A = sp.csr_matrix((np.ones(len(rows)), (rows, cols_idx)), shape=(len(sizes), n_var))
+    return QuadraticProgram(c=c, A=A, row_lower=np.ones(len(sizes)), row_upper=np.ones(len(sizes)),
+                            col_lower=np.zeros(n_var), col_upper=np.ones(n_var), Q=Q,
+                            offset=0.5 * float(one.g @ one.g))
+
+
+def split_multipliers(one: OneLevel, x: np.ndarray) -> tuple[np.ndarray, list]:
+    """``(lambda, [pi_q])`` from a :func:`clarke_qp` solution, clipped to their sets."""
+    J = one.n_generators
+    lam = np.clip(x[:J], 0.0, 1.0)
+    pis, pos = [], J
+    for _, S in one.multi:
+        m = S.shape[0]
+        pi = np.clip(x[pos:pos + m], 0.0, None)
+        pi = pi / pi.sum() if pi.sum() > 0 else np.full(m, 1.0 / m)
+        pis.append(pi)
+        pos += m
+    return lam, pis
+
+
+# ---------------------------------------------------------------------------- MILP
+def descent_milp(fo: FirstOrderModel) -> tuple[MixedIntegerProgram, dict]:
+    """Exact minimisation of the tangent network over the box, with binaries where needed.
+
+    Columns: ``d`` (p); per unit kink ``v_k`` (tangent pre-activation) and ``r_k = max(v_k, 0)``;
+    one binary ``beta_k`` per kink that is concave or feeds another kink; ``t_q`` per kinked loss
+    group. ``u_k = s_neg v_k + (s_pos - s_neg) r_k``. Big-M bounds ``|v_k| <= B_k`` come from
+    interval arithmetic over ``|d| <= 1`` (valid, so the MILP is exact).
+    Returns the program and the column layout.
+    """
+    p, K = fo.n_params, fo.n_kinks
+    s_pos, s_neg = fo.s_pos, fo.s_neg
+    gam = s_pos - s_neg
+    kind = fo.kink_kind()
+    binary = np.nonzero(kind < 0)[0]
+    nb = binary.size
+    C = fo.n_outputs
+    kinked = [(q, s, S) for q, (s, S) in enumerate(fo.groups) if S.shape[0] >= 2]
+    Qn = len(kinked)
+    # bounds on v by interval arithmetic, in kink order (M is lower-triangular by layer)
+    Arow = np.asarray(abs(fo.A).sum(axis=1)).ravel()
+    B = Arow.copy()
+    if fo.M.nnz:
+        Mabs = abs(fo.M).tocsr()
+        umax = max(abs(s_pos), abs(s_neg))
+        for k in range(K):
+            lo, hi = Mabs.indptr[k], Mabs.indptr[k + 1]
+            if hi > lo:
+                B[k] = Arow[k] + float(Mabs.data[lo:hi] @ (umax * B[Mabs.indices[lo:hi]]))
+    B = np.maximum(B, 1e-12) * (1 + 1e-9) + 1e-12
+    # column layout
+    iv, ir, ib, it = p, p + K, p + 2 * K, p + 2 * K + nb
+    n_col = it + Qn
+    cost = np.zeros(n_col)
+    cost[:p] = fo.g
+    cost[iv:iv + K] = fo.c * s_neg
+    cost[ir:ir + K] = fo.c * gam
+    cost[it:] = 1.0 / fo.n
+    # u as a linear map of the columns: u = U @ x with U = [0, s_neg I, gam I, 0, 0]
+    U = sp.hstack([sp.csr_matrix((K, p)), s_neg * sp.identity(K), gam * sp.identity(K),
+                   sp.csr_matrix((K, nb + Qn))], format="csr")
+    # df of loss-kink samples as a linear map of the columns: G d + N u
+    DF = sp.hstack([fo.G, sp.csr_matrix((fo.G.shape[0], n_col - p))], format="csr") + fo.N @ U
+    # single-piece groups are linear: add (1/n) S.df to the cost
+    for s, S in fo.groups:
+        if S.shape[0] == 1:
+            cost += np.asarray(DF[s * C:(s + 1) * C].T @ S[0]).ravel() / fo.n
+    rows, lo, hi = [], [], []
+    # v_k - A_k d - M_k u = 0
+    E = sp.hstack([-fo.A, sp.identity(K), sp.csr_matrix((K, n_col - p - K))], format="csr") - fo.M @ U
+    rows.append(E); lo.append(np.zeros(K)); hi.append(np.zeros(K))
+    # r_k - v_k >= 0
+    R1 = sp.hstack([sp.csr_matrix((K, p)), -sp.identity(K), sp.identity(K), sp.csr_matrix((K, nb + Qn))],
+                   format="csr")
+    rows.append(R1); lo.append(np.zeros(K)); hi.append(np.full(K, np.inf))
+    if nb:
+        sel = sp.csr_matrix((np.ones(nb), (np.arange(nb), binary)), shape=(nb, K))
+        Bb = B[binary]
+        # r - v + B beta <= B     (beta = 1 -> r = v)
+        R2 = sp.hstack([sp.csr_matrix((nb, p)), -sel, sel, sp.diags(Bb), sp.csr_matrix((nb, Qn))], format="csr")
+        rows.append(R2); lo.append(np.full(nb, -np.inf)); hi.append(Bb)
+        # r - B beta <= 0         (beta = 0 -> r = 0)
+        R3 = sp.hstack([sp.csr_matrix((nb, p + K)), sel, sp.diags(-Bb), sp.csr_matrix((nb, Qn))], format="csr")
+        rows.append(R3); lo.append(np.full(nb, -np.inf)); hi.append(np.zeros(nb))
+    for j, (q, s, S) in enumerate(kinked):
+        m = S.shape[0]
+        tcol = sp.csr_matrix((np.ones(m), (np.arange(m), np.full(m, it + j))), shape=(m, n_col))
+        rows.append(tcol - sp.csr_matrix(S) @ DF[s * C:(s + 1) * C])
+        lo.append(np.zeros(m)); hi.append(np.full(m, np.inf))
+    A = sp.vstack(rows, format="csr")
+    col_lower = np.concatenate([-np.ones(p), -B, np.zeros(K), np.zeros(nb), np.full(Qn, -np.inf)])
+    col_upper = np.concatenate([np.ones(p), B, B, np.ones(nb), np.full(Qn, np.inf)])
+    integ = np.zeros(n_col, dtype=np.int8)
+    integ[ib:ib + nb] = 1
+    prog = MixedIntegerProgram(c=cost, A=A, row_lower=np.concatenate(lo), row_upper=np.concatenate(hi),
+                               col_lower=col_lower, col_upper=col_upper, integrality=integ)
+    return prog, {"d": slice(0, p), "v": slice(iv, iv + K), "r": slice(ir, ir + K), "n_binary": nb,
+                  "big_m_max": float(B.max(initial=0.0))}

@@ -1,0 +1,150 @@
+"""The result of a check: a verdict, the reason, and the data that proves it.
+
+The JSON form (``Report.to_dict``) is versioned (``schema``) and is what ``certify verify`` reads.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "certify.report/1"
+
+
+class Verdict(str, enum.Enum):
+    LOCAL_MIN = "local_min"
+    SADDLE = "saddle"
+    NOT_STATIONARY = "not_stationary"
+    INCONCLUSIVE = "inconclusive"
+
+    @property
+    def exit_code(self) -> int:
+        return {"local_min": 0, "saddle": 10, "not_stationary": 11, "inconclusive": 20}[self.value]
+
+
+@dataclass
+class Report:
+    """What :func:`certify.check` returns.
+
+    Attributes
+    ----------
+    verdict : Verdict
+        ``local_min``, ``saddle``, ``not_stationary`` or ``inconclusive``.
+    reason : str
+        One sentence: why this verdict (or why none could be reached).
+    flags : dict
+        ``strict``, ``flat``, ``differentiable``, ``at_kink``, ``global``, ``spurious``, ``method``...
+        (a flag is absent or ``None`` when it is unknown).
+    problem : dict
+        Architecture, activation, loss, weight decay, sizes, loss value, fingerprints.
+    kinks : dict
+        Counts of unit and loss kinks, the tolerance used, how many were exact zeros.
+    first_order : dict
+        The first-order decision: method, minimum of ``L'(theta; d)`` over the unit box, tolerance,
+        Clarke distance (diagnostic), certificate (multipliers and residual).
+    second_order : dict or None
+    refutation : dict or None
+        For ``not_stationary`` / ``saddle``: the direction (or curve), the step, the directional
+        derivative and the verified decrease of the loss.
+    solver_calls : list of dict
+        Every solver call: kind, status (mapped and raw), objective, bound, time.
+    timings : dict
+        Seconds spent per stage, and the ratio to one loss-and-gradient evaluation.
+    """
+
+    verdict: Verdict
+    reason: str
+    flags: dict = field(default_factory=dict)
+    problem: dict = field(default_factory=dict)
+    kinks: dict = field(default_factory=dict)
+    first_order: dict = field(default_factory=dict)
+    second_order: dict | None = None
+    refutation: dict | None = None
+    solver_calls: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    version: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+    @property
+    def direction(self) -> np.ndarray | None:
+        """The refuting direction ``d`` (flat, theta's order), if there is one."""
+        if self.refutation and self.refutation.get("direction") is not None:
+            return np.asarray(self.refutation["direction"], dtype=np.float64)
+        return None
+
+    def to_dict(self) -> dict:
+        return _plain({
+            "schema": SCHEMA,
+            "certify_version": self.version,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "flags": self.flags,
+            "problem": self.problem,
+            "kinks": self.kinks,
+            "first_order": self.first_order,
+            "second_order": self.second_order,
+            "refutation": self.refutation,
+            "solver_calls": self.solver_calls,
+            "timings": self.timings,
+        })
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        lines = [f"verdict: {self.verdict.value}", f"reason:  {self.reason}"]
+        p = self.problem
+        if p:
+            lines.append(f"network: {p.get('widths')} {p.get('activation')}, loss {p.get('loss')}"
+                         f" (weight decay {p.get('weight_decay')}), n = {p.get('n_samples')}, p = {p.get('n_params')}")
+            lines.append(f"loss:    {p.get('loss_value'):.10g}")
+        k = self.kinks
+        if k:
+            lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss "
+                         f"(tolerance {k.get('tolerance'):g}, {k.get('near')} not exactly zero)")
+        fo = self.first_order
+        if fo:
+            lines.append(f"first order: {fo.get('method')}; min L'(theta; d) over |d|<=1 = "
+                         f"{_fmt(fo.get('min_directional_derivative'))}; Clarke distance {_fmt(fo.get('clarke_distance'))}")
+        r = self.refutation
+        if r:
+            lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, step t = {_fmt(r.get('step'))}, "
+                         f"L(theta) - L(theta + t d) = {_fmt(r.get('decrease'))} (error bound {_fmt(r.get('error_bound'))}, "
+                         f"{r.get('method')})")
+        if self.timings:
+            lines.append(f"time:    {self.timings.get('total_s', 0):.3f} s")
+        return "\n".join(lines)
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None else f"{x:.4g}" if isinstance(x, (int, float)) else str(x)
+
+
+def _plain(obj):
+    """JSON-safe copy: numpy to Python, non-finite floats to strings."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _plain(obj.tolist())
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, (np.floating, float)):
+        x = float(obj)
+        if np.isfinite(x):
+            return x
+        return "inf" if x > 0 else "-inf" if x < 0 else "nan"
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

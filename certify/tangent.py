@@ -1,0 +1,407 @@
+"""Derivatives of the training loss at a point with kinks: the *tangent network*.
+
+Pushing a direction ``d`` through the network gives the directional derivative ``L'(theta; d)``.
+Off the kinks this is ordinary forward-mode differentiation; at a unit kink the tangent passes
+through ``s'(0; v) = s_neg v + (s_pos - s_neg) max(v, 0)`` and at a loss kink through
+``max_{a active} s_a . df``. With every kink unit *blocked* (slope 0 in the linear part) the
+directional derivative is exactly (DESIGN.md §3)::
+
+    L'(theta; d) = g . d + sum_k c_k u_k + (1/n) sum_{i in loss kinks} sum_groups max_a s_a . df_i
+    u_k = s'(0; v_k),   v_k = A_k . d + sum_{k' upstream of k} M_{k k'} u_{k'}
+    df_i = G_i d + sum_k N_{i k} u_k
+
+where ``g`` is the gradient with kink units blocked, ``A_k`` the gradient of kink ``k``'s switching
+function (its pre-activation), ``c_k`` the adjoint of the loss at kink ``k``, and ``M``, ``N`` the
+couplings of nested kinks (a kink downstream of another in the same sample). This is a small
+piecewise-linear network in ``d`` with one ReLU-like unit per kink: :class:`FirstOrderModel`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .data import Problem
+from .kinks import KinkStructure
+from .network import ForwardPass
+
+
+# ---------------------------------------------------------------------------- smooth pieces
+def blocked_slopes(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | None) -> list:
+    """Activation slopes of every hidden unit, with kink units set to 0 (blocked)."""
+    act = problem.network.activation
+    D = []
+    for l, z in enumerate(fwd.pre[:-1], start=1):
+        s = act.slope(z)
+        if kinks is not None and kinks.masks:
+            s = np.where(kinks.masks[l - 1], 0.0, s)
+        D.append(s)
+    return D
+
+
+def backprop(problem: Problem, fwd: ForwardPass, D: list, delta_out: np.ndarray):
+    """Reverse pass with given slopes ``D``; ``delta_out`` is dL/df per sample (n, C).
+
+    Returns the flat gradient (without weight decay) and the adjoints ``dL/dx^l`` (before the
+    slope) of every hidden layer, ``adj[l-1]`` of shape ``(n, n_l)``.
+    """
+    net = problem.network
+    L = net.n_layers
+    parts = [None] * L
+    adj = [None] * (L - 1)
+    delta = delta_out
+    for l in range(L, 0, -1):
+        W = net.weights[l - 1]
+        x_prev = fwd.post[l - 1]
+        parts[l - 1] = np.concatenate([(delta.T @ x_prev).ravel(), delta.sum(axis=0)])
+        if l > 1:
+            a = delta @ W
+            adj[l - 2] = a
+            delta = a * D[l - 2]
+    return np.concatenate(parts), adj
+
+
+def loss_gradient(problem: Problem, fwd: ForwardPass | None = None) -> np.ndarray:
+    """The gradient of ``L`` where it is differentiable (kinks take the ``s_pos`` branch)."""
+    fwd = fwd or problem.network.forward(problem.X)
+    D = blocked_slopes(problem, fwd, None)
+    delta = problem.loss.gradient(fwd.output, problem.Y) / problem.n_samples
+    grad, _ = backprop(problem, fwd, D, delta)
+    if problem.weight_decay:
+        grad = grad + problem.weight_decay * problem.theta
+    return grad
+
+
+def tangent_forward(problem: Problem, fwd: ForwardPass, d: np.ndarray, D: list | None = None,
+                    kinks: KinkStructure | None = None):
+    """Forward-mode tangent ``dz^l`` of every layer along ``d``.
+
+    With ``kinks``, kink units pass the tangent through ``s'(0; .)``; otherwise through the slopes
+    ``D`` (default: the ordinary slopes). Returns the list of ``dz^l`` arrays (n, n_l).
+    """
+    net = problem.network
+    act = net.activation
+    layers = net.split(d)
+    if D is None:
+        D = blocked_slopes(problem, fwd, kinks)
+    dx = np.zeros_like(problem.X)
+    out = []
+    for l, ((W, b), (dW, db)) in enumerate(zip(zip(net.weights, net.biases), layers), start=1):
+        dz = fwd.post[l - 1] @ dW.T + db
+        if l > 1:
+            dz = dz + dx @ W.T
+        out.append(dz)
+        if l < net.n_layers:
+            dx = D[l - 1] * dz
+            if kinks is not None and kinks.masks:
+                m = kinks.masks[l - 1]
+                dx = np.where(m, act.directional(dz), dx)
+    return out
+
+
+def directional_derivative(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
+                           d: np.ndarray) -> float:
+    """``L'(theta; d)`` by a direct forward pass of the tangent (independent of the model below)."""
+    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    dF = dz[-1]
+    loss = problem.loss
+    n = problem.n_samples
+    if loss.smooth:
+        total = float(np.sum(loss.gradient(fwd.output, problem.Y) * dF))
+    else:
+        vals, slopes = loss.pieces(fwd.output, problem.Y)
+        best = vals.argmax(axis=2)
+        chosen = np.take_along_axis(slopes, best[:, :, None, None], axis=2)[:, :, 0, :]
+        per_group = np.einsum("igc,ic->ig", chosen, dF)
+        for q in range(kinks.n_loss):
+            i, g = kinks.loss_sample[q], kinks.loss_group[q]
+            per_group[i, g] = np.max(slopes[i, g, kinks.loss_active[q]] @ dF[i])
+        total = float(per_group.sum())
+    total /= n
+    if problem.weight_decay:
+        total += problem.weight_decay * float(np.dot(problem.theta, d))
+    return total
+
+
+# ---------------------------------------------------------------------------- switching rows
+def switching_rows(problem: Problem, fwd: ForwardPass, D: list, kinks: KinkStructure,
+                   t_sample: np.ndarray, t_layer: int, t_unit: np.ndarray, *, chunk: int = 2_000_000):
+    """Gradients of ``z^{t_layer}_{t_unit}(x_{t_sample})`` with kink units blocked.
+
+    Returns ``(R, Nest)``: ``R`` is a CSR matrix (T, p) of the rows; ``Nest`` a CSR matrix
+    (T, K) whose entry (t, k) is the coefficient of the tangent output ``u_k`` of an upstream
+    kink unit ``k`` of the same sample in the tangent of target ``t``.
+    """
+    net = problem.network
+    T = int(t_sample.size)
+    p = net.n_params
+    K = kinks.n_unit
+    if T == 0:
+        return sp.csr_matrix((0, p)), sp.csr_matrix((0, K))
+    # lookup of kink ids by (layer, sample): kinks are sorted by layer, then sample, then unit
+    rows_r, cols_r, vals_r = [], [], []
+    rows_n, cols_n, vals_n = [], [], []
+    l = t_layer
+    W = net.weights[l - 1]
+    n_in = W.shape[1]
+    w0, b0 = net.offsets[l - 1]
+    x_prev = fwd.post[l - 1][t_sample]  # (T, n_in)
+    tt = np.arange(T)
+    rows_r.append(np.repeat(tt, n_in))
+    cols_r.append((w0 + t_unit[:, None] * n_in + np.arange(n_in)[None, :]).ravel())
+    vals_r.append(x_prev.ravel())
+    rows_r.append(tt)
+    cols_r.append(b0 + t_unit)
+    vals_r.append(np.ones(T))
+    if l > 1:
+        a = W[t_unit]  # adjoint w.r.t. x^{l-1}, (T, n_{l-1})
+        for lp in range(l - 1, 0, -1):  # a is the adjoint at hidden layer lp's outputs
+            _record_nested(kinks, lp, t_sample, a, rows_n, cols_n, vals_n)
+            delta = a * D[lp - 1][t_sample]
+            Wl = net.weights[lp - 1]
+            w0l, b0l = net.offsets[lp - 1]
+            xin = fwd.post[lp - 1][t_sample]
+            n_out, n_inl = Wl.shape
+            step = max(1, chunk // max(1, n_out * n_inl))
+            for s in range(0, T, step):
+                blk = delta[s:s + step, :, None] * xin[s:s + step, None, :]
+                r, c = np.nonzero(blk.reshape(blk.shape[0], -1))
+                rows_r.append(r + s)
+                cols_r.append(w0l + c)
+                vals_r.append(blk.reshape(blk.shape[0], -1)[r, c])
+            r, c = np.nonzero(delta)
+            rows_r.append(r)
+            cols_r.append(b0l + c)
+            vals_r.append(delta[r, c])
+            if lp > 1:
+                a = delta @ Wl
+    R = sp.csr_matrix((np.concatenate(vals_r), (np.concatenate(rows_r), np.concatenate(cols_r))), shape=(T, p))
+    R.eliminate_zeros()
+    if rows_n:
+        Nest = sp.csr_matrix((np.concatenate(vals_n), (np.concatenate(rows_n), np.concatenate(cols_n))),
+                             shape=(T, K))
+        Nest.eliminate_zeros()
+    else:
+        Nest = sp.csr_matrix((T, K))
+    return R, Nest
+
+
+def _kink_ids(kinks: KinkStructure, layer: int):
+    """Kink ids of a hidden layer, with their samples and units (sorted by sample)."""
+    ids = np.nonzero(kinks.unit_layer == layer)[0]
+    return ids, kinks.unit_sample[ids], kinks.unit_index[ids]
+
+
+def _record_nested(kinks, layer, t_sample, adj, rows, cols, vals):
+    """Append (target, kink, adjoint) for kinks of ``layer`` in the targets' samples."""
+    ids, smp, unit = _kink_ids(kinks, layer)
+    if ids.size == 0:
+        return
+    lo = np.searchsorted(smp, t_sample, side="left")
+    hi = np.searchsorted(smp, t_sample, side="right")
+    for t in np.nonzero(hi > lo)[0]:
+        sel = slice(lo[t], hi[t])
+        coeff = adj[t, unit[sel]]
+        keep = coeff != 0
+        rows.append(np.full(int(keep.sum()), t))
+        cols.append(ids[sel][keep])
+        vals.append(coeff[keep])
+
+
+# ---------------------------------------------------------------------------- the model
+@dataclass(frozen=True, eq=False)
+class FirstOrderModel:
+    """The directional derivative ``d -> L'(theta; d)`` as a piecewise-linear tangent network.
+
+    Attributes
+    ----------
+    g : (p,) array
+        Linear part: gradient with kink units blocked (and weight decay), over samples without a
+        loss kink.
+    A : CSR (K, p)
+        Rows ``A_k`` of the unit kinks' switching functions (blocked).
+    M : CSR (K, K)
+        ``M[k, k']``: coefficient of ``u_{k'}`` in ``v_k`` (nested kinks, same sample, upstream).
+    c : (K,) array
+        Coefficient of ``u_k`` in ``L'`` (zero for kinks of loss-kink samples).
+    s_pos, s_neg : float
+        Activation slopes; ``u_k = s_neg v_k + (s_pos - s_neg) max(v_k, 0)``.
+    lk_sample : (S,) int array
+        Samples with a loss kink; for each, ``G[s*C:(s+1)*C]`` and ``N[s*C:(s+1)*C]`` give
+        ``df = G d + N u``.
+    groups : list of (s, slopes) with ``slopes`` an (m, C) array
+        Every loss group of those samples: a kinked one has ``m >= 2`` maximal pieces, a smooth
+        one ``m = 1``. Contribution ``(1/n) max_a slopes[a] . df_s``.
+    n : int
+        Number of samples (the ``1/n`` of the mean).
+    kink_ids : (K,) int array
+        Which kinks of the :class:`KinkStructure` the rows belong to (kinks with no first-order
+        effect are left out).
+    """
+
+    g: np.ndarray
+    A: sp.csr_matrix
+    M: sp.csr_matrix
+    c: np.ndarray
+    s_pos: float
+    s_neg: float
+    lk_sample: np.ndarray
+    G: sp.csr_matrix
+    N: sp.csr_matrix
+    groups: list
+    n: int
+    n_outputs: int
+    kink_ids: np.ndarray
+
+    @property
+    def n_params(self) -> int:
+        return self.g.size
+
+    @property
+    def n_kinks(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def n_loss_kinks(self) -> int:
+        return sum(1 for _, S in self.groups if S.shape[0] >= 2)
+
+    @property
+    def nested(self) -> bool:
+        """Whether any kink output feeds another kink (a unit or a loss kink)."""
+        return self.M.nnz > 0 or self.N.nnz > 0
+
+    @property
+    def smooth(self) -> bool:
+        return self.n_kinks == 0 and self.n_loss_kinks == 0
+
+    def kink_kind(self) -> np.ndarray:
+        """Per unit kink: +1 convex (``c_k (s_pos - s_neg) > 0`` and not nested), -1 otherwise."""
+        gamma = self.c * (self.s_pos - self.s_neg)
+        feeds = np.zeros(self.n_kinks, dtype=bool)
+        if self.M.nnz:
+            feeds |= np.asarray(abs(self.M).sum(axis=0)).ravel() > 0
+        if self.N.nnz:
+            feeds |= np.asarray(abs(self.N).sum(axis=0)).ravel() > 0
+        return np.where((gamma > 0) & ~feeds, 1, -1)
+
+    @property
+    def convex(self) -> bool:
+        """One level of convex kinks only: ``L'(theta; .)`` is convex and the LP decides."""
+        if self.N.nnz:
+            return False
+        return bool(np.all(self.kink_kind() == 1))
+
+    def evaluate(self, d: np.ndarray) -> float:
+        """``L'(theta; d)`` from the model (kinks processed in their layer order)."""
+        v, u = self.tangents(d)
+        total = float(self.g @ d + self.c @ u)
+        if self.groups:
+            dF = (self.G @ d + self.N @ u).reshape(-1, self.n_outputs)
+            total += sum(float(np.max(S @ dF[s])) for s, S in self.groups) / self.n
+        return total
+
+    def tangents(self, d: np.ndarray):
+        """Tangent pre-activations ``v`` and outputs ``u`` of the kink units along ``d``."""
+        v = self.A @ d
+        u = self._psi(v)
+        if self.M.nnz:
+            # kinks are sorted by layer, so M is strictly block-lower-triangular: iterate to a fixpoint
+            for _ in range(self.n_kinks):
+                v_new = self.A @ d + self.M @ u
+                u_new = self._psi(v_new)
+                if np.array_equal(v_new, v):
+                    break
+                v, u = v_new, u_new
+        return v, u
+
+    def _psi(self, v):
+        return self.s_neg * v + (self.s_pos - self.s_neg) * np.maximum(v, 0.0)
+
+    def scale(self) -> float:
+        """A size of ``L'`` over the unit box: the sum of absolute coefficients (for tolerances)."""
+        s = float(np.abs(self.g).sum())
+        if self.n_kinks:
+            bound = np.asarray(abs(self.A).sum(axis=1)).ravel()
+            s += float(np.abs(self.c) @ bound) * max(abs(self.s_pos), abs(self.s_neg))
+        if self.groups:
+            Gb = np.asarray(abs(self.G).sum(axis=1)).ravel().reshape(-1, self.n_outputs)
+            s += sum(float(np.abs(S).max(axis=0) @ Gb[s_]) for s_, S in self.groups) / self.n
+        return s
+
+
+def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure) -> FirstOrderModel:
+    """Build the tangent network of ``problem`` at its point (one reverse pass + switching rows)."""
+    net = problem.network
+    n, C = problem.n_samples, net.n_outputs
+    loss = problem.loss
+    D = blocked_slopes(problem, fwd, kinks)
+    lk_samples = kinks.loss_kink_samples
+    delta = loss.gradient(fwd.output, problem.Y) / n
+    delta[lk_samples] = 0.0
+    g, adj = backprop(problem, fwd, D, delta)
+    if problem.weight_decay:
+        g = g + problem.weight_decay * problem.theta
+    K = kinks.n_unit
+    c = np.zeros(K)
+    for l in range(1, net.n_layers):
+        sel = kinks.unit_layer == l
+        if np.any(sel):
+            c[sel] = adj[l - 1][kinks.unit_sample[sel], kinks.unit_index[sel]]
+    # rows of the unit kinks, layer by layer
+    A_parts, M_parts = [], []
+    for l in range(1, net.n_layers):
+        ids, smp, unit = _kink_ids(kinks, l)
+        R, Nest = switching_rows(problem, fwd, D, kinks, smp, l, unit)
+        A_parts.append(R)
+        M_parts.append(Nest)
+    A = sp.vstack(A_parts, format="csr") if A_parts else sp.csr_matrix((0, net.n_params))
+    M = sp.vstack(M_parts, format="csr") if M_parts else sp.csr_matrix((0, 0))
+    if A.shape[0] != K:
+        A = sp.csr_matrix((K, net.n_params))
+        M = sp.csr_matrix((K, K))
+    # loss-kink samples: full output rows
+    groups = []
+    if lk_samples.size:
+        t_sample = np.repeat(lk_samples, C)
+        t_unit = np.tile(np.arange(C), lk_samples.size)
+        G, N = switching_rows(problem, fwd, D, kinks, t_sample, net.n_layers, t_unit)
+        vals, slopes = loss.pieces(fwd.output, problem.Y)
+        kinked = {(int(i), int(gr)): act for i, gr, act in zip(kinks.loss_sample, kinks.loss_group, kinks.loss_active)}
+        for s, i in enumerate(lk_samples):
+            for gr in range(vals.shape[1]):
+                active = kinked.get((int(i), gr))
+                if active is None:
+                    active = np.array([int(np.argmax(vals[i, gr]))])
+                groups.append((s, slopes[i, gr, active]))
+    else:
+        G, N = sp.csr_matrix((0, net.n_params)), sp.csr_matrix((0, K))
+    s_pos, s_neg = net.activation.slopes
+    model = FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
+                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K))
+    return _drop_inert(model)
+
+
+def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
+    """Remove kinks whose output reaches ``L'`` through nothing (``c_k = 0``, no coupling)."""
+    K = model.n_kinks
+    if K == 0:
+        return model
+    relevant = model.c != 0
+    if model.N.nnz:
+        relevant |= np.asarray(abs(model.N).sum(axis=0)).ravel() > 0
+    if model.M.nnz:
+        Mabs = abs(model.M).tocsc()
+        for _ in range(K):  # propagate relevance upstream
+            new = relevant | (np.asarray(Mabs.T @ relevant.astype(float)).ravel() > 0)
+            if np.array_equal(new, relevant):
+                break
+            relevant = new
+    keep = np.nonzero(relevant)[0]
+    if keep.size == K:
+        return model
+    return FirstOrderModel(
+        g=model.g, A=model.A[keep], M=model.M[keep][:, keep], c=model.c[keep], s_pos=model.s_pos,
+        s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G, N=model.N[:, keep], groups=model.groups,
+        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep])
