@@ -41,11 +41,13 @@ def blocked_slopes(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | No
     return D
 
 
-def backprop(problem: Problem, fwd: ForwardPass, D: list, delta_out: np.ndarray):
+def backprop(problem: Problem, fwd: ForwardPass, D: list, delta_out: np.ndarray, *, absolute: bool = False):
     """Reverse pass with given slopes ``D``; ``delta_out`` is dL/df per sample (n, C).
 
     Returns the flat gradient (without weight decay) and the adjoints ``dL/dx^l`` (before the
-    slope) of every hidden layer, ``adj[l-1]`` of shape ``(n, n_l)``.
+    slope) of every hidden layer, ``adj[l-1]`` of shape ``(n, n_l)``. With ``absolute`` the pass
+    runs on ``|W|``, ``|x|`` (pass ``|D|`` and ``|delta_out|``): the result bounds the size of the
+    terms each gradient entry is summed from, the scale for deciding that a gradient is zero.
     """
     net = problem.network
     L = net.n_layers
@@ -53,8 +55,8 @@ def backprop(problem: Problem, fwd: ForwardPass, D: list, delta_out: np.ndarray)
     adj = [None] * (L - 1)
     delta = delta_out
     for l in range(L, 0, -1):
-        W = net.weights[l - 1]
-        x_prev = fwd.post[l - 1]
+        W = np.abs(net.weights[l - 1]) if absolute else net.weights[l - 1]
+        x_prev = np.abs(fwd.post[l - 1]) if absolute else fwd.post[l - 1]
         parts[l - 1] = np.concatenate([(delta.T @ x_prev).ravel(), delta.sum(axis=0)])
         if l > 1:
             a = delta @ W
@@ -239,6 +241,9 @@ class FirstOrderModel:
     kink_ids : (K,) int array
         Which kinks of the :class:`KinkStructure` the rows belong to (kinks with no first-order
         effect are left out).
+    g_scale : (p,) array
+        Size of the terms every gradient entry is a sum of (``|g| <= g_scale``): the scale against
+        which a gradient counts as zero.
     """
 
     g: np.ndarray
@@ -254,6 +259,7 @@ class FirstOrderModel:
     n: int
     n_outputs: int
     kink_ids: np.ndarray
+    g_scale: np.ndarray
 
     @property
     def n_params(self) -> int:
@@ -321,7 +327,7 @@ class FirstOrderModel:
 
     def scale(self) -> float:
         """A size of ``L'`` over the unit box: the sum of absolute coefficients (for tolerances)."""
-        s = float(np.abs(self.g).sum())
+        s = float(np.abs(self.g_scale).sum())
         if self.n_kinks:
             bound = np.asarray(abs(self.A).sum(axis=1)).ravel()
             s += float(np.abs(self.c) @ bound) * max(abs(self.s_pos), abs(self.s_neg))
@@ -341,8 +347,13 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure) 
     delta = loss.gradient(fwd.output, problem.Y) / n
     delta[lk_samples] = 0.0
     g, adj = backprop(problem, fwd, D, delta)
+    s_max = max(abs(v) for v in net.activation.slopes)
+    D_abs = [np.where(m, s_max, np.abs(d)) if m is not None else np.abs(d)
+             for d, m in zip(D, kinks.masks or [None] * len(D))]
+    g_scale, _ = backprop(problem, fwd, D_abs, np.abs(loss.gradient(fwd.output, problem.Y)) / n, absolute=True)
     if problem.weight_decay:
         g = g + problem.weight_decay * problem.theta
+        g_scale = g_scale + problem.weight_decay * np.abs(problem.theta)
     K = kinks.n_unit
     c = np.zeros(K)
     for l in range(1, net.n_layers):
@@ -379,7 +390,7 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure) 
         G, N = sp.csr_matrix((0, net.n_params)), sp.csr_matrix((0, K))
     s_pos, s_neg = net.activation.slopes
     model = FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
-                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K))
+                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), g_scale=g_scale)
     return _drop_inert(model)
 
 
@@ -404,4 +415,4 @@ def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
     return FirstOrderModel(
         g=model.g, A=model.A[keep], M=model.M[keep][:, keep], c=model.c[keep], s_pos=model.s_pos,
         s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G, N=model.N[:, keep], groups=model.groups,
-        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep])
+        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], g_scale=model.g_scale)

@@ -45,6 +45,7 @@ class OneLevel:
     multi: list  # (G_q (C, p) csr, S_q (m, C))
     n: int
     source: list
+    g_scale: np.ndarray | None = None
 
     @property
     def n_generators(self) -> int:
@@ -68,7 +69,7 @@ class OneLevel:
         return np.asarray(out).ravel()
 
     def scale(self) -> float:
-        s = float(np.abs(self.g).sum())
+        s = float(np.abs(self.g if self.g_scale is None else self.g_scale).sum())
         if self.n_generators:
             s += float(np.abs(self.gamma) @ np.asarray(abs(self.a).sum(axis=1)).ravel())
         for G, S in self.multi:
@@ -92,7 +93,7 @@ def one_level(fo: FirstOrderModel) -> OneLevel:
         Gs = fo.G[s * C:(s + 1) * C]
         g = g + (Gs.T @ S[0]) / fo.n
         if S.shape[0] == 2:
-            extra_rows.append(sp.csr_matrix(Gs.T @ (S[1] - S[0])).T)
+            extra_rows.append(sp.csr_matrix(np.asarray(Gs.T @ (S[1] - S[0])).reshape(1, -1)))
             source.append(("loss", q))
         elif S.shape[0] > 2:
             multi.append((Gs, S - S[0]))
@@ -101,7 +102,7 @@ def one_level(fo: FirstOrderModel) -> OneLevel:
         gammas.append(np.full(len(extra_rows), 1.0 / fo.n))
     a = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, fo.n_params))
     return OneLevel(g=np.asarray(g).ravel(), a=a, gamma=np.concatenate(gammas), multi=multi, n=fo.n,
-                    source=source)
+                    source=source, g_scale=fo.g_scale)
 
 
 # ---------------------------------------------------------------------------- LP
