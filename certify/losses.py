@@ -42,7 +42,9 @@ class Loss:
 
     @classmethod
     def parse(cls, spec: "str | Loss") -> "Loss":
-        """>>> Loss.parse("MSE").name
+        """Canonical loss from a name or alias.
+
+        >>> Loss.parse("MSE").name
         'square'
         """
         if isinstance(spec, Loss):
