@@ -18,15 +18,16 @@ import scipy.sparse as sp
 
 from . import __version__
 from .data import Dataset, Problem
-from .evaluate import verified_decrease
-from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, one_level,
+from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, one_level, one_level_milp,
                                     split_multipliers)
 from .kinks import DEFAULT_TOL, KinkStructure, find_kinks
 from .loaders import as_network
 from .network import ForwardPass
 from .report import Report, Verdict
 from .solvers import SolveStatus, solve
-from .tangent import FirstOrderModel, directional_derivative, first_order_model, tangent_forward
+from .refute import refute
+from .second_order import decide_second_order
+from .tangent import FirstOrderModel, first_order_model
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
     flags = {"differentiable": bool(fo_model.smooth), "at_kink": kinks.n_total > 0,
              "approximate": kinks.n_total > kinks.n_exact}
     refutation = None
+    second_order = None
     if fo.direction is not None:
         t3 = time.perf_counter()
         refutation = refute(problem, fwd, kinks, fo_model, fo.direction)
@@ -139,9 +141,22 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
                   f"(verified, {refutation['method']})")
         flags["method"] = fo.method
     elif fo.stationary:
-        verdict = Verdict.INCONCLUSIVE
-        reason = "first-order stationary; second-order test pending"
-        flags["method"] = fo.method
+        t4 = time.perf_counter()
+        so = decide_second_order(problem, fwd, kinks, fo_model, fo, time_limit=time_limit)
+        timings["second_order_s"] = time.perf_counter() - t4
+        second_order = so.to_dict()
+        fo.solver_calls.extend(so.solver_calls)
+        flags.update({k: v for k, v in so.flags.items() if v is not None or k not in flags})
+        flags["method"] = so.method
+        if so.verdict == "local_min":
+            verdict, reason = Verdict.LOCAL_MIN, so.reason
+            flags.setdefault("global", None)
+            flags.setdefault("spurious", None)
+        elif so.verdict == "saddle":
+            verdict, reason = Verdict.SADDLE, so.reason
+            refutation = so.refutation
+        else:
+            verdict, reason = Verdict.INCONCLUSIVE, so.reason
     elif fo.direction is not None:
         verdict = Verdict.INCONCLUSIVE
         reason = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g}) but no "
@@ -152,7 +167,8 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
         reason = fo.reason or "first-order test undecided"
     timings["total_s"] = time.perf_counter() - t0
     return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
-                  first_order=fo.to_dict(), refutation=refutation, solver_calls=fo.solver_calls,
+                  first_order=fo.to_dict(), second_order=second_order, refutation=refutation,
+                  solver_calls=fo.solver_calls,
                   timings=timings, version=__version__)
 
 
@@ -166,21 +182,32 @@ def decide_first_order(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
         one = one_level(fo)
         if one.n_generators == 0 and not one.multi:
             return _gradient_test(fo, g=one.g)
-        clarke = _clarke(one)
-        if one.convex:
-            out = _lp_test(one)
-        else:
-            out = _likq_test(one)
-            if out is None:
-                out = _milp_test(fo, time_limit)
-        if clarke is not None:
-            out.clarke_distance = clarke[0]
-            out.solver_calls.append(clarke[1])
-        return out
+        return decide_one_level(one, time_limit=time_limit)
     out = _milp_test(fo, time_limit)
     if not out.reason:
         out.reason = "nested kinks: Clarke distance not computed (no closed form for the hull)"
     return out
+
+
+def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = True) -> FirstOrder:
+    """d-stationarity of ``g.d + sum_j gamma_j max(a_j.d, 0) + ...``: LP, LIKQ solve, or MILP."""
+    if one.convex:
+        out = _lp_test(one)
+    else:
+        out = _likq_test(one)
+        if out is None:
+            out = _milp_one_level(one, time_limit)
+    if clarke:
+        c = _clarke(one)
+        if c is not None:
+            out.clarke_distance = c[0]
+            out.solver_calls.append(c[1])
+    return out
+
+
+def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
+    prog, layout = one_level_milp(one)
+    return _milp_outcome(prog, layout, one.evaluate, TOL_FIRST_ORDER * max(one.scale(), 1e-300), time_limit)
 
 
 def _gradient_test(fo: FirstOrderModel, g: np.ndarray | None = None) -> FirstOrder:
@@ -250,7 +277,7 @@ def _lp_certificate(one: OneLevel, prog, res) -> dict | None:
 
 def certificate_from_multipliers(one: OneLevel, lam: np.ndarray, pis: list, source: str) -> dict:
     rho = one.subgradient(lam, pis)
-    size = float(np.abs(one.g).max(initial=0.0))
+    size = float(np.abs(one.g if one.g_scale is None else one.g_scale).max(initial=0.0))
     if one.n_generators:
         size = max(size, float(np.max(np.abs(one.gamma) * np.asarray(abs(one.a).max(axis=1).todense()).ravel(),
                                       initial=0.0)))
@@ -319,15 +346,18 @@ def _likq_test(one: OneLevel) -> FirstOrder | None:
 
 def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
     prog, layout = descent_milp(fo)
+    return _milp_outcome(prog, layout, fo.evaluate, TOL_FIRST_ORDER * max(fo.scale(), 1e-300), time_limit)
+
+
+def _milp_outcome(prog, layout, evaluate, tol, time_limit) -> FirstOrder:
     res = solve(prog, time_limit=time_limit)
     call = {"purpose": "first-order MILP (concave or nested kinks)", **res.to_dict(),
             "n_binary": layout["n_binary"], "big_m_max": layout["big_m_max"]}
-    tol = TOL_FIRST_ORDER * max(fo.scale(), 1e-300)
     d = None
     value = None
     if res.x is not None:
         d = np.clip(res.x[layout["d"]], -1.0, 1.0)
-        value = fo.evaluate(d)  # recomputed on the tangent network
+        value = evaluate(d)  # recomputed on the tangent network
     if value is not None and value < -tol:
         return FirstOrder(False, "milp", min_value=value, tolerance=tol, direction=d, solver_calls=[call])
     if res.status == SolveStatus.OPTIMAL and res.dual_bound is not None and res.dual_bound >= -tol:
@@ -338,65 +368,6 @@ def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
     return FirstOrder(None, "milp", min_value=value, tolerance=tol,
                       reason=f"first-order MILP stopped ({res.raw_status}) with bound {res.dual_bound} "
                              f"and no verified descent", solver_calls=[call])
-
-
-# ---------------------------------------------------------------------------- refutation
-def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, d: np.ndarray,
-           max_halvings: int = 40) -> dict:
-    """Find a step ``t`` with a verified ``L(theta + t d) < L(theta)`` along a descent direction."""
-    slope_model = fo.evaluate(d)
-    slope_direct = directional_derivative(problem, fwd, kinks, d)
-    slope = max(slope_model, slope_direct)
-    theta = problem.theta
-    out = {"kind": "descent_direction", "direction": d, "directional_derivative": slope,
-           "directional_derivative_model": slope_model, "step": None, "verified": False}
-    if not slope < 0:
-        out["note"] = "the tangent network and the direct tangent pass disagree on descent"
-        return out
-    t_max = _step_to_next_kink(problem, fwd, kinks, d)
-    scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
-    t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
-    best = None
-    for _ in range(max_halvings):
-        theta_new = theta + t * d
-        if not np.array_equal(theta_new, theta):
-            f_new = problem.value(theta_new)
-            if f_new < problem.value():
-                dec = verified_decrease(problem, theta, theta_new)
-                if dec.verified:
-                    best = (t, dec)
-                    break
-        t *= 0.25
-    if best is None:
-        out["note"] = "no step gave a decrease larger than the rounding-error bound"
-        return out
-    t, dec = best
-    out.update({"step": t, **dec.to_dict()})
-    return out
-
-
-def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray) -> float:
-    """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches."""
-    dz = tangent_forward(problem, fwd, d, kinks=kinks)
-    t = np.inf
-    for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
-        mask = ~kinks.masks[l - 1] if kinks.masks else np.ones(z.shape, bool)
-        toward = mask & (z * v < 0)
-        if np.any(toward):
-            t = min(t, float(np.min(-z[toward] / v[toward])))
-    loss = problem.loss
-    if loss.piecewise_linear:
-        vals, slopes = loss.pieces(fwd.output, problem.Y)
-        dv = np.einsum("igpc,ic->igp", slopes, dz[-1])
-        best = vals.max(axis=2, keepdims=True)
-        best_idx = vals.argmax(axis=2)
-        dbest = np.take_along_axis(dv, best_idx[:, :, None], axis=2)
-        gap = best - vals
-        closing = dv - dbest
-        sel = (gap > 0) & (closing > 0)
-        if np.any(sel):
-            t = min(t, float(np.min(gap[sel] / closing[sel])))
-    return float(t) if np.isfinite(t) else 1.0
 
 
 def _problem_info(problem: Problem, loss_value: float) -> dict:

@@ -416,3 +416,61 @@ def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
         g=model.g, A=model.A[keep], M=model.M[keep][:, keep], c=model.c[keep], s_pos=model.s_pos,
         s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G, N=model.N[:, keep], groups=model.groups,
         n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], g_scale=model.g_scale)
+
+
+# ---------------------------------------------------------------------------- second order
+def piece_slopes(problem: Problem, fwd: ForwardPass) -> list:
+    """Activation slopes of the current cell (valid for the Hessian only where no unit is on a kink)."""
+    return blocked_slopes(problem, fwd, None)
+
+
+def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.ndarray,
+                           loss_grad: np.ndarray | None = None) -> np.ndarray:
+    """``H v`` for the smooth piece with activation slopes ``D`` (forward-over-reverse, Pearlmutter).
+
+    Inside a cell every activation is linear (``x = D z``), so this is the exact Hessian of the
+    piece's loss; on a cell without kinks it is the Hessian of ``L``.
+    """
+    net = problem.network
+    L = net.n_layers
+    n = problem.n_samples
+    loss = problem.loss
+    layers = net.split(v)
+    F = fwd.output
+    # tangent forward
+    dxs = [np.zeros_like(problem.X)]
+    dz = None
+    for l, ((W, _), (dW, db)) in enumerate(zip(zip(net.weights, net.biases), layers), start=1):
+        dz = fwd.post[l - 1] @ dW.T + db
+        if l > 1:
+            dz = dz + dxs[-1] @ W.T
+        if l < L:
+            dxs.append(D[l - 1] * dz)
+    dF = dz
+    delta = (loss.gradient(F, problem.Y) if loss_grad is None else loss_grad) / n
+    ddelta = loss.hessian_apply(F, problem.Y, dF) / n
+    parts = [None] * L
+    for l in range(L, 0, -1):
+        W = net.weights[l - 1]
+        dW = layers[l - 1][0]
+        x_prev, dx_prev = fwd.post[l - 1], dxs[l - 1]
+        gW = ddelta.T @ x_prev + delta.T @ dx_prev
+        parts[l - 1] = np.concatenate([gW.ravel(), ddelta.sum(axis=0)])
+        if l > 1:
+            a = delta @ W
+            da = ddelta @ W + delta @ dW
+            delta, ddelta = a * D[l - 2], da * D[l - 2]
+    out = np.concatenate(parts)
+    if problem.weight_decay:
+        out = out + problem.weight_decay * v
+    return out
+
+
+def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray | None = None) -> np.ndarray:
+    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column; symmetrised."""
+    p = problem.n_params
+    cols = np.eye(p) if basis is None else basis
+    loss_grad = problem.loss.gradient(fwd.output, problem.Y)
+    HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad)
+                          for j in range(cols.shape[1])])
+    return HB

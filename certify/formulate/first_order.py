@@ -250,3 +250,40 @@ def descent_milp(fo: FirstOrderModel) -> tuple[MixedIntegerProgram, dict]:
                                col_lower=col_lower, col_upper=col_upper, integrality=integ)
     return prog, {"d": slice(0, p), "v": slice(iv, iv + K), "r": slice(ir, ir + K), "n_binary": nb,
                   "big_m_max": float(B.max(initial=0.0))}
+
+
+def one_level_milp(one: OneLevel) -> tuple[MixedIntegerProgram, dict]:
+    """MILP for a one-level model with concave generators (``gamma_j < 0``): one binary each.
+
+    Columns ``d`` (p), ``r`` (J) with ``r_j = max(a_j d, 0)``, binaries for concave ``j``, ``t``
+    per multi-piece group. Big-M ``B_j = ||a_j||_1`` bounds ``|a_j d|`` on the box exactly.
+    """
+    p, J, Q = one.g.size, one.n_generators, len(one.multi)
+    concave = np.nonzero(one.gamma < 0)[0]
+    nb = concave.size
+    B = np.asarray(abs(one.a).sum(axis=1)).ravel() * (1 + 1e-9) + 1e-12
+    n_col = p + J + nb + Q
+    I_J = sp.identity(J, format="csr")
+    rows = [sp.hstack([-one.a, I_J, sp.csr_matrix((J, nb + Q))], format="csr")]  # r - a d >= 0
+    lo, hi = [np.zeros(J)], [np.full(J, np.inf)]
+    if nb:
+        sel = sp.csr_matrix((np.ones(nb), (np.arange(nb), concave)), shape=(nb, J))
+        Bb = B[concave]
+        rows.append(sp.hstack([-(sel @ one.a), sel, sp.diags(Bb), sp.csr_matrix((nb, Q))], format="csr"))
+        lo.append(np.full(nb, -np.inf)); hi.append(Bb)                   # r - a d + B beta <= B
+        rows.append(sp.hstack([sp.csr_matrix((nb, p)), sel, sp.diags(-Bb), sp.csr_matrix((nb, Q))], format="csr"))
+        lo.append(np.full(nb, -np.inf)); hi.append(np.zeros(nb))         # r - B beta <= 0
+    for q, (G, S) in enumerate(one.multi):
+        m = S.shape[0]
+        tcol = sp.csr_matrix((np.ones(m), (np.arange(m), np.full(m, q))), shape=(m, Q))
+        rows.append(sp.hstack([-sp.csr_matrix(S) @ G, sp.csr_matrix((m, J + nb)), tcol], format="csr"))
+        lo.append(np.zeros(m)); hi.append(np.full(m, np.inf))
+    A = sp.vstack(rows, format="csr")
+    cost = np.concatenate([one.g, one.gamma, np.zeros(nb), np.full(Q, 1.0 / one.n)])
+    col_lower = np.concatenate([-np.ones(p), np.zeros(J), np.zeros(nb), np.full(Q, -np.inf)])
+    col_upper = np.concatenate([np.ones(p), B, np.ones(nb), np.full(Q, np.inf)])
+    integ = np.zeros(n_col, dtype=np.int8)
+    integ[p + J:p + J + nb] = 1
+    prog = MixedIntegerProgram(c=cost, A=A, row_lower=np.concatenate(lo), row_upper=np.concatenate(hi),
+                               col_lower=col_lower, col_upper=col_upper, integrality=integ)
+    return prog, {"d": slice(0, p), "n_binary": nb, "big_m_max": float(B.max(initial=0.0))}

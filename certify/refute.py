@@ -1,0 +1,98 @@
+"""Refutations: a direction or a curve along which the loss provably goes down.
+
+Every refutation is re-checked by evaluating the loss at the moved point with a rigorous rounding
+bound (:func:`certify.evaluate.verified_decrease`); without a verified decrease there is no
+``not_stationary`` and no ``saddle``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .data import Problem
+from .evaluate import verified_decrease
+from .kinks import KinkStructure
+from .network import ForwardPass
+from .tangent import FirstOrderModel, directional_derivative, tangent_forward
+
+
+def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, d: np.ndarray,
+           max_halvings: int = 40) -> dict:
+    """Find a step ``t`` with a verified ``L(theta + t d) < L(theta)`` along a descent direction."""
+    slope_model = fo.evaluate(d)
+    slope_direct = directional_derivative(problem, fwd, kinks, d)
+    slope = max(slope_model, slope_direct)
+    theta = problem.theta
+    out = {"kind": "descent_direction", "direction": d, "directional_derivative": slope,
+           "directional_derivative_model": slope_model, "step": None, "verified": False}
+    if not slope < 0:
+        out["note"] = "the tangent network and the direct tangent pass disagree on descent"
+        return out
+    t_max = _step_to_next_kink(problem, fwd, kinks, d)
+    scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
+    t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
+    best = None
+    for _ in range(max_halvings):
+        theta_new = theta + t * d
+        if not np.array_equal(theta_new, theta):
+            f_new = problem.value(theta_new)
+            if f_new < problem.value():
+                dec = verified_decrease(problem, theta, theta_new)
+                if dec.verified:
+                    best = (t, dec)
+                    break
+        t *= 0.25
+    if best is None:
+        out["note"] = "no step gave a decrease larger than the rounding-error bound"
+        return out
+    t, dec = best
+    out.update({"step": t, **dec.to_dict()})
+    return out
+
+
+def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray) -> float:
+    """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches."""
+    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    t = np.inf
+    for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
+        mask = ~kinks.masks[l - 1] if kinks.masks else np.ones(z.shape, bool)
+        toward = mask & (z * v < 0)
+        if np.any(toward):
+            t = min(t, float(np.min(-z[toward] / v[toward])))
+    loss = problem.loss
+    if loss.piecewise_linear:
+        vals, slopes = loss.pieces(fwd.output, problem.Y)
+        dv = np.einsum("igpc,ic->igp", slopes, dz[-1])
+        best = vals.max(axis=2, keepdims=True)
+        best_idx = vals.argmax(axis=2)
+        dbest = np.take_along_axis(dv, best_idx[:, :, None], axis=2)
+        gap = best - vals
+        closing = dv - dbest
+        sel = (gap > 0) & (closing > 0)
+        if np.any(sel):
+            t = min(t, float(np.min(gap[sel] / closing[sel])))
+    return float(t) if np.isfinite(t) else 1.0
+
+
+
+
+def search_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                 e: np.ndarray | None = None, *, t0: float | None = None, max_tries: int = 40) -> dict:
+    """Verified decrease along ``theta + t d + t^2/2 e`` (second-order curve; ``e`` may be None)."""
+    theta = problem.theta
+    e = np.zeros_like(d) if e is None else e
+    t_max = _step_to_next_kink(problem, fwd, kinks, d)
+    scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
+    t = t0 if t0 is not None else min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
+    base = problem.value()
+    out = {"kind": "descent_curve", "direction": d, "curvature_direction": e, "step": None, "verified": False}
+    for _ in range(max_tries):
+        theta_new = theta + t * d + 0.5 * t * t * e
+        if not np.array_equal(theta_new, theta) and problem.value(theta_new) < base:
+            dec = verified_decrease(problem, theta, theta_new)
+            if dec.verified:
+                out.update({"step": t, **dec.to_dict()})
+                return out
+        t *= 0.5
+    out["note"] = "no step gave a decrease larger than the rounding-error bound"
+    return out
