@@ -182,10 +182,14 @@ def smooth_hessian_test(problem: Problem, fwd: ForwardPass) -> SecondOrder:
             "symmetry": counts, "n_negative": int(np.count_nonzero(evals < -tol)),
             "n_zero": int(np.count_nonzero(np.abs(evals) <= tol))}
     if q > tol:
-        flags = {"strict": True, "flat": counts.get("dead_units", 0) > 0, "differentiable": True}
+        dead = counts.get("dead_units", 0)
+        # strict: modulo the rescaling orbits only; dead units add flat directions (a valley)
+        flags = {"strict": dead == 0, "flat_directions": dead > 0, "differentiable": True}
+        what = ("a strict local minimum modulo rescaling" if dead == 0 else
+                f"a local minimum, strict modulo rescaling and the flat directions of {dead} dead unit(s)")
         return SecondOrder("local_min", "hessian", reason=f"no kink; the Hessian is positive definite "
                            f"(smallest eigenvalue {q:.3g}) on the complement of the {Q.shape[1]} symmetry/flat "
-                           f"directions: a strict local minimum modulo symmetry", flags=flags, certificate=cert)
+                           f"directions: {what}", flags=flags, certificate=cert)
     if q < -tol:
         d = N @ evecs[:, 0]
         d /= np.abs(d).max()
