@@ -329,20 +329,22 @@ def _escape_curve(problem, fwd, kinks, j: int, s: int, v: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------- affine cell
-def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,
-                     time_limit: float = 60.0) -> SecondOrder | None:
-    """Locally affine network at an optimal affine fit -> local minimum (global if linear)."""
+def affine_cell_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure):
+    """The convex affine-fit problem's first-order model in ``vec(M, m)``, or ``(None, why not)``.
+
+    Applies when there is no weight decay, no unit kink, and every hidden unit has one slope on all
+    samples (then ``f(x) = M x + m`` near theta).
+    """
     net = problem.network
     if problem.weight_decay:
-        return SecondOrder(None, "affine_cell", reason="affine-cell test does not hold with weight decay")
+        return None, "affine-cell test does not hold with weight decay"
     if kinks.n_unit:
-        return SecondOrder(None, "affine_cell", reason="affine-cell test needs no unit on a kink")
+        return None, "affine-cell test needs no unit on a kink"
     D = piece_slopes(problem, fwd)
     for l, Dl in enumerate(D, start=1):
         if Dl.size and np.any(Dl != Dl[0:1, :]):
-            return SecondOrder(None, "affine_cell", reason=f"hidden layer {l} has units with different "
-                               f"slopes on different samples: the network is not affine near theta")
-    from .driver import decide_one_level
+            return None, (f"hidden layer {l} has units with different slopes on different samples: the network "
+                          f"is not affine near theta")
     n, C = problem.n_samples, net.n_outputs
     xbar = np.hstack([problem.X, np.ones((n, 1))])
     dim = C * xbar.shape[1]
@@ -361,6 +363,7 @@ def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *
         kinked = {(int(i), int(gr)): act for i, gr, act in zip(kinks.loss_sample, kinks.loss_group, kinks.loss_active)}
         for i in sorted(lk):
             Gi = sp.csr_matrix(np.kron(np.eye(C), xbar[i]))  # df = Gi vec(M m)
+            g_scale = g_scale + np.abs(np.asarray(Gi.T @ np.abs(slopes[i]).max(axis=(0, 1))).ravel()) / n
             for gr in range(vals.shape[1]):
                 act = kinked.get((i, gr))
                 if act is None:
@@ -374,10 +377,20 @@ def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *
                 elif S.shape[0] > 2:
                     multi.append((Gi, S - S[0]))
     a = sp.csr_matrix(np.array(rows)) if rows else sp.csr_matrix((0, dim))
-    one = OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source, g_scale=g_scale)
+    return OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source, g_scale=g_scale), None
+
+
+def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,
+                     time_limit: float = 60.0) -> SecondOrder | None:
+    """Locally affine network at an optimal affine fit -> local minimum (global if linear)."""
+    one, why = affine_cell_model(problem, fwd, kinks)
+    if one is None:
+        return SecondOrder(None, "affine_cell", reason=why)
+    from .driver import decide_one_level
+    net = problem.network
     res = decide_one_level(one, time_limit=time_limit, clarke=False)
     linear = net.activation.name == "identity"
-    if res.stationary:
+    if res.stationary and res.certificate.get("kind") == "multipliers":
         flags = {"global": True if linear else None, "strict": None,
                  "classification": "locally affine network at the best affine fit"}
         reason = ("every hidden unit keeps one slope on all samples, so the network is affine near theta, and "

@@ -1,0 +1,106 @@
+"""certify.verify re-checks certificates with numpy only; tampered certificates fail."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import certify
+from tests.helpers import case_inputs, run_case
+from tests.reference.cases import CASES, by_name
+
+
+def _report_and_inputs(name):
+    case = by_name(name)
+    report = json.loads(run_case(case).to_json())
+    return report, case_inputs(case)
+
+
+def _verify(report, inputs):
+    return certify.verify(report, inputs["model"], inputs["X"], inputs["y"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_report_verifies(case):
+    report = json.loads(run_case(case).to_json())
+    inputs = case_inputs(case)
+    result = _verify(report, inputs)
+    assert result.ok, [c for c in result.checks if not c.ok]
+
+
+def test_flipped_multiplier_fails():
+    report, inputs = _report_and_inputs("gt07")  # interior multiplier 1/2 at the kink
+    bad = copy.deepcopy(report)
+    lam = bad["first_order"]["certificate"]["lambda"]
+    assert lam and 0 < lam[0] < 1
+    lam[0] = -lam[0]
+    result = _verify(bad, inputs)
+    assert not result.ok
+    assert any(c.name == "first_order_multipliers" for c in result.failed)
+
+
+def test_altered_direction_fails():
+    report, inputs = _report_and_inputs("gt05")
+    bad = copy.deepcopy(report)
+    d = np.asarray(bad["refutation"]["direction"])
+    bad["refutation"]["direction"] = (d * 1.5).tolist()
+    result = _verify(bad, inputs)
+    assert not result.ok
+
+
+def test_reversed_direction_fails():
+    report, inputs = _report_and_inputs("gt13b_leaky")
+    bad = copy.deepcopy(report)
+    bad["refutation"]["direction"] = (-np.asarray(bad["refutation"]["direction"])).tolist()
+    assert not _verify(bad, inputs).ok
+
+
+def test_scaled_hessian_bound_fails():
+    report, inputs = _report_and_inputs("gt16")
+    cert = report["second_order"]["certificate"]
+    assert cert["kind"] == "reduced_hessian"
+    bad = copy.deepcopy(report)
+    bad["second_order"]["certificate"]["min_eigenvalue"] = cert["min_eigenvalue"] * 10
+    result = _verify(bad, inputs)
+    assert any(c.name == "reduced_hessian" for c in result.failed)
+
+
+def test_certificate_for_other_data_fails():
+    report, inputs = _report_and_inputs("gt07")
+    y = inputs["y"].copy()
+    y[0] += 1.0
+    result = certify.verify(report, inputs["model"], inputs["X"], y)
+    assert not result.ok and result.failed[0].name == "fingerprint"
+
+
+def test_forged_local_min_on_a_saddle_fails():
+    report, inputs = _report_and_inputs("gt11")  # a saddle
+    forged = copy.deepcopy(report)
+    forged["verdict"] = "local_min"
+    forged["second_order"]["certificate"] = {"kind": "reduced_hessian", "min_eigenvalue": 0.5}
+    assert not _verify(forged, inputs).ok
+
+
+def test_verify_never_imports_a_solver(tmp_path):
+    """Run verify with highspy and cvxpy made unimportable."""
+    report, _ = _report_and_inputs("gt16")
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report))
+    case = by_name("gt16")
+    inputs = case_inputs(case)
+    np.savez(tmp_path / "m.npz", **{f"W{l}": W for l, (W, _) in enumerate(inputs["model"], 1)},
+             **{f"b{l}": b for l, (_, b) in enumerate(inputs["model"], 1)}, X=inputs["X"], y=inputs["y"])
+    code = (
+        "import sys\n"
+        "sys.modules['highspy'] = None\nsys.modules['cvxpy'] = None\n"
+        "import certify\n"
+        f"r = certify.verify({str(path)!r}, {str(tmp_path / 'm.npz')!r}, data={str(tmp_path / 'm.npz')!r})\n"
+        "assert r.ok, r.to_dict()\n"
+        "print('verified')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "verified" in out.stdout
