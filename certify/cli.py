@@ -12,12 +12,15 @@ import logging
 import os
 import sys
 import tempfile
+import traceback
+import warnings
 from pathlib import Path
 
 from . import __version__
 from .errors import CertifyError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 
 CHECK_EPILOG = """\
 examples:
@@ -32,6 +35,7 @@ files:
 
 exit codes:
   0 local_min   10 saddle   11 not_stationary   20 inconclusive   2 usage or input error
+  (every error is one line on stderr; see docs/errors.md)
 """
 
 
@@ -39,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (exit 2), as for every other input error."""
 
     def error(self, message):  # noqa: D401
-        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -63,12 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--loss", metavar="NAME", default="square", help="per-sample loss, averaged over samples: "
                      "square (1/2||f-y||^2), hinge (y in {-1,+1}), multiclass_hinge, absolute, logistic, "
                      "cross_entropy (default: square)")
-    chk.add_argument("--weight-decay", metavar="LAMBDA", type=_float("--weight-decay"), default=0.0,
+    chk.add_argument("--weight-decay", metavar="LAMBDA", type=_number(minimum=0.0), default=0.0,
                      help="adds LAMBDA/2 ||theta||^2 to the loss (default: 0; e.g. --weight-decay 1e-4)")
-    chk.add_argument("--tol", metavar="TAU", type=_float("--tol"), default=None,
+    chk.add_argument("--tol", metavar="TAU", type=_number(minimum=0.0), default=None,
                      help="relative kink tolerance: |z| <= TAU (|W||x|+|b|) counts as a kink "
                           "(default: 1e-9; e.g. --tol 1e-6 for a trained checkpoint)")
-    chk.add_argument("--time-limit", metavar="SECONDS", type=_float("--time-limit"), default=60.0,
+    chk.add_argument("--time-limit", metavar="SECONDS", type=_number(minimum=0.0, strict=True), default=60.0,
                      help="budget for each MILP; when it runs out the verdict is inconclusive (default: 60)")
     chk.add_argument("--json", action="store_true", help="print the full report as JSON on stdout "
                      "(top-level key 'verdict')")
@@ -78,12 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _float(flag):
+def _number(minimum: float, strict: bool = False):
+    """argparse type: a finite float ``>= minimum`` (``> minimum`` when strict)."""
+    expected = f"a finite number {'>' if strict else '>='} {minimum:g}"
+
     def parse(text):
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} expects a number; got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum \
+                or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected {expected}; got {text!r}")
+        return value
     return parse
 
 
@@ -91,20 +102,34 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
-    if getattr(args, "verbose", False):
+        parser.error("missing COMMAND: expected 'check'")
+    verbose = getattr(args, "verbose", False)
+    if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
-        if args.command == "check":
-            return _cmd_check(args)
-    except CertifyError as exc:
-        sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        sys.stderr.write("certify: interrupted\n")
-        return 130
-    return EXIT_USAGE
+    with warnings.catch_warnings():
+        if verbose:
+            logging.captureWarnings(True)
+        else:  # numeric warnings would break the one-line-per-error contract; -v shows them
+            warnings.simplefilter("ignore")
+        try:
+            if args.command == "check":
+                return _cmd_check(args)
+        except CertifyError as exc:
+            sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            sys.stderr.write("certify: interrupted\n")
+            return 130
+        except Exception as exc:  # a bug, not an input error: still one line unless -v
+            if verbose:
+                traceback.print_exc()
+            sys.stderr.write(f"certify: internal error: {type(exc).__name__}: {_one_line(exc)} "
+                             f"(a bug; rerun with --verbose for the traceback)\n")
+            return EXIT_INTERNAL
+        finally:
+            if verbose:
+                logging.captureWarnings(False)
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
 
 
 def _one_line(exc) -> str:
@@ -118,23 +143,21 @@ def _cmd_check(args) -> int:
     from .loaders import load_data, load_model, read_npz
 
     tol = DEFAULT_TOL if args.tol is None else args.tol
-    if not (tol >= 0) or tol == float("inf"):
-        raise InvalidValueError(f"--tol must be a finite number >= 0; got {args.tol!r}")
-    if args.time_limit <= 0:
-        raise InvalidValueError(f"--time-limit must be positive; got {args.time_limit!r}")
-    if args.out:
+    if args.out is not None:
         _check_writable(args.out)
     net = load_model(args.model, args.activation)
-    data_path = args.data or args.model
     if args.data is None:
-        arrays = read_npz(Path(args.model))
-        if "X" not in arrays or "y" not in arrays:
-            raise InvalidValueError(f"no data: {args.model} holds no arrays X and y; pass --data FILE")
-    data = load_data(data_path)
+        arrays = read_npz(Path(args.model), "model file")
+        missing = [k for k in ("X", "y") if k not in arrays]
+        if missing:
+            raise InvalidValueError(f"no data: expected arrays X and y in model file {args.model} or a "
+                                    f"--data FILE; the model file has no {' or '.join(missing)} "
+                                    f"(found: {', '.join(sorted(arrays))})")
+    data = load_data(args.data or args.model)
     report = check(net, data=data, loss=args.loss, weight_decay=args.weight_decay, tol=tol,
                    time_limit=args.time_limit)
     text = report.to_json()
-    if args.out:
+    if args.out is not None:
         _write_atomic(args.out, text + "\n")
     if args.json:
         sys.stdout.write(text + "\n")
@@ -145,6 +168,8 @@ def _cmd_check(args) -> int:
 
 def _check_writable(path: str) -> None:
     from .errors import InvalidValueError
+    if not path.strip():
+        raise InvalidValueError(f"--out expects a file name; got {path!r}")
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
@@ -156,16 +181,19 @@ def _check_writable(path: str) -> None:
 
 
 def _write_atomic(path: str, text: str) -> None:
+    from .errors import InvalidValueError
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent or Path(".")))
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent or Path(".")))
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        raise InvalidValueError(f"cannot write --out {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,9 +19,9 @@ class Dataset:
     y: np.ndarray
 
     def __post_init__(self):
-        X = np.asarray(self.X)
-        if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
-            raise InvalidValueError(f"data X must be numeric; got dtype {X.dtype}")
+        X = _array(self.X, "data X")
+        if X.dtype.kind not in "fiub":
+            raise InvalidValueError(f"data X must be a real numeric array; got dtype {X.dtype}")
         X = X.astype(np.float64)
         if X.ndim == 1:
             raise ShapeError(f"data X must be 2-D (n samples, d features); got shape {X.shape} "
@@ -29,11 +29,14 @@ class Dataset:
         if X.ndim != 2:
             raise ShapeError(f"data X must be 2-D (n samples, d features); got shape {X.shape}")
         if X.shape[0] == 0:
-            raise InvalidValueError("data X is empty: it has 0 samples")
+            raise InvalidValueError(f"data X is empty: expected at least 1 sample; got shape {X.shape}")
+        if X.shape[1] == 0:
+            raise InvalidValueError(f"data X has no features: expected at least 1 column; got shape {X.shape}")
         if not np.all(np.isfinite(X)):
             bad = int(X.size - np.count_nonzero(np.isfinite(X)))
-            raise InvalidValueError(f"data X contains {bad} NaN or infinite value(s)")
-        y = np.asarray(self.y)
+            raise InvalidValueError(f"data X contains {bad} NaN or infinite value(s); expected finite numbers "
+                                    f"(first: {_first_nonfinite(X, 'X')})")
+        y = _array(self.y, "labels y")
         if y.ndim == 0:
             raise ShapeError(f"labels y must have one entry per sample ({X.shape[0]}); got a scalar")
         if y.shape[0] != X.shape[0]:
@@ -45,6 +48,19 @@ class Dataset:
     @property
     def n_samples(self) -> int:
         return self.X.shape[0]
+
+
+def _first_nonfinite(arr: np.ndarray, name: str) -> str:
+    first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+    return f"{name}[{', '.join(map(str, first))}] = {arr[first]}"
+
+
+def _array(value, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):
+        raise ShapeError(f"{name} must be a rectangular numeric array; got ragged or malformed "
+                         f"{type(value).__name__}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +82,10 @@ class Problem:
         if not isinstance(self.data, Dataset):
             raise TypeError("data must be a certify Dataset")
         object.__setattr__(self, "loss", Loss.parse(self.loss))
-        wd = float(self.weight_decay)
+        try:
+            wd = float(self.weight_decay)
+        except (TypeError, ValueError):
+            wd = float("nan")
         if not np.isfinite(wd) or wd < 0:
             raise InvalidValueError(f"weight decay must be a finite number >= 0; got {self.weight_decay!r}")
         object.__setattr__(self, "weight_decay", wd)
@@ -77,6 +96,26 @@ class Problem:
                 f"(X.shape={X.shape}, W1.shape={net.weights[0].shape})")
         Y = self.loss.prepare_labels(self.data.y, net.n_outputs, X.shape[0])
         object.__setattr__(self, "Y", Y)
+
+    def check_finite(self, fwd=None) -> None:
+        """Finite inputs can still overflow float64 in the forward pass or the loss: refuse that.
+
+        ``fwd`` is a forward pass made ``with_scale`` (the driver passes the one it needs anyway).
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            if fwd is None:
+                fwd = self.network.forward(self.X, with_scale=True)
+            for l, (z, s) in enumerate(zip(fwd.pre, fwd.scale), start=1):
+                if not (np.all(np.isfinite(z)) and np.all(np.isfinite(s))):
+                    w_max = np.abs(self.network.weights[l - 1]).max()
+                    raise InvalidValueError(
+                        f"the forward pass overflows float64 at layer {l}: expected finite "
+                        f"pre-activations, got NaN/inf (max |W{l}| = {w_max:.3g}, "
+                        f"max |X| = {np.abs(self.X).max():.3g}); rescale the data or the weights")
+            value = float(np.mean(self.loss.values(fwd.output, self.Y)))
+        if not np.isfinite(value):
+            raise InvalidValueError(f"the training loss overflows float64: expected a finite value, got "
+                                    f"{value}; rescale the data, the labels or the weights")
 
     @property
     def X(self) -> np.ndarray:

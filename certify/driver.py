@@ -114,7 +114,9 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
     t0 = time.perf_counter()
     timings = {}
     net = problem.network
-    fwd = net.forward(problem.X, with_scale=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fwd = net.forward(problem.X, with_scale=True)
+    problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
     timings["kinks_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()

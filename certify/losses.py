@@ -84,15 +84,21 @@ class Loss:
         Square / absolute: float array ``(n, C)``. Hinge / logistic: float ``(n, 1)`` of +-1.
         Multiclass hinge / cross-entropy: integer class indices ``(n,)``.
         """
-        y = np.asarray(y)
-        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            raise InvalidValueError(f"labels y must be numeric; got dtype {y.dtype}")
+        try:
+            y = np.asarray(y)
+        except (ValueError, TypeError):
+            raise ShapeError(f"labels y must be a rectangular numeric array; got ragged or malformed "
+                             f"{type(y).__name__}") from None
+        if y.dtype.kind not in "fiub":
+            raise InvalidValueError(f"labels y must be a real numeric array; got dtype {y.dtype}")
         y = y.astype(np.float64)
         if y.shape[:1] != (n_samples,):
             raise ShapeError(f"labels y must have {n_samples} rows, one per sample of X; got shape {y.shape}")
         if not np.all(np.isfinite(y)):
             bad = int(y.size - np.count_nonzero(np.isfinite(y)))
-            raise InvalidValueError(f"labels y contain {bad} NaN or infinite value(s)")
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(y))[0])
+            raise InvalidValueError(f"labels y contain {bad} NaN or infinite value(s); expected finite numbers "
+                                    f"(first: y[{', '.join(map(str, first))}] = {y[first]})")
         C = n_outputs
         if self.name in ("square", "absolute"):
             if y.ndim == 1:
@@ -123,10 +129,16 @@ class Loss:
             y = y[:, 0]
         if y.ndim != 1:
             raise ShapeError(f"{self.name} loss needs integer class labels of shape (n,); got shape {y.shape}")
-        if not np.all(y == np.round(y)) or y.min() < 0 or y.max() > C - 1:
+        fractional = y[y != np.round(y)]
+        if fractional.size:
             raise InvalidValueError(
-                f"{self.name} loss needs integer class labels in 0..{C - 1}; "
-                f"got values from {y.min():g} to {y.max():g}")
+                f"{self.name} loss needs integer class labels in 0..{C - 1}; got non-integer value "
+                f"{fractional[0]:g} ({fractional.size} non-integer label(s))")
+        if y.min() < 0 or y.max() > C - 1:
+            bad = y[(y < 0) | (y > C - 1)]
+            raise InvalidValueError(
+                f"{self.name} loss needs class labels in 0..{C - 1} for a network with {C} outputs; "
+                f"got {bad[0]:g} ({bad.size} label(s) out of range, values from {y.min():g} to {y.max():g})")
         return y.astype(np.int64)
 
     # ------------------------------------------------------------------ values

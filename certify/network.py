@@ -57,7 +57,11 @@ class Activation:
         if text in ("linear", "none"):
             return cls("identity")
         if text.startswith(("leaky_relu", "leakyrelu")):
-            _, sep, value = text.partition(":")
+            head, sep, value = text.partition(":")
+            if head not in ("leaky_relu", "leakyrelu"):
+                raise UnknownNameError(
+                    f"malformed leaky ReLU activation {spec!r}: expected 'leaky_relu' or "
+                    f"'leaky_relu:ALPHA' with a number 0 <= ALPHA < 1, as in 'leaky_relu:0.25'")
             if not sep:
                 return cls("leaky_relu", 0.01)
             try:
@@ -127,8 +131,20 @@ class Network:
 
     def __post_init__(self):
         object.__setattr__(self, "activation", Activation.parse(self.activation))
-        weights = tuple(np.asarray(W, dtype=np.float64) for W in self.weights)
-        biases = tuple(np.asarray(b, dtype=np.float64).reshape(-1) for b in self.biases)
+
+        def _real_array(value, name: str) -> np.ndarray:
+            """A float64 array; a clear error for strings, objects, complex or ragged input."""
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError):
+                raise ShapeError(f"{name} must be a rectangular numeric array; got ragged or malformed "
+                                 f"{type(value).__name__}") from None
+            if arr.dtype.kind not in "fiub":
+                raise InvalidValueError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+            return arr.astype(np.float64, copy=False)
+
+        weights = tuple(_real_array(W, f"W{l}") for l, W in enumerate(self.weights, start=1))
+        biases = tuple(_real_array(b, f"b{l}").reshape(-1) for l, b in enumerate(self.biases, start=1))
         if not weights:
             raise ShapeError("a network needs at least one layer; got none")
         if len(weights) != len(biases):
@@ -136,6 +152,9 @@ class Network:
         for l, (W, b) in enumerate(zip(weights, biases), start=1):
             if W.ndim != 2:
                 raise ShapeError(f"W{l} must be a 2-D (out, in) matrix; got shape {W.shape}")
+            if W.size == 0:
+                raise ShapeError(f"W{l} must have at least 1 row (unit) and 1 column (input); "
+                                 f"got shape {W.shape}")
             if b.shape != (W.shape[0],):
                 raise ShapeError(
                     f"b{l} must have length {W.shape[0]} (the rows of W{l}); "
@@ -147,7 +166,10 @@ class Network:
             for name, arr in ((f"W{l}", W), (f"b{l}", b)):
                 if not np.all(np.isfinite(arr)):
                     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-                    raise InvalidValueError(f"{name} contains {bad} NaN or infinite value(s)")
+                    first = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+                    where = f"{name}[{', '.join(map(str, first))}]"
+                    raise InvalidValueError(f"{name} contains {bad} NaN or infinite value(s); expected finite "
+                                            f"numbers (first: {where} = {arr[first]})")
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "biases", biases)
 

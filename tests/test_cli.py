@@ -1,0 +1,142 @@
+"""The command line on good input: verdicts, exit codes, JSON, --out, --data, help texts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from certify.cli import main
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+GT5 = DATA / "gt5_concave_kink.npz"  # a concave ReLU kink: refuted, exit 11
+GT7 = DATA / "gt7_kink_minimum.npz"  # a kink minimum: first-order stationary (second order pending)
+
+CHECK_FLAGS = ("--data", "--activation", "--loss", "--weight-decay", "--tol", "--time-limit", "--json", "--out")
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_not_stationary_exit_11_with_verdict_line(capsys):
+    code, out, err = run_cli(capsys, "check", GT5, "--loss", "square")
+    assert code == 11, err
+    assert err == ""
+    assert out.splitlines()[0] == "verdict: not_stationary"
+    assert re.search(r"^reason: .*descent direction", out, re.M)
+
+
+def test_json_on_stdout(capsys):
+    code, out, err = run_cli(capsys, "check", GT5, "--loss", "square", "--json")
+    assert code == 11, err
+    report = json.loads(out)
+    assert report["verdict"] == "not_stationary"
+    assert report["refutation"]["verified"] is True
+
+
+def test_out_writes_the_same_json(tmp_path, capsys):
+    out_file = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "check", GT5, "--json", "--out", out_file)
+    assert code == 11, err
+    assert out_file.read_text() == out
+    assert json.loads(out_file.read_text())["verdict"] == "not_stationary"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temporary file left
+
+
+def test_out_without_json_prints_the_summary(tmp_path, capsys):
+    out_file = tmp_path / "report.json"
+    code, out, err = run_cli(capsys, "check", GT5, "--out", out_file)
+    assert code == 11, err
+    assert out.startswith("verdict: not_stationary\n")
+    assert json.loads(out_file.read_text())["verdict"] == "not_stationary"
+
+
+def test_out_replaces_an_existing_file(tmp_path, capsys):
+    out_file = tmp_path / "report.json"
+    out_file.write_text("old\n")
+    code, _, err = run_cli(capsys, "check", GT5, "--out", out_file)
+    assert code == 11, err
+    assert json.loads(out_file.read_text())["verdict"] == "not_stationary"
+
+
+def test_separate_data_file(tmp_path, capsys):
+    with np.load(GT5) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    model, data = tmp_path / "model.npz", tmp_path / "data.npz"
+    np.savez(model, **{k: v for k, v in arrays.items() if k not in ("X", "y")})
+    np.savez(data, X=arrays["X"], y=arrays["y"])
+    code, out, err = run_cli(capsys, "check", model, "--data", data, "--activation", "relu", "--loss", "square")
+    assert code == 11, err
+    assert out.startswith("verdict: not_stationary\n")
+
+
+def test_data_flag_overrides_data_in_the_model_file(capsys):
+    code, out, err = run_cli(capsys, "check", GT7, "--data", GT5)
+    assert code == 11, err
+
+
+def test_kink_minimum_is_not_refuted(capsys):
+    code, out, err = run_cli(capsys, "check", GT7, "--json")
+    assert code in (0, 20), err  # 20 while the second-order stage is pending, 0 once it certifies
+    assert json.loads(out)["verdict"] in ("local_min", "inconclusive")
+
+
+def test_boundary_numbers_are_accepted(capsys):
+    code, out, err = run_cli(capsys, "check", GT5, "--tol", "0", "--weight-decay", "0", "--time-limit", "0.5")
+    assert code == 11, err
+    code, out, err = run_cli(capsys, "check", GT5, "--tol=1e-6", "--weight-decay=1e-12", "--time-limit=1e3")
+    assert code == 11, err
+
+
+def test_top_level_help(capsys):
+    code, out, err = run_cli(capsys, "--help")
+    assert code == 0 and err == ""
+    assert "check" in out and "usage: certify" in out
+
+
+def test_version(capsys):
+    code, out, err = run_cli(capsys, "--version")
+    assert code == 0
+    assert re.fullmatch(r"certify \d+\.\d+\.\d+\S*\n", out)
+
+
+def test_check_help_mentions_every_flag_and_an_example(capsys):
+    code, out, err = run_cli(capsys, "check", "--help")
+    assert code == 0 and err == ""
+    for flag in CHECK_FLAGS:
+        assert flag in out, flag
+    assert "example" in out.lower()
+    assert re.search(r"^\s+certify check \S+\.npz", out, re.M), "an example command line"
+    assert "exit codes" in out
+
+
+def _console_script():
+    """The installed ``certify`` entry point: next to this interpreter first, else on PATH."""
+    return shutil.which("certify", path=str(Path(sys.executable).parent)) or shutil.which("certify")
+
+
+@pytest.mark.skipif(_console_script() is None, reason="the console script 'certify' is not installed")
+def test_console_script(tmp_path):
+    exe = _console_script()
+    env = {**os.environ, "PYTHONWARNINGS": ""}
+    done = subprocess.run([exe, "check", str(GT5), "--json"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 11, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "not_stationary"
+    bad = subprocess.run([exe, "check", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert re.fullmatch(r"certify: error: model file \S*missing\.npz does not exist\n", bad.stderr)
+    assert not (tmp_path / "r.json").exists()
