@@ -21,6 +21,21 @@ from .errors import CertifyError
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
+EXIT_VERIFY_FAILED = 3
+
+VERIFY_EPILOG = """\
+examples:
+  certify check model.npz --data data.npz --out report.json
+  certify verify report.json model.npz --data data.npz
+
+verify recomputes everything the report claims (loss value, decrease along the refuting direction,
+multiplier residuals, the reduced Hessian's spectrum, the conditions of the theorem used) with numpy
+linear algebra only; it never calls an optimisation solver. Claims only a solver could re-establish
+(a MILP's bound) are listed as attested.
+
+exit codes:
+  0 every check passed   3 a check failed (printed)   2 usage or input error   1 internal error
+"""
 
 CHECK_EPILOG = """\
 examples:
@@ -78,6 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "(top-level key 'verdict')")
     chk.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE (written whole or not "
                      "at all); re-check it later with 'certify verify FILE'")
+    ver = sub.add_parser("verify", help="re-check a report's certificate (numpy only, no solver)",
+                         epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Re-check the certificate in REPORT (written by 'certify check --out') "
+                                     "against the model and data, without calling any solver.")
+    ver.add_argument("report", metavar="REPORT", help="JSON report from 'certify check --out' or '--json'")
+    ver.add_argument("model", metavar="MODEL", help="the checkpoint the report is about (.npz)")
+    ver.add_argument("--data", metavar="FILE", help="data .npz with X and y; optional when MODEL holds them")
+    ver.add_argument("--json", action="store_true", help="print the checks as JSON")
+    ver.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks")
     chk.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
 
@@ -102,7 +126,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("missing COMMAND: expected 'check'")
+        parser.error("missing COMMAND: expected 'check' or 'verify'")
     verbose = getattr(args, "verbose", False)
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -114,6 +138,8 @@ def main(argv=None) -> int:
         try:
             if args.command == "check":
                 return _cmd_check(args)
+            if args.command == "verify":
+                return _cmd_verify(args)
         except CertifyError as exc:
             sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
             return EXIT_USAGE
@@ -130,6 +156,29 @@ def main(argv=None) -> int:
             if verbose:
                 logging.captureWarnings(False)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+
+
+def _cmd_verify(args) -> int:
+    from .loaders import load_data, load_model
+    from .verify import load_report, verify
+
+    report = load_report(args.report)
+    activation = report.get("problem", {}).get("activation")
+    net = load_model(args.model, activation)
+    data = load_data(args.data or args.model)
+    result = verify(report, net, data=data)
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        for c in result.checks:
+            mark = "attested" if c.attested else ("ok" if c.ok else "FAILED")
+            sys.stdout.write(f"{mark:>8}  {c.name}: {c.detail}\n")
+        sys.stdout.write(f"{'verified' if result.ok else 'NOT verified'}: {report['verdict']}\n")
+    if not result.ok:
+        first = result.failed[0]
+        sys.stderr.write(f"certify: verification failed: {first.name}: {_one_line(first.detail)}\n")
+        return EXIT_VERIFY_FAILED
+    return 0
 
 
 def _one_line(exc) -> str:

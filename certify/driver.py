@@ -204,6 +204,10 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
         if c is not None:
             out.clarke_distance = c[0]
             out.solver_calls.append(c[1])
+        if one.convex and out.certificate.get("kind") == "multipliers":
+            # the certificate's subgradient is an element of the (convex) subdifferential too
+            rho = float(out.certificate.get("residual_2", np.inf))
+            out.clarke_distance = rho if out.clarke_distance is None else min(out.clarke_distance, rho)
     return out
 
 
@@ -286,7 +290,8 @@ def certificate_from_multipliers(one: OneLevel, lam: np.ndarray, pis: list, sour
     tol = TOL_CERTIFICATE * max(size, 1e-300)
     resid = float(np.abs(rho).max(initial=0.0))
     return {"kind": "multipliers", "source": source, "lambda": lam, "pi": pis, "generators": one.source,
-            "residual_inf": resid, "residual_tolerance": tol, "ok": resid <= tol}
+            "residual_inf": resid, "residual_2": float(np.linalg.norm(rho)), "residual_tolerance": tol,
+            "ok": resid <= tol}
 
 
 def _clarke(one: OneLevel):

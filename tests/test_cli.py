@@ -140,3 +140,37 @@ def test_console_script(tmp_path):
     assert bad.returncode == 2 and bad.stdout == ""
     assert re.fullmatch(r"certify: error: model file \S*missing\.npz does not exist\n", bad.stderr)
     assert not (tmp_path / "r.json").exists()
+
+
+# ------------------------------------------------------------------ certify verify
+def test_verify_round_trip(tmp_path, capsys):
+    from certify.cli import main
+    out = tmp_path / "report.json"
+    assert main(["check", "data/gt7_kink_minimum.npz", "--out", str(out)]) in (0, 20)
+    capsys.readouterr()
+    assert main(["verify", str(out), "data/gt7_kink_minimum.npz"]) == 0
+    text = capsys.readouterr().out
+    assert "verified:" in text and "FAILED" not in text
+
+
+def test_verify_tampered_report_exits_3(tmp_path, capsys):
+    import json
+    from certify.cli import main
+    out = tmp_path / "report.json"
+    assert main(["check", "data/gt5_concave_kink.npz", "--out", str(out)]) == 11
+    report = json.loads(out.read_text())
+    report["refutation"]["step"] *= 3.0
+    out.write_text(json.dumps(report))
+    capsys.readouterr()
+    assert main(["verify", str(out), "data/gt5_concave_kink.npz"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("certify: verification failed:")
+
+
+def test_verify_bad_report_file(tmp_path, capsys):
+    from certify.cli import main
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["verify", str(bad), "data/gt5_concave_kink.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read" in err and "JSON report" in err
