@@ -337,8 +337,12 @@ class FirstOrderModel:
         return s
 
 
-def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure) -> FirstOrderModel:
-    """Build the tangent network of ``problem`` at its point (one reverse pass + switching rows)."""
+def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,
+                      drop_inert: bool = True) -> FirstOrderModel:
+    """Build the tangent network of ``problem`` at its point (one reverse pass + switching rows).
+
+    With ``drop_inert`` (default) kinks that cannot affect ``L'`` are left out (see ``kink_ids``).
+    """
     net = problem.network
     n, C = problem.n_samples, net.n_outputs
     loss = problem.loss
@@ -391,7 +395,7 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure) 
     s_pos, s_neg = net.activation.slopes
     model = FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
                             groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), g_scale=g_scale)
-    return _drop_inert(model)
+    return _drop_inert(model) if drop_inert else model
 
 
 def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
@@ -425,11 +429,14 @@ def piece_slopes(problem: Problem, fwd: ForwardPass) -> list:
 
 
 def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.ndarray,
-                           loss_grad: np.ndarray | None = None) -> np.ndarray:
+                           loss_grad: np.ndarray | None = None, inject: list | None = None) -> np.ndarray:
     """``H v`` for the smooth piece with activation slopes ``D`` (forward-over-reverse, Pearlmutter).
 
     Inside a cell every activation is linear (``x = D z``), so this is the exact Hessian of the
-    piece's loss; on a cell without kinks it is the Hessian of ``L``.
+    piece's loss; on a cell without kinks it is the Hessian of ``L``. ``loss_grad`` replaces
+    ``dl/df`` (e.g. by multiplier-weighted slopes at loss kinks) and ``inject[l-1]`` (n, n_l) is added
+    to the adjoint of ``z^l``: together they give the Hessian of the Lagrangian
+    ``L_sigma - sum_k mu_k sigma_k phi_k`` of a piece (the switching functions are pre-activations).
     """
     net = problem.network
     L = net.n_layers
@@ -460,17 +467,37 @@ def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.nd
             a = delta @ W
             da = ddelta @ W + delta @ dW
             delta, ddelta = a * D[l - 2], da * D[l - 2]
+            if inject is not None and inject[l - 2] is not None:
+                delta = delta + inject[l - 2]
     out = np.concatenate(parts)
     if problem.weight_decay:
         out = out + problem.weight_decay * v
     return out
 
 
-def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray | None = None) -> np.ndarray:
-    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column; symmetrised."""
+def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray | None = None,
+                  loss_grad: np.ndarray | None = None, inject: list | None = None) -> np.ndarray:
+    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column."""
     p = problem.n_params
     cols = np.eye(p) if basis is None else basis
-    loss_grad = problem.loss.gradient(fwd.output, problem.Y)
-    HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad)
+    if loss_grad is None:
+        loss_grad = problem.loss.gradient(fwd.output, problem.Y)
+    HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject)
                           for j in range(cols.shape[1])])
     return HB
+
+
+def second_tangent(problem: Problem, fwd: ForwardPass, D: list, d: np.ndarray) -> list:
+    """``d^2/dt^2 z^l(theta + t d)`` at ``t = 0`` for every layer, with fixed slopes ``D``."""
+    net = problem.network
+    layers = net.split(d)
+    dx = np.zeros_like(problem.X)
+    ddx = np.zeros_like(problem.X)
+    out = []
+    for l, ((W, _), (dW, db)) in enumerate(zip(zip(net.weights, net.biases), layers), start=1):
+        dz = fwd.post[l - 1] @ dW.T + db + dx @ W.T
+        ddz = 2.0 * (dx @ dW.T) + ddx @ W.T
+        out.append(ddz)
+        if l < net.n_layers:
+            dx, ddx = D[l - 1] * dz, D[l - 1] * ddz
+    return out

@@ -12,10 +12,8 @@ from tests.reference.cases import CASES
 
 #: cases the current second-order stage cannot decide yet, and why (a regression if others join)
 PENDING = {
-    "gt08": "deep network with an active kink: needs the critical-cone test on pieces",
-    "nested_double_kink": "deep network with active kinks: needs the critical-cone test on pieces",
-    "gt14": "zero-output unit together with a loss kink: needs the critical-cone test on pieces",
-    "multiclass_tie_saddle": "multi-output network at loss kinks: needs the critical-cone test on pieces",
+    "nested_double_kink": "x = 0 sits on a kink of both hidden layers (nested kinks): the critical-cone "
+                          "test covers one level of kinks only",
 }
 
 
