@@ -201,11 +201,12 @@ def smooth_hessian_test(problem: Problem, fwd: ForwardPass) -> SecondOrder:
             "symmetry": counts, "n_negative": int(np.count_nonzero(evals < -tol)),
             "n_zero": int(np.count_nonzero(np.abs(evals) <= tol))}
     if q > tol:
-        dead = counts.get("dead_units", 0)
-        # strict: modulo the rescaling orbits only; dead units add flat directions (a valley)
-        flags = {"strict": dead == 0, "flat_directions": dead > 0, "differentiable": True}
-        what = ("a strict local minimum modulo rescaling" if dead == 0 else
-                f"a local minimum, strict modulo rescaling and the flat directions of {dead} dead unit(s)")
+        dead, shift = counts.get("dead_units", 0), counts.get("translations", 0)
+        # strict: modulo the rescaling orbits only; dead units and translations are flat directions
+        flags = {"strict": dead + shift == 0, "flat_directions": dead + shift > 0, "differentiable": True}
+        what = ("a strict local minimum modulo rescaling" if dead + shift == 0 else
+                f"a local minimum, strict modulo rescaling and the flat directions of {dead} dead unit(s) and "
+                f"{shift} always-active unit bias translation(s)")
         return SecondOrder("local_min", "hessian", reason=f"no kink; the Hessian is positive definite "
                            f"(smallest eigenvalue {q:.3g}) on the complement of the {Q.shape[1]} symmetry/flat "
                            f"directions: {what}", flags=flags, certificate=cert)
@@ -645,13 +646,12 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
                            "of the critical cone: the exact minimum over the cone was not established",
                            certificate=certificate)
     if q > tol:
-        dead = res["symmetry"].get("dead_units", 0)
+        flat = res["symmetry"].get("dead_units", 0) + res["symmetry"].get("translations", 0)
         return SecondOrder("local_min", "critical_cone", reason=(
             f"the Lagrangian Hessian is positive on the critical cone of every piece ({res['pieces']} piece(s), "
             f"{res['faces']} face(s); least curvature {q:.3g}) modulo rescaling"
-            + (f" and {dead} dead unit(s)" if dead else "")), flags={"strict": dead == 0,
-                                                                     "flat_directions": dead > 0},
-            certificate=certificate)
+            + (f" and {flat} flat direction(s) of dead or always-active units" if flat else "")),
+            flags={"strict": flat == 0, "flat_directions": flat > 0}, certificate=certificate)
     return SecondOrder(None, "critical_cone", reason=(
         f"second-order necessary conditions hold but the curvature on the critical cone is 0 ({q:.3g}) in some "
         f"direction beyond symmetry: higher order needed"), certificate=certificate)

@@ -177,6 +177,8 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
         _check_cell(problem, fwd, kinks, cert, checks)
     elif kind == "affine_cell":
         _check_affine(problem, fwd, kinks, cert, checks)
+    elif kind == "critical_cone":
+        _check_cone(problem, fwd, kinks, model, fo.get("certificate") or {}, cert, checks)
     else:
         checks.append(Check("second_order", False, f"unknown or missing second-order certificate {kind!r}"))
 
@@ -289,3 +291,23 @@ def _check_affine(problem: Problem, fwd, kinks, cert: dict, checks: list) -> Non
     if one is None:
         return
     _multipliers_ok(one, cert.get("fit_certificate") or {}, "affine_fit_multipliers", checks)
+
+
+def _check_cone(problem: Problem, fwd, kinks, model, fo_cert: dict, cert: dict, checks: list) -> None:
+    from .second_order import cone_curvature, cone_model
+    lam = np.asarray(fo_cert.get("lambda", []), dtype=np.float64)
+    pis = [np.asarray(p, dtype=np.float64) for p in fo_cert.get("pi", [])]
+    cm = cone_model(problem, fwd, kinks, model, lam, pis)
+    if isinstance(cm, str):
+        checks.append(Check("critical_cone", False, cm))
+        return
+    res = cone_curvature(problem, fwd, cm)
+    if "error" in res:
+        checks.append(Check("critical_cone", False, res["error"]))
+        return
+    q, tol = res["q"], res["tolerance"]
+    claimed = cert.get("min_curvature")
+    agree = claimed is not None and _close(q, claimed, max(abs(q), tol))
+    ok = agree and q > tol and not res["uncertain"]
+    checks.append(Check("critical_cone", ok, f"least Lagrangian curvature on the critical cone {q:.6g} over "
+                        f"{res['pieces']} piece(s) and {res['faces']} face(s) (report: {claimed}); tolerance {tol:.3g}"))
