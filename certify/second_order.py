@@ -589,7 +589,8 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
                 if Zs.shape[1] == 0:
                     continue
                 w, V = np.linalg.eigh(Zs.T @ H0 @ Zs)
-                for idx in np.nonzero(w <= tol)[0]:
+                # ascending: the first eigenvector pointing into the cone is this face's candidate
+                for idx in range(w.size):
                     mult = int(np.count_nonzero(np.abs(w - w[idx]) <= tol))
                     found = False
                     for sgn in (1.0, -1.0):
@@ -604,7 +605,9 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
                             best = {"q": float(w[idx]), "direction": Z0 @ y, "piece": list(signs),
                                     "face": list(held)}
                         break
-                    if not found and mult > 1:
+                    if found:
+                        break
+                    if mult > 1 and w[idx] <= tol:
                         uncertain = True  # the cone may meet this eigenspace away from the basis vectors
     return {"q": best["q"], "direction": best["direction"], "piece": best["piece"], "face": best["face"],
             "uncertain": uncertain, "faces": n_faces, "pieces": 2 ** m, "tolerance": tol_rel * max(scale, 1e-300),
