@@ -13,7 +13,11 @@ Facts this adapter is written around (HiGHS documentation and issue tracker):
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
+import sys
 import time
 
 import numpy as np
@@ -48,12 +52,44 @@ def _highspy():
     return highspy
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Keep HiGHS's banner off stdout: highspy >= 1.16 prints it when a ``Highs`` object is made,
+    before any option can be set. Redirects file descriptor 1 to /dev/null around the construction
+    (flushing C stdio before restoring it), so JSON on stdout stays clean."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):  # pragma: no cover - non-POSIX
+            pass
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _new_highs(hs):
+    with _quiet_stdout():
+        h = hs.Highs()
+        h.setOptionValue("output_flag", False)
+    return h
+
+
 def solve(problem: LinearProgram, *, time_limit: float | None = None, mip_rel_gap: float = 1e-9,
           threads: int | None = None, options: dict | None = None) -> SolveResult:
     """Solve an LP, MILP or convex QP with HiGHS; map the status once; never raise on a budget."""
     hs = _highspy()
-    h = hs.Highs()
-    h.setOptionValue("output_flag", False)
+    h = _new_highs(hs)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(max(time_limit, 1e-3)))
     if threads is not None:
