@@ -50,6 +50,9 @@ class Report:
     refutation : dict or None
         For ``not_stationary`` / ``saddle``: the direction (or curve), the step, the directional
         derivative and the verified decrease of the loss.
+    polish : dict or None
+        With ``polish=True``: the polished point ``theta`` the verdict is about, how far it moved
+        from the given point and what the loss did (the given point's fingerprint is kept).
     solver_calls : list of dict
         Every solver call: kind, status (mapped and raw), objective, bound, time.
     timings : dict
@@ -67,6 +70,7 @@ class Report:
     solver_calls: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     version: str = ""
+    polish: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -91,6 +95,7 @@ class Report:
             "first_order": self.first_order,
             "second_order": self.second_order,
             "refutation": self.refutation,
+            "polish": self.polish,
             "solver_calls": self.solver_calls,
             "timings": self.timings,
         })
@@ -119,6 +124,11 @@ class Report:
             lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, step t = {_fmt(r.get('step'))}, "
                          f"L(theta) - L(theta + t d) = {_fmt(r.get('decrease'))} (error bound {_fmt(r.get('error_bound'))}, "
                          f"{r.get('method')})")
+        if self.polish:
+            pz = self.polish
+            lines.append(f"polished: moved {_fmt(pz.get('distance'))} from the given point, loss change "
+                         f"{_fmt(pz.get('loss_change'))} ({pz.get('note') or 'Newton on the kink manifold'}); "
+                         f"the verdict is about the polished point")
         if self.timings:
             lines.append(f"time:    {self.timings.get('total_s', 0):.3f} s")
         return "\n".join(lines)

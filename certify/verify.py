@@ -101,9 +101,20 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
         data = Dataset(X, y)
     elif not isinstance(data, Dataset):
         data = load_data(data)
-    problem = Problem(net, data, info["loss"], info.get("weight_decay", 0.0))
     res = VerifyResult(verdict=report["verdict"])
     checks = res.checks
+    pol = report.get("polish") or {}
+    if pol.get("theta") is not None:
+        # the verdict is about the polished point: the given model must be the one that was polished
+        given = _digest(net.theta)
+        ok = given == pol.get("original_fingerprint")
+        checks.append(Check("polished_from", ok, "the report's point was polished from this model" if ok else
+                            f"the report was polished from other parameters (stored {pol.get('original_fingerprint')}, "
+                            f"here {given})"))
+        if not ok:
+            return res
+        net = net.with_theta(np.asarray(pol["theta"], dtype=np.float64))
+    problem = Problem(net, data, info["loss"], info.get("weight_decay", 0.0))
     fp = info.get("fingerprint", {})
     got = {"theta": _digest(net.theta), "X": _digest(problem.X), "y": _digest(np.asarray(data.y, dtype=np.float64))}
     same = all(fp.get(k) == v for k, v in got.items())
