@@ -79,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "also holds X and y (e.g. --data train.npz)")
     chk.add_argument("--activation", metavar="NAME", help="hidden activation: relu, leaky_relu:ALPHA, abs or "
                      "identity (e.g. --activation leaky_relu:0.25); default: from the file, else relu")
-    chk.add_argument("--loss", metavar="NAME", default="square", help="per-sample loss, averaged over samples: "
+    chk.add_argument("--loss", metavar="NAME", default=None, help="per-sample loss, averaged over samples: "
                      "square (1/2||f-y||^2), hinge (y in {-1,+1}), multiclass_hinge, absolute, logistic, "
-                     "cross_entropy (default: square)")
-    chk.add_argument("--weight-decay", metavar="LAMBDA", type=_number(minimum=0.0), default=0.0,
-                     help="adds LAMBDA/2 ||theta||^2 to the loss (default: 0; e.g. --weight-decay 1e-4)")
+                     "cross_entropy (default: the string 'loss' stored in the model .npz, else square)")
+    chk.add_argument("--weight-decay", metavar="LAMBDA", type=_number(minimum=0.0), default=None,
+                     help="adds LAMBDA/2 ||theta||^2 to the loss (default: 'weight_decay' stored in the model "
+                          ".npz, else 0; e.g. --weight-decay 1e-4)")
     chk.add_argument("--tol", metavar="TAU", type=_number(minimum=0.0), default=None,
                      help="relative kink tolerance: |z| <= TAU (|W||x|+|b|) counts as a kink "
                           "(default: 1e-9; e.g. --tol 1e-6 for a trained checkpoint)")
@@ -93,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "(top-level key 'verdict')")
     chk.add_argument("--out", metavar="FILE", help="also write the JSON report to FILE (written whole or not "
                      "at all); re-check it later with 'certify verify FILE'")
+    chk.add_argument("--polish", action="store_true", help="first move to a nearby point with exact kinks and zero "
+                     "reduced gradient (for checkpoints from SGD/Adam, which are never exactly stationary) and "
+                     "certify that point; the report says how far it moved")
+    chk.add_argument("--escape", metavar="FILE", help="for a saddle or a non-stationary point, write the improved "
+                     "checkpoint (the verified lower point on the descent curve) to FILE (.npz), to resume "
+                     "training from it")
     from . import cli_batch
     cli_batch.add_parser(sub)
     ver = sub.add_parser("verify", help="re-check a report's certificate (numpy only, no solver)",
@@ -223,30 +230,82 @@ def _cmd_check(args) -> int:
                                     f"--data FILE; the model file has no {' or '.join(missing)} "
                                     f"(found: {', '.join(sorted(arrays))})")
     data = load_data(args.data or args.model)
-    report = check(net, data=data, loss=args.loss, weight_decay=args.weight_decay, tol=tol,
-                   time_limit=args.time_limit)
+    loss, weight_decay = args.loss, args.weight_decay
+    if loss is None or weight_decay is None:  # defaults stored next to the model (certify's .npz)
+        meta = read_npz(Path(args.model), "model file") if Path(args.model).suffix.lower() == ".npz" else {}
+        if loss is None:
+            loss = str(meta["loss"]) if "loss" in meta and meta["loss"].ndim == 0 else "square"
+        if weight_decay is None:
+            weight_decay = float(meta["weight_decay"]) if "weight_decay" in meta and meta["weight_decay"].ndim == 0 \
+                else 0.0
+    if args.escape is not None:
+        _check_writable(args.escape, "--escape")
+    report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
+                   time_limit=args.time_limit, polish=args.polish)
     text = report.to_json()
+    escaped = None
+    if args.escape is not None:
+        escaped = _write_escape(args.escape, net, report)
     if args.out is not None:
         _write_atomic(args.out, text + "\n")
     if args.json:
         sys.stdout.write(text + "\n")
     else:
-        sys.stdout.write(report.summary() + "\n")
+        from .report import render
+        sys.stdout.write(render(report, model=args.model, out=args.out, escaped=escaped,
+                                color=sys.stdout.isatty()) + "\n")
     return report.exit_code
 
 
-def _check_writable(path: str) -> None:
+def _write_escape(path: str, net, report) -> str | None:
+    """Write the verified lower point of a refutation as a checkpoint (nothing for other verdicts)."""
+    import io
+
+    import numpy as np
+    ref = report.refutation or {}
+    if report.verdict.value not in ("saddle", "not_stationary") or not ref.get("verified"):
+        sys.stderr.write(f"certify: note: no escape written: the verdict is {report.verdict.value}\n")
+        return None
+    base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
+    d = np.asarray(ref["direction"], dtype=np.float64)
+    e = ref.get("curvature_direction")
+    e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
+    t = float(ref["step"])
+    moved = net.with_theta(base + t * d + 0.5 * t * t * e)
+    buf = io.BytesIO()
+    np.savez(buf, **moved.to_arrays(), activation=np.array(moved.activation.spec))
+    _write_atomic_bytes(path, buf.getvalue())
+    return path
+
+
+def _write_atomic_bytes(path: str, data: bytes) -> None:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent or Path(".")))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_writable(path: str, flag: str = "--out") -> None:
     from .errors import InvalidValueError
     if not path.strip():
-        raise InvalidValueError(f"--out expects a file name; got {path!r}")
+        raise InvalidValueError(f"{flag} expects a file name; got {path!r}")
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if target.is_dir():
-        raise InvalidValueError(f"--out {path} is a directory; expected a file name")
+        raise InvalidValueError(f"{flag} {path} is a directory; expected a file name")
     if not parent.is_dir():
-        raise InvalidValueError(f"--out {path}: directory {parent} does not exist")
+        raise InvalidValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
-        raise InvalidValueError(f"--out {path}: directory {parent} is not writable")
+        raise InvalidValueError(f"{flag} {path}: directory {parent} is not writable")
+    if flag == "--escape" and target.suffix.lower() != ".npz":
+        raise InvalidValueError(f"--escape writes certify's .npz checkpoint; expected a name ending in .npz, "
+                                f"got {path!r}")
 
 
 def _write_atomic(path: str, text: str) -> None:

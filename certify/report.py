@@ -158,3 +158,49 @@ def _plain(obj):
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+def next_steps(report: Report, model: str | None = None, out: str | None = None) -> list[str]:
+    """What a user can do next, given the verdict (used by the CLI's readable output)."""
+    m = model or "MODEL"
+    v = report.verdict.value
+    steps = []
+    if out:
+        steps.append(f"re-check the certificate without any solver: certify verify {out} {m}")
+    if v == "local_min":
+        if report.flags.get("strict") is False or report.flags.get("flat_directions"):
+            steps.append("the minimum is not strict: it lies in a valley of equal loss (see second_order)")
+        if report.flags.get("global") is None:
+            steps.append("global optimality is unknown: a lower point may exist elsewhere")
+    elif v in ("saddle", "not_stationary"):
+        steps.append(f"resume training from the verified lower point: certify check {m} ... --escape better.npz")
+        if v == "not_stationary" and not report.polish:
+            steps.append("a trained checkpoint is never exactly stationary: add --polish to certify a nearby point")
+    else:
+        reason = report.reason
+        if report.flags.get("approximate") or "rounding" in reason:
+            steps.append("kinks are only near zero: try --polish, or a looser --tol")
+        if "MILP" in reason or "stopped" in reason:
+            steps.append("a solver budget ran out: raise --time-limit")
+        if "higher order" in reason or "singular" in reason:
+            steps.append("second order is not decisive here: the point may be a degenerate minimum or a "
+                         "higher-order saddle")
+    return steps
+
+
+def render(report: Report, *, model: str | None = None, out: str | None = None, escaped: str | None = None,
+           color: bool = False) -> str:
+    """One screen for a person: verdict, why, key numbers, what to do next."""
+    lines = report.summary().splitlines()
+    if escaped:
+        lines.append(f"escape:  wrote the lower point to {escaped}")
+    steps = next_steps(report, model, out)
+    if steps:
+        lines.append("next:")
+        lines += [f"  - {s}" for s in steps]
+    text = "\n".join(lines)
+    if color:
+        mark = {"local_min": "\x1b[1;32m", "saddle": "\x1b[1;33m", "not_stationary": "\x1b[1;33m",
+                "inconclusive": "\x1b[1;36m"}[report.verdict.value]
+        text = text.replace(f"verdict: {report.verdict.value}", f"verdict: {mark}{report.verdict.value}\x1b[0m", 1)
+    return text
