@@ -5,8 +5,10 @@ A *unit kink* is a hidden pre-activation ``z^l_j(x_i)`` that is zero up to the t
 margin exactly 1, an absolute residual 0, a multiclass-hinge tie).
 
 The tolerance ``tol`` is **relative**: a pre-activation counts as zero when
-``|z| <= tol * (|W| |x| + |b|)``, the size of the terms it is summed from (so a value that is zero
-up to rounding is caught whatever the scale of the weights); a loss group counts as tied when its
+``|z| <= tol * max(s, S)`` where ``s = (|W| |x| + |b|)`` is the size of the terms it is summed from
+and ``S`` the largest such size in its layer (so a value that is zero up to rounding is caught
+whatever the scale of the weights, and a unit whose weights have collapsed to ~1e-30 counts as
+sitting on its kink rather than as a tiny cell of its own); a loss group counts as tied when its
 best two pieces differ by at most ``tol * (max_c |W||x|+|b| at the output + max_c |y_c| + 1)``.
 The default ``DEFAULT_TOL = 1e-9`` is far above double-precision rounding (~1e-16 per operation)
 and far below the distances to a kink that training leaves (~1e-6 and up); every report states
@@ -105,7 +107,7 @@ def find_kinks(problem: Problem, fwd: ForwardPass, tol: float = DEFAULT_TOL) -> 
     if net.activation.has_kink:
         for l in range(1, net.n_layers):
             z, s = fwd.pre[l - 1], fwd.scale[l - 1]
-            mask = np.abs(z) <= tol * s
+            mask = np.abs(z) <= tol * np.maximum(s, s.max(initial=0.0))
             masks.append(mask)
             i, j = np.nonzero(mask)
             samples.append(i)
