@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                          epilog="examples:\n  certify demo\n  certify demo --quick --out reports/\n\n"
                                 "exit codes:\n  0 every hand-derived verdict reproduced   1 one differs   "
                                 "2 usage error")
-    dem.add_argument("--quick", action="store_true", help="train fewer steps (a faster, rougher demo)")
+    dem.add_argument("--quick", action="store_true", help="leave out the slowest example (a deeper multiclass "
+                     "network whose polishing takes longest)")
     dem.add_argument("--out", metavar="DIR", help="also write every report as DIR/NAME.json")
     dem.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks")
     chk.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")

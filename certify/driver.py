@@ -66,8 +66,10 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
 
     Parameters
     ----------
-    model : Network, mapping of arrays ``{"W1", "b1", ...}``, list of ``(W, b)``, or a path
-        The point to check. Weights in PyTorch orientation ``(out, in)``.
+    model : Network, mapping, list of ``(W, b)``, ``nn.Sequential`` or path
+        The point to check: arrays ``{"W1": ..., "b1": ...}`` or a state dict, a torch
+        ``nn.Sequential`` (activation read from its layers), or a file (``.npz``, ``.pt``/``.pth``,
+        ``.onnx``, ``.safetensors``). Weights in PyTorch orientation ``(out, in)``.
     X, y : arrays, optional
         Training inputs ``(n, d)`` and labels; or pass ``data`` (a :class:`Dataset` or a path).
     activation : str
@@ -237,8 +239,44 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
 
 
 def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
+    tol = TOL_FIRST_ORDER * max(one.scale(), 1e-300)
+    quick = _cheap_descent(one, tol)
+    if quick is not None:
+        return quick
     prog, layout = one_level_milp(one)
-    return _milp_outcome(prog, layout, one.evaluate, TOL_FIRST_ORDER * max(one.scale(), 1e-300), time_limit)
+    return _milp_outcome(prog, layout, one.evaluate, tol, time_limit)
+
+
+def _cheap_descent(one, tol: float, n_random: int = 64, evaluate=None, rows=None) -> FirstOrder | None:
+    """Try obvious directions before a MILP: the kink rows and their negatives, -g, random signs.
+
+    A hit is a descent direction of the exact tangent model (the refutation then checks the loss);
+    a miss proves nothing and the MILP decides.
+    """
+    evaluate = evaluate or one.evaluate
+    p = one.g.size
+    cands = []
+    if np.any(one.g):
+        cands.append(-one.g)
+    A = (one.a if rows is None else rows).tocsr()
+    for j in range(min(A.shape[0], 2000)):
+        row = A[j].toarray().ravel()
+        cands += [row, -row]
+    rng = np.random.default_rng(0)
+    cands += list(rng.choice([-1.0, 1.0], size=(n_random, p)))
+    best, best_val = None, -tol
+    for d in cands:
+        m = np.abs(d).max()
+        if m == 0:
+            continue
+        d = d / m
+        val = evaluate(d)
+        if val < best_val:
+            best, best_val = d, val
+    if best is None:
+        return None
+    return FirstOrder(False, "candidates", min_value=best_val, tolerance=tol, direction=best,
+                      certificate={"kind": "candidate_direction"})
 
 
 def _gradient_test(fo: FirstOrderModel, g: np.ndarray | None = None) -> FirstOrder:
@@ -377,12 +415,18 @@ def _likq_test(one: OneLevel) -> FirstOrder | None:
 
 
 def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
+    tol = TOL_FIRST_ORDER * max(fo.scale(), 1e-300)
+    rows = sp.vstack([fo.A, fo.G], format="csr") if fo.G.shape[0] else fo.A
+    quick = _cheap_descent(fo, tol, rows=rows)
+    if quick is not None:
+        return quick
     prog, layout = descent_milp(fo)
-    return _milp_outcome(prog, layout, fo.evaluate, TOL_FIRST_ORDER * max(fo.scale(), 1e-300), time_limit)
+    return _milp_outcome(prog, layout, fo.evaluate, tol, time_limit)
 
 
 def _milp_outcome(prog, layout, evaluate, tol, time_limit) -> FirstOrder:
-    res = solve(prog, time_limit=time_limit)
+    # stop as soon as an incumbent proves descent (its direction is re-evaluated below)
+    res = solve(prog, time_limit=time_limit, options={"objective_target": -2.0 * tol})
     call = {"purpose": "first-order MILP (concave or nested kinks)", **res.to_dict(),
             "n_binary": layout["n_binary"], "big_m_max": layout["big_m_max"]}
     d = None

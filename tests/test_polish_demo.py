@@ -1,0 +1,99 @@
+"""Approximate points from a trainer: polishing, escape, and the demo.
+
+Expected answers are independent of the tool: the trained saddle has a unit that gradient descent
+can never move (zero weights in and out, so its escape function decides, REFERENCES.md A4.5 item 2),
+and every refutation's lower point is re-evaluated here.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+import certify
+from certify.cli import main
+from certify.data import Dataset, Problem
+from certify.demo import _init, adam, data_dir
+from certify.driver import check_polished
+
+
+@pytest.fixture(scope="module")
+def iris():
+    d = np.load(data_dir() / "iris.npz")
+    X = (d["X"] - d["X"].mean(axis=0)) / d["X"].std(axis=0)
+    return X, d["X"][:, 3]
+
+
+def test_trained_minimum_is_certified_after_polishing(iris):
+    X, target = iris
+    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 4000)
+    raw = certify.check(p.network, data=p.data, loss="square")
+    assert raw.verdict.value == "not_stationary"       # a trainer's point is never exactly stationary
+    rep = check_polished(p)
+    assert rep.verdict.value == "local_min", rep.reason
+    assert rep.polish["loss_after"] <= rep.polish["loss_before"]
+    assert certify.verify(rep.to_dict(), p.network, data=p.data).ok
+
+
+def test_trained_saddle_stays_a_saddle_after_polishing(iris):
+    X, target = iris
+    p = adam(Problem(_init([3, 5, 1], "relu", 0, dead_unit=True), Dataset(X[:, :3], target), "square"), 4000)
+    net = p.network
+    assert np.all(net.weights[0][0] == 0) and net.biases[0][0] == 0 and net.weights[1][0, 0] == 0
+    rep = check_polished(p)
+    assert rep.verdict.value == "saddle", rep.reason
+    ref = rep.refutation
+    theta = np.asarray(rep.polish["theta"])
+    lower = theta + ref["step"] * np.asarray(ref["direction"])
+    assert p.value(lower) < p.value(theta)
+    assert certify.verify(rep.to_dict(), p.network, data=p.data).ok
+
+
+def test_polished_report_fails_verify_on_other_parameters(iris):
+    X, target = iris
+    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 500)
+    rep = check_polished(p)
+    other = p.network.with_theta(p.theta + 1e-3)
+    res = certify.verify(rep.to_dict(), other, data=p.data)
+    assert not res.ok and res.failed[0].name == "polished_from"
+
+
+def test_escape_writes_a_lower_checkpoint(tmp_path, capsys):
+    out = tmp_path / "better.npz"
+    code = main(["check", "data/seeds/gt11.npz", "--escape", str(out)])
+    assert code == 10 and out.exists()
+    before = certify.load_model("data/seeds/gt11.npz")
+    after = certify.load_model(out)
+    data = certify.load_data("data/seeds/gt11.npz")
+    assert Problem(after, data, "square").value() < Problem(before, data, "square").value()
+
+
+def test_escape_needs_npz_name(tmp_path, capsys):
+    code = main(["check", "data/seeds/gt11.npz", "--escape", str(tmp_path / "better.pt")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected a name ending in .npz" in err
+
+
+def test_escape_on_a_minimum_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "better.npz"
+    assert main(["check", "data/seeds/gt07.npz", "--escape", str(out)]) == 0
+    assert not out.exists()
+    assert "no escape written" in capsys.readouterr().err
+
+
+def test_loss_is_read_from_the_bundled_file(capsys):
+    # gt14 stores loss='absolute'; read with the square loss it would be another problem
+    assert main(["check", "data/seeds/gt14.npz", "--json"]) == 10
+    assert json.loads(capsys.readouterr().out)["problem"]["loss"] == "absolute"
+
+
+def test_demo_reproduces_every_hand_derived_verdict(tmp_path, capsys):
+    code = main(["demo", "--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "0 differing" in out
+    reports = sorted(tmp_path.glob("*.json"))
+    assert len(reports) >= 17
+    for path in reports:
+        assert json.loads(path.read_text())["verdict"] in ("local_min", "saddle", "not_stationary", "inconclusive")
