@@ -224,6 +224,9 @@ def _cmd_check(args) -> int:
         _check_writable(args.out)
     net = load_model(args.model, args.activation)
     if args.data is None:
+        if Path(args.model).suffix.lower() != ".npz":
+            raise InvalidValueError(f"no data: {args.model} is a model file without data; pass --data FILE "
+                                    f"(.npz with X and y, or .csv)")
         arrays = read_npz(Path(args.model), "model file")
         missing = [k for k in ("X", "y") if k not in arrays]
         if missing:

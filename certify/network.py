@@ -94,7 +94,7 @@ class Activation:
 
     @property
     def spec(self) -> str:
-        return f"leaky_relu:{self.alpha:g}" if self.name == "leaky_relu" else self.name
+        return f"leaky_relu:{float(self.alpha)!r}" if self.name == "leaky_relu" else self.name
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         s_pos, s_neg = self.slopes

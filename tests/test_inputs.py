@@ -172,20 +172,21 @@ def zip_without_arrays(tmp):
     return ["check", path], lambda: certify.load_model(path)
 
 
-@case(r"unsupported checkpoint format '\.pt' for \S*model\.pt: expected an \.npz with arrays W1, b1, "
-      r"\.\.\., WL, bL", ModelLoadError)
+@case(r"unsupported checkpoint format '\.h5' for \S*model\.h5: expected \.npz \(arrays W1, b1, \.\.\., WL, bL\), "
+      r"\.pt/\.pth \(a PyTorch state dict\), \.onnx or \.safetensors$", ModelLoadError)
 def unsupported_model_suffix(tmp):
-    path = tmp / "model.pt"
-    path.write_bytes(b"\x80\x02")
+    path = tmp / "model.h5"
+    path.write_bytes(b"\x89HDF")
     return ["check", path], lambda: certify.check(str(path), X, Y)
 
 
-@case(r"unsupported data format '\.csv' for \S*train\.csv: expected an \.npz with arrays X \(n, d\) and y",
-      ModelLoadError)
+@case(r"unsupported data format '\.json' for \S*train\.json: expected \.npz \(arrays X \(n, d\) and y\), \.csv "
+      r"\(features, then the label in the last column\), \.pt/\.pth \(tensors X and y\) or \.safetensors "
+      r"\(tensors X and y\)$", ModelLoadError)
 def unsupported_data_suffix(tmp):
     model = save(tmp, "model.npz", **MODEL)
-    data = tmp / "train.csv"
-    data.write_text("1,2,3,1\n")
+    data = tmp / "train.json"
+    data.write_text("{}")
     return ["check", model, "--data", data], lambda: certify.check(str(model), data=str(data))
 
 

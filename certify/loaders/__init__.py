@@ -1,38 +1,99 @@
 """Reading checkpoints and data.
 
-The native checkpoint is one ``.npz`` with arrays ``W1, b1, ..., WL, bL`` (PyTorch orientation)
-and optionally a string ``activation``; data is an ``.npz`` with ``X`` (n, d) and ``y``. One file
-holding both works for both roles.
+Models (dispatched by suffix):
+
+* ``.npz``: certify's native format, arrays ``W1, b1, ..., WL, bL`` (PyTorch orientation
+  ``(out, in)``) and optionally a string ``activation``;
+* ``.pt`` / ``.pth`` (extra ``torch``): a PyTorch ``state_dict`` of Linear layers saved with
+  ``torch.save`` (keys ``0.weight, 0.bias, 2.weight, ...`` or ``fc1.weight, ...``; ``module.`` and
+  ``_orig_mod.`` prefixes are dropped; a checkpoint dict holding it under ``state_dict``,
+  ``model`` or ``model_state_dict`` works too), layers in the order of the dict;
+* ``.onnx`` (extra ``onnx``): a chain of Gemm / MatMul+Add layers with Relu, LeakyRelu or Abs;
+* ``.safetensors`` (extra ``safetensors``): state-dict names or ``W1, b1, ...``.
+
+The activation is the ``activation`` argument if given, else the file's (``.npz`` array
+``activation``, the ONNX activation nodes, the safetensors metadata entry ``activation``), else
+``relu``: a PyTorch state dict does not say which activation the network uses. In Python a model
+may also be a :class:`Network`, a mapping (``{"W1": ..., "b1": ...}`` or a state dict), a list
+of ``(W, b)`` or an ``nn.Sequential`` (whose activation is read from its layers).
+
+Data: ``.npz`` with arrays ``X`` (n, d) and ``y``; ``.csv`` with one sample per line, the label in
+the last column and an optional header line; ``.pt``/``.pth`` with tensors ``X`` and ``y``;
+``.safetensors`` with tensors ``X`` and ``y``. One ``.npz`` holding model and data works for both.
+
+An optional extra that is not installed fails at once with :class:`MissingExtraError`, e.g.
+``loading .onnx needs `pip install certify[onnx]```.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from ..data import Dataset
-from ..errors import ModelLoadError, UnknownNameError
+from ..errors import MissingExtraError, ModelLoadError, UnknownNameError
 from ..network import Activation, Network
 from .npz import check_file, layers_from_arrays, read_npz
 
-MODEL_SUFFIXES = (".npz",)
-DATA_SUFFIXES = (".npz",)
+#: suffix -> (module to import, pip extra); .npz and .csv need nothing beyond the core
+EXTRAS = {".pt": ("torch", "torch"), ".pth": ("torch", "torch"), ".onnx": ("onnx", "onnx"),
+          ".safetensors": ("safetensors", "safetensors")}
+MODEL_SUFFIXES = (".npz", ".pt", ".pth", ".onnx", ".safetensors")
+DATA_SUFFIXES = (".npz", ".csv", ".pt", ".pth", ".safetensors")
+#: what a file of each suffix should be, for "is a directory" messages
+_EXPECTED_FILE = {".pt": "expected a file written by torch.save", ".pth": "expected a file written by torch.save",
+                  ".onnx": "expected an ONNX model file", ".safetensors": "expected a .safetensors file",
+                  ".csv": "expected a CSV file"}
+_MODEL_FORMATS = ("expected .npz (arrays W1, b1, ..., WL, bL), .pt/.pth (a PyTorch state dict), .onnx or "
+                  ".safetensors")
+_DATA_FORMATS = ("expected .npz (arrays X (n, d) and y), .csv (features, then the label in the last "
+                 "column), .pt/.pth (tensors X and y) or .safetensors (tensors X and y)")
+
+
+def require_extra(suffix: str) -> None:
+    """Raise :class:`MissingExtraError` unless the package that reads ``suffix`` can be imported."""
+    if suffix not in EXTRAS:
+        return
+    module, extra = EXTRAS[suffix]
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        detail = "" if getattr(exc, "name", None) == module else \
+            f" (importing {module} failed: {' '.join(str(exc).split())[:120]})"
+        raise MissingExtraError(f"loading {suffix} needs `pip install certify[{extra}]`{detail}") from None
 
 
 def load_model(path, activation=None) -> Network:
     """Load a checkpoint file as a :class:`Network` (activation: argument, else file, else relu)."""
     path = Path(path)
-    check_file(path, "model file")
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
+        check_file(path, "model file")
         raise ModelLoadError(f"unsupported checkpoint format {suffix or '(no suffix)'!r} for {path}: "
-                             f"expected an .npz with arrays W1, b1, ..., WL, bL")
+                             f"{_MODEL_FORMATS}")
+    require_extra(suffix)
+    check_file(path, "model file", *([_EXPECTED_FILE[suffix]] if suffix in _EXPECTED_FILE else []))
     where = f"model file {path}"
-    arrays = read_npz(path, "model file")
-    weights, biases, file_act = layers_from_arrays(arrays, where)
-    return Network(tuple(weights), tuple(biases), _activation(activation, file_act, where))
+    if suffix == ".npz":
+        arrays = read_npz(path, "model file")
+        weights, biases, file_act = layers_from_arrays(arrays, where)
+        source = "array 'activation'"
+    elif suffix in (".pt", ".pth"):
+        from .torch import load_state_dict
+        weights, biases = load_state_dict(path)
+        file_act, source = None, ""
+    elif suffix == ".onnx":
+        from .onnx import load_onnx
+        weights, biases, file_act = load_onnx(path)
+        source = "the activation nodes"
+    else:
+        from .safetensors import load_safetensors
+        weights, biases, file_act = load_safetensors(path)
+        source = "metadata 'activation'"
+    return Network(tuple(weights), tuple(biases), _activation(activation, file_act, where, source))
 
 
-def _activation(given, from_file, where: str) -> Activation:
+def _activation(given, from_file, where: str, source: str = "array 'activation'") -> Activation:
     """The activation argument if given, else the one stored with the model, else relu."""
     if given is not None:
         return Activation.parse(given)
@@ -41,18 +102,28 @@ def _activation(given, from_file, where: str) -> Activation:
     try:
         return Activation.parse(from_file)
     except UnknownNameError as exc:
-        raise UnknownNameError(f"{exc} (from array 'activation' in {where}; override with "
+        raise UnknownNameError(f"{exc} (from {source} in {where}; override with "
                                f"--activation / activation=)") from None
 
 
 def load_data(path) -> Dataset:
-    """Load ``X`` and ``y`` from an ``.npz`` file."""
+    """Load ``X`` and ``y`` from an ``.npz``, ``.csv``, ``.pt``/``.pth`` or ``.safetensors`` file."""
     path = Path(path)
-    check_file(path, "data file")
     suffix = path.suffix.lower()
     if suffix not in DATA_SUFFIXES:
-        raise ModelLoadError(f"unsupported data format {suffix or '(no suffix)'!r} for {path}: "
-                             f"expected an .npz with arrays X (n, d) and y")
+        check_file(path, "data file")
+        raise ModelLoadError(f"unsupported data format {suffix or '(no suffix)'!r} for {path}: {_DATA_FORMATS}")
+    require_extra(suffix)
+    check_file(path, "data file", *([_EXPECTED_FILE[suffix]] if suffix in _EXPECTED_FILE else []))
+    if suffix == ".csv":
+        from .csv import load_csv
+        return Dataset(*load_csv(path))
+    if suffix in (".pt", ".pth"):
+        from .torch import load_data as load_torch_data
+        return Dataset(*load_torch_data(path))
+    if suffix == ".safetensors":
+        from .safetensors import load_data as load_safetensors_data
+        return Dataset(*load_safetensors_data(path))
     arrays = read_npz(path, "data file")
     missing = [k for k in ("X", "y") if k not in arrays]
     if missing:
@@ -62,16 +133,30 @@ def load_data(path) -> Dataset:
 
 
 def as_network(model, activation=None) -> Network:
-    """Accept a Network, a path, a mapping ``{"W1": ..., "b1": ...}`` or a list of ``(W, b)``."""
+    """Accept a Network, a path, a mapping (``{"W1": ..., "b1": ...}`` or a state dict), a list of
+    ``(W, b)`` or a torch ``nn.Sequential``."""
     if isinstance(model, Network):
         if activation is not None and Activation.parse(activation) != model.activation:
             return Network(model.weights, model.biases, Activation.parse(activation))
         return model
     if isinstance(model, (str, Path)):
         return load_model(model, activation)
+    from . import torch as torch_loader  # imports no torch: it only looks at sys.modules
+    if torch_loader.is_module(model):
+        where = "the nn.Sequential"
+        weights, biases, file_act = torch_loader.layers_from_module(model)
+        return Network(tuple(weights), tuple(biases), _activation(activation, file_act, where, "its layers"))
     if hasattr(model, "keys"):
+        from .statedict import layers_from_state_dict, looks_native
         where = "the model mapping"
-        weights, biases, file_act = layers_from_arrays(dict(model), where)
+        mapping = dict(model)
+        if not looks_native(mapping) and any(str(k).rpartition(".")[2] in ("weight", "bias") for k in mapping):
+            items = [(str(k), torch_loader.to_numpy(v, str(k), where)) for k, v in mapping.items()]
+            weights, biases, _ = layers_from_state_dict(items, where, ordered=True)
+            file_act = None
+        else:
+            mapping = {k: torch_loader.to_numpy(v, str(k), where) for k, v in mapping.items()}
+            weights, biases, file_act = layers_from_arrays(mapping, where)
         return Network(tuple(weights), tuple(biases), _activation(activation, file_act, where))
     if isinstance(model, (list, tuple)):
         try:
@@ -79,10 +164,11 @@ def as_network(model, activation=None) -> Network:
             biases = [b for _, b in model]
         except (TypeError, ValueError):
             raise ModelLoadError("a model given as a list must hold (W, b) pairs, one per layer") from None
+        where = "the model list"
+        weights = [torch_loader.to_numpy(W, f"W{l}", where) for l, W in enumerate(weights, start=1)]
+        biases = [torch_loader.to_numpy(b, f"b{l}", where) for l, b in enumerate(biases, start=1)]
         act = Activation.parse("relu" if activation is None else activation)
         return Network(tuple(weights), tuple(biases), act)
-    torch_module = type(model).__module__.startswith("torch")
-    if torch_module:
-        raise ModelLoadError("torch modules are not supported yet: save the weights as .npz (W1, b1, ...)")
     raise ModelLoadError(f"cannot read a model from {type(model).__name__}: pass a Network, a path, "
-                         f"a mapping of arrays W1, b1, ... or a list of (W, b)")
+                         f"a mapping of arrays W1, b1, ... (or a state dict), a list of (W, b) or an "
+                         f"nn.Sequential")

@@ -16,17 +16,20 @@ _NPY_MAGIC = b"\x93NUMPY"
 _EXPECTED = "expected an .npz archive of named arrays (as written by numpy.savez)"
 
 
-def check_file(path: Path, role: str = "file") -> None:
-    """Raise :class:`ModelLoadError` unless ``path`` is an existing, readable regular file."""
+def check_file(path: Path, role: str = "file", expected: str = _EXPECTED) -> None:
+    """Raise :class:`ModelLoadError` unless ``path`` is an existing, readable regular file.
+
+    ``expected`` says what the file should be (default: an .npz archive).
+    """
     if not path.exists():
         parent = path.parent
         if str(parent) not in ("", ".") and not parent.is_dir():
             raise ModelLoadError(f"{role} {path} does not exist (no directory {parent})")
         raise ModelLoadError(f"{role} {path} does not exist")
     if path.is_dir():
-        raise ModelLoadError(f"{role} {path} is a directory; {_EXPECTED}")
+        raise ModelLoadError(f"{role} {path} is a directory; {expected}")
     if not path.is_file():
-        raise ModelLoadError(f"{role} {path} is not a regular file; {_EXPECTED}")
+        raise ModelLoadError(f"{role} {path} is not a regular file; {expected}")
 
 
 def _describe(head: bytes) -> str:
