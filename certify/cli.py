@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "reduced gradient (for checkpoints from SGD/Adam, which are never exactly stationary) and "
                      "certify that point; the report says how far it moved")
     chk.add_argument("--escape", metavar="FILE", help="for a saddle or a non-stationary point, write the improved "
-                     "checkpoint (the verified lower point on the descent curve) to FILE (.npz), to resume "
-                     "training from it")
+                     "checkpoint (the verified lower point on the descent curve) to FILE, to resume training from "
+                     "it: .npz, or .pt / .safetensors as the state dict of an nn.Sequential (float32, as trainers "
+                     "store it)")
     from . import cli_batch
     cli_batch.add_parser(sub)
     ver = sub.add_parser("verify", help="re-check a report's certificate (numpy only, no solver)",
@@ -276,10 +277,39 @@ def _write_escape(path: str, net, report) -> str | None:
     e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
     t = float(ref["step"])
     moved = net.with_theta(base + t * d + 0.5 * t * t * e)
-    buf = io.BytesIO()
-    np.savez(buf, **moved.to_arrays(), activation=np.array(moved.activation.spec))
-    _write_atomic_bytes(path, buf.getvalue())
+    _write_atomic_bytes(path, _checkpoint_bytes(moved, Path(path).suffix.lower()))
     return path
+
+
+def _checkpoint_bytes(net, suffix: str) -> bytes:
+    """A checkpoint in the format named by ``suffix``: certify's .npz, a PyTorch state dict of an
+    ``nn.Sequential(Linear, act, Linear, ...)`` (keys ``0.weight, 0.bias, 2.weight, ...``) or the
+    same keys in safetensors."""
+    import io
+
+    import numpy as np
+    if suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez(buf, **net.to_arrays(), activation=np.array(net.activation.spec))
+        return buf.getvalue()
+    state = {}
+    for k, (W, b) in enumerate(zip(net.weights, net.biases)):
+        state[f"{2 * k}.weight"], state[f"{2 * k}.bias"] = W.astype(np.float32), b.astype(np.float32)
+    if suffix in (".pt", ".pth"):
+        from .errors import MissingExtraError
+        try:
+            import torch
+        except ImportError as exc:
+            raise MissingExtraError("writing .pt needs `pip install certify[torch]`") from exc
+        buf = io.BytesIO()
+        torch.save({k: torch.from_numpy(v) for k, v in state.items()}, buf)
+        return buf.getvalue()
+    from .errors import MissingExtraError
+    try:
+        from safetensors.numpy import save
+    except ImportError as exc:
+        raise MissingExtraError("writing .safetensors needs `pip install certify[safetensors]`") from exc
+    return save(state, metadata={"activation": net.activation.spec})
 
 
 def _write_atomic_bytes(path: str, data: bytes) -> None:
@@ -307,9 +337,9 @@ def _check_writable(path: str, flag: str = "--out") -> None:
         raise InvalidValueError(f"{flag} {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InvalidValueError(f"{flag} {path}: directory {parent} is not writable")
-    if flag == "--escape" and target.suffix.lower() != ".npz":
-        raise InvalidValueError(f"--escape writes certify's .npz checkpoint; expected a name ending in .npz, "
-                                f"got {path!r}")
+    if flag == "--escape" and target.suffix.lower() not in (".npz", ".pt", ".pth", ".safetensors"):
+        raise InvalidValueError(f"--escape writes a checkpoint named by its suffix; expected .npz, .pt, .pth or "
+                                f".safetensors, got {path!r}")
 
 
 def _write_atomic(path: str, text: str) -> None:

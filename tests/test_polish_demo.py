@@ -68,11 +68,22 @@ def test_escape_writes_a_lower_checkpoint(tmp_path, capsys):
     assert Problem(after, data, "square").value() < Problem(before, data, "square").value()
 
 
-def test_escape_needs_npz_name(tmp_path, capsys):
-    code = main(["check", "data/seeds/gt11.npz", "--escape", str(tmp_path / "better.pt")])
+def test_escape_needs_a_checkpoint_suffix(tmp_path, capsys):
+    code = main(["check", "data/seeds/gt11.npz", "--escape", str(tmp_path / "better.txt")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "expected a name ending in .npz" in err
+    assert err.count("\n") == 1 and "expected .npz, .pt, .pth or .safetensors" in err
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_escape_in_the_trainer_format(tmp_path, suffix):
+    pytest.importorskip("torch" if suffix == ".pt" else "safetensors")
+    out = tmp_path / f"better{suffix}"
+    assert main(["check", "data/seeds/gt11.npz", "--escape", str(out)]) == 10
+    data = certify.load_data("data/seeds/gt11.npz")
+    after = certify.load_model(out)
+    before = certify.load_model("data/seeds/gt11.npz")
+    assert Problem(after, data, "square").value() < Problem(before, data, "square").value()
 
 
 def test_escape_on_a_minimum_writes_nothing(tmp_path, capsys):
