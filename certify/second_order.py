@@ -578,9 +578,12 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
         HZ = dense_hessian(problem, fwd, D, basis=Z0, loss_grad=model["loss_grad"], inject=model["inject"])
         H0 = Z0.T @ HZ
         H0 = 0.5 * (H0 + H0.T)
-        scale = max(scale, float(np.linalg.norm(H0)))
+        # the scale of the curvature is that of H on the whole slice (H Z0), not of the reduced block,
+        # which can vanish up to rounding: a reduced form of size 1e-16 is zero, not positive
+        scale = max(scale, float(np.linalg.norm(HZ)), float(np.linalg.norm(H0)))
         tol = tol_rel * max(scale, 1e-300)
         F0 = Fp @ Z0
+        F_norm = np.abs(Fp).sum(axis=1)  # feasibility is judged against the rows' own size
         for k in range(r, -1, -1):
             for held in itertools.combinations(range(r), k):
                 n_faces += 1
@@ -597,7 +600,7 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
                         y = sgn * (Zs @ V[:, idx])
                         if free:
                             Fy = F0[free] @ y
-                            fscale = np.abs(F0[free]).sum(axis=1) * np.abs(y).max()
+                            fscale = F_norm[free] * np.abs(Z0 @ y).max()
                             if not np.all(Fy >= -1e-9 * (fscale + 1e-300)):
                                 continue
                         found = True

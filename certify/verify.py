@@ -318,7 +318,10 @@ def _check_cone(problem: Problem, fwd, kinks, model, fo_cert: dict, cert: dict, 
         return
     q, tol = res["q"], res["tolerance"]
     claimed = cert.get("min_curvature")
-    agree = claimed is not None and _close(q, claimed, max(abs(q), tol))
+    if claimed is None or not np.isfinite(q):   # no direction in the cone beyond symmetry: both say so
+        agree = claimed is None and not np.isfinite(q)
+    else:
+        agree = _close(q, claimed, max(abs(q), tol))
     ok = agree and q > tol and not res["uncertain"]
     checks.append(Check("critical_cone", ok, f"least Lagrangian curvature on the critical cone {q:.6g} over "
                         f"{res['pieces']} piece(s) and {res['faces']} face(s) (report: {claimed}); tolerance {tol:.3g}"))
