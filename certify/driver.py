@@ -152,7 +152,9 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
     t2 = time.perf_counter()
     fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=time_limit)
     timings["first_order_s"] = time.perf_counter() - t2
-    loss_value = problem.value()
+    loss_value = float(np.mean(problem.loss.values(fwd.output, problem.Y)))
+    if problem.weight_decay:
+        loss_value += 0.5 * problem.weight_decay * float(problem.theta @ problem.theta)
     info = _problem_info(problem, loss_value)
     # differentiable: no kink reaches L' (a kink with zero coefficient leaves L differentiable, not C^2)
     flags = {"differentiable": bool(fo_model.smooth), "at_kink": kinks.n_total > 0,
@@ -221,13 +223,13 @@ def decide_first_order(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
 def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = True) -> FirstOrder:
     """d-stationarity of ``g.d + sum_j gamma_j max(a_j.d, 0) + ...``: LP, LIKQ solve, or MILP."""
     if one.convex:
-        out = _lp_test(one)
+        out = _convex_test(one, time_limit)
     else:
         out = _likq_test(one)
         if out is None:
             out = _milp_one_level(one, time_limit)
-    if clarke:
-        c = _clarke(one)
+    if clarke and out.clarke_distance is None:
+        c = _clarke(one, time_limit=time_limit)
         if c is not None:
             out.clarke_distance = c[0]
             out.solver_calls.append(c[1])
@@ -298,9 +300,64 @@ def _grad_scale(fo: FirstOrderModel, g: np.ndarray) -> float:
     return max(fo.scale(), 1e-300)
 
 
-def _lp_test(one: OneLevel) -> FirstOrder:
+def _convex_test(one: OneLevel, time_limit: float) -> FirstOrder:
+    """Convex kinks: the min-norm subgradient (QP) decides when its answer re-checks; else the LP.
+
+    For convex kinks the subdifferential is ``g + sum_j gamma_j [0,1] a_j + ...``. Its min-norm
+    element ``rho`` (the Clarke QP) gives either multipliers with ``rho = 0`` -- refined onto their
+    active bounds by one least-squares solve so the residual closes to rounding -- or the steepest
+    descent direction ``-rho``, whose slope ``L'(theta; -rho)`` is recomputed on the model. Only when
+    neither re-checks does the LP (in ``d``, over the box) decide.
+    """
+    tol = TOL_FIRST_ORDER * max(one.scale(), 1e-300)
+    qp = _clarke(one, time_limit=time_limit)
+    calls = []
+    if qp is not None and qp[3] is not None:
+        dist, call, cert, (lam, pis) = qp
+        calls.append(call)
+        if not cert["ok"]:
+            cert = _refined_certificate(one, lam, pis) or cert
+        if cert["ok"]:
+            return FirstOrder(True, "qp", min_value=0.0, tolerance=tol, certificate=cert, clarke_distance=dist,
+                              solver_calls=calls)
+        rho = one.subgradient(lam, pis)
+        if np.any(rho):
+            d = -rho / np.abs(rho).max()
+            value = one.evaluate(d)
+            if value < -tol:
+                return FirstOrder(False, "qp", min_value=value, tolerance=tol, direction=d, clarke_distance=dist,
+                                  solver_calls=calls)
+    out = _lp_test(one, time_limit)
+    out.solver_calls = calls + out.solver_calls
+    return out
+
+
+def _refined_certificate(one: OneLevel, lam: np.ndarray, pis: list) -> dict | None:
+    """Snap multipliers within 1e-3 of 0 or 1 onto the bound and solve for the rest exactly."""
+    if one.multi:
+        return None
+    lo, hi = lam <= 1e-3, lam >= 1 - 1e-3
+    free = np.nonzero(~(lo | hi))[0]
+    lam2 = np.where(hi, 1.0, 0.0)
+    W = one.a.T.multiply(one.gamma[None, :]).tocsc()
+    rhs = -(one.g + np.asarray(W @ lam2).ravel())
+    if free.size:
+        Wf = W[:, free]
+        if Wf.shape[0] * Wf.shape[1] <= 2e7:
+            sol = np.linalg.lstsq(Wf.toarray(), rhs, rcond=None)[0]
+        else:
+            from scipy.sparse.linalg import lsqr
+            sol = lsqr(Wf, rhs, atol=1e-15, btol=1e-15, iter_lim=10 * free.size + 100)[0]
+        if np.any(sol < -1e-12) or np.any(sol > 1 + 1e-12):
+            return None
+        lam2[free] = np.clip(sol, 0.0, 1.0)
+    cert = certificate_from_multipliers(one, lam2, pis, source="clarke_qp_refined")
+    return cert if cert["ok"] else None
+
+
+def _lp_test(one: OneLevel, time_limit: float = 60.0) -> FirstOrder:
     prog = descent_lp(one)
-    res = solve(prog)
+    res = solve(prog, time_limit=time_limit)
     call = {"purpose": "first-order LP (convex kinks)", **res.to_dict()}
     p = one.g.size
     scale = one.scale()
@@ -312,13 +369,11 @@ def _lp_test(one: OneLevel) -> FirstOrder:
     value = one.evaluate(d)  # recomputed, not the solver's objective
     if value < -tol:
         return FirstOrder(False, "lp", min_value=value, tolerance=tol, direction=d, solver_calls=[call])
+    if res.status != SolveStatus.OPTIMAL:
+        return FirstOrder(None, "lp", min_value=value, tolerance=tol, reason=f"first-order LP ended "
+                          f"{res.raw_status} without a descent direction", solver_calls=[call])
     cert = _lp_certificate(one, prog, res)
-    if cert is None or not cert["ok"]:
-        alt = _clarke(one)
-        if alt is not None and alt[2] is not None and alt[2]["ok"]:
-            cert = alt[2]
-            call = [call, alt[1]]
-    calls = call if isinstance(call, list) else [call]
+    calls = [call]
     if cert is None or not cert["ok"]:
         return FirstOrder(None, "lp", min_value=value, tolerance=tol, certificate=cert or {},
                           reason="the LP finds no descent, but no multipliers closing the subgradient "
@@ -357,22 +412,26 @@ def certificate_from_multipliers(one: OneLevel, lam: np.ndarray, pis: list, sour
             "ok": resid <= tol}
 
 
-def _clarke(one: OneLevel):
-    """Clarke distance by the min-norm QP, when the Gram matrix is small enough."""
+def _clarke(one: OneLevel, time_limit: float = 60.0):
+    """Clarke distance by the min-norm QP, when the Gram matrix is small enough.
+
+    Returns ``(distance, call, certificate or None, (lambda, pis) or None)`` or None.
+    """
     J = one.n_generators + sum(S.shape[0] for _, S in one.multi)
     if J == 0:
-        return float(np.linalg.norm(one.g)), {"purpose": "Clarke distance", "status": "closed form"}, None
-    if J * J > DENSE_LIMIT or one.a.nnz * max(J, 1) > 50 * DENSE_LIMIT:
+        return float(np.linalg.norm(one.g)), {"purpose": "Clarke distance", "status": "closed form"}, None, None
+    p = one.g.size
+    if J * J > DENSE_LIMIT or min(one.a.nnz * max(J, 1), p * J * J) > 50 * DENSE_LIMIT:
         return None
     prog = clarke_qp(one)
-    res = solve(prog)
+    res = solve(prog, time_limit=time_limit)
     call = {"purpose": "Clarke distance QP", **res.to_dict()}
     if res.x is None:
         return None
     lam, pis = split_multipliers(one, res.x)
     rho = one.subgradient(lam, pis)
     cert = certificate_from_multipliers(one, lam, pis, source="clarke_qp") if one.convex else None
-    return float(np.linalg.norm(rho)), call, cert
+    return float(np.linalg.norm(rho)), call, cert, (lam, pis)
 
 
 def _likq_test(one: OneLevel) -> FirstOrder | None:

@@ -163,10 +163,14 @@ class Decrease:
 EXACT_BUDGET = 200_000  # multiply-adds allowed for the exact rational re-check
 
 
-def verified_decrease(problem: Problem, theta: np.ndarray, theta_new: np.ndarray) -> Decrease:
-    """Prove (or fail to prove) ``L(theta_new) < L(theta)``: float64, then longdouble, then exact."""
-    a = loss_with_bound(problem, theta)
-    b = loss_with_bound(problem, theta_new)
+def verified_decrease(problem: Problem, theta: np.ndarray, theta_new: np.ndarray, *,
+                      before: BoundedValue | None = None, after: BoundedValue | None = None) -> Decrease:
+    """Prove (or fail to prove) ``L(theta_new) < L(theta)``: float64, then longdouble, then exact.
+
+    ``before`` / ``after`` may pass float64 evaluations already made by :func:`loss_with_bound`.
+    """
+    a = before if before is not None else loss_with_bound(problem, theta)
+    b = after if after is not None else loss_with_bound(problem, theta_new)
     dec = Decrease(a.value, b.value, a.value - b.value, a.error + b.error, "float64")
     if dec.verified or dec.decrease <= 0 and -dec.decrease > dec.error_bound:
         return dec

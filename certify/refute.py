@@ -10,17 +10,37 @@ from __future__ import annotations
 import numpy as np
 
 from .data import Problem
-from .evaluate import verified_decrease
+from .evaluate import loss_with_bound, verified_decrease
 from .kinks import KinkStructure
 from .network import ForwardPass
 from .tangent import FirstOrderModel, directional_derivative, tangent_forward
 
 
+def _search(problem: Problem, theta: np.ndarray, point, t: float, shrink: float, tries: int):
+    """Shrink ``t`` until ``point(t)`` has a verified lower loss; each try costs one bounded evaluation."""
+    before = loss_with_bound(problem, theta)
+    for _ in range(tries):
+        theta_new = point(t)
+        if not np.array_equal(theta_new, theta):
+            after = loss_with_bound(problem, theta_new)
+            if after.value < before.value:
+                dec = verified_decrease(problem, theta, theta_new, before=before, after=after)
+                if dec.verified:
+                    return t, dec
+        t *= shrink
+    return None
+
+
 def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, d: np.ndarray,
            max_halvings: int = 40) -> dict:
-    """Find a step ``t`` with a verified ``L(theta + t d) < L(theta)`` along a descent direction."""
+    """Find a step ``t`` with a verified ``L(theta + t d) < L(theta)`` along a descent direction.
+
+    The slope is computed twice, on the tangent network and by a direct forward pass of the
+    tangent (which also gives the distance to the next inactive kink); both must be negative.
+    """
     slope_model = fo.evaluate(d)
-    slope_direct = directional_derivative(problem, fwd, kinks, d)
+    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    slope_direct = directional_derivative(problem, fwd, kinks, d, dz=dz)
     slope = max(slope_model, slope_direct)
     theta = problem.theta
     out = {"kind": "descent_direction", "direction": d, "directional_derivative": slope,
@@ -28,20 +48,10 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
     if not slope < 0:
         out["note"] = "the tangent network and the direct tangent pass disagree on descent"
         return out
-    t_max = _step_to_next_kink(problem, fwd, kinks, d)
+    t_max = _step_to_next_kink(problem, fwd, kinks, d, dz)
     scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
     t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
-    best = None
-    for _ in range(max_halvings):
-        theta_new = theta + t * d
-        if not np.array_equal(theta_new, theta):
-            f_new = problem.value(theta_new)
-            if f_new < problem.value():
-                dec = verified_decrease(problem, theta, theta_new)
-                if dec.verified:
-                    best = (t, dec)
-                    break
-        t *= 0.25
+    best = _search(problem, theta, lambda s: theta + s * d, t, 0.25, max_halvings)
     if best is None:
         out["note"] = "no step gave a decrease larger than the rounding-error bound"
         return out
@@ -50,9 +60,11 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
     return out
 
 
-def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray) -> float:
+def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                       dz: list | None = None) -> float:
     """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches."""
-    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    if dz is None:
+        dz = tangent_forward(problem, fwd, d, kinks=kinks)
     t = np.inf
     for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
         mask = ~kinks.masks[l - 1] if kinks.masks else np.ones(z.shape, bool)
@@ -84,15 +96,10 @@ def search_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
     t_max = _step_to_next_kink(problem, fwd, kinks, d)
     scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
     t = t0 if t0 is not None else min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
-    base = problem.value()
     out = {"kind": "descent_curve", "direction": d, "curvature_direction": e, "step": None, "verified": False}
-    for _ in range(max_tries):
-        theta_new = theta + t * d + 0.5 * t * t * e
-        if not np.array_equal(theta_new, theta) and problem.value(theta_new) < base:
-            dec = verified_decrease(problem, theta, theta_new)
-            if dec.verified:
-                out.update({"step": t, **dec.to_dict()})
-                return out
-        t *= 0.5
+    best = _search(problem, theta, lambda s: theta + s * d + 0.5 * s * s * e, t, 0.5, max_tries)
+    if best is not None:
+        out.update({"step": best[0], **best[1].to_dict()})
+        return out
     out["note"] = "no step gave a decrease larger than the rounding-error bound"
     return out

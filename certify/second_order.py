@@ -257,7 +257,7 @@ def escape_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, j: in
     a = sp.csr_matrix(xbar[idx])
     gamma = r[idx] * (hi - lo)
     return OneLevel(g=g, a=a, gamma=gamma, multi=[], n=n, source=[("sample", int(i)) for i in idx],
-                    g_scale=np.abs(r) @ np.abs(xbar))
+                    scale_src=np.abs(r) @ np.abs(xbar))
 
 
 def one_hidden_layer_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, first,
@@ -397,7 +397,7 @@ def affine_cell_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure):
                 elif S.shape[0] > 2:
                     multi.append((Gi, S - S[0]))
     a = sp.csr_matrix(np.array(rows)) if rows else sp.csr_matrix((0, dim))
-    return OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source, g_scale=g_scale), None
+    return OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source, scale_src=g_scale), None
 
 
 def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,

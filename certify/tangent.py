@@ -99,14 +99,16 @@ def tangent_forward(problem: Problem, fwd: ForwardPass, d: np.ndarray, D: list |
             dx = D[l - 1] * dz
             if kinks is not None and kinks.masks:
                 m = kinks.masks[l - 1]
-                dx = np.where(m, act.directional(dz), dx)
+                if m.any():
+                    dx = np.where(m, act.directional(dz), dx)
     return out
 
 
 def directional_derivative(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
-                           d: np.ndarray) -> float:
+                           d: np.ndarray, dz: list | None = None) -> float:
     """``L'(theta; d)`` by a direct forward pass of the tangent (independent of the model below)."""
-    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    if dz is None:
+        dz = tangent_forward(problem, fwd, d, kinks=kinks)
     dF = dz[-1]
     loss = problem.loss
     n = problem.n_samples
@@ -259,7 +261,15 @@ class FirstOrderModel:
     n: int
     n_outputs: int
     kink_ids: np.ndarray
-    g_scale: np.ndarray
+    g_scale_fn: object  # () -> (p,) array; evaluated once, on first use (an extra absolute backprop)
+
+    @property
+    def g_scale(self) -> np.ndarray:
+        cached = self.__dict__.get("_g_scale")
+        if cached is None:
+            cached = self.g_scale_fn() if callable(self.g_scale_fn) else np.asarray(self.g_scale_fn)
+            object.__setattr__(self, "_g_scale", cached)
+        return cached
 
     @property
     def n_params(self) -> int:
@@ -351,13 +361,18 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, 
     delta = loss.gradient(fwd.output, problem.Y) / n
     delta[lk_samples] = 0.0
     g, adj = backprop(problem, fwd, D, delta)
-    s_max = max(abs(v) for v in net.activation.slopes)
-    D_abs = [np.where(m, s_max, np.abs(d)) if m is not None else np.abs(d)
-             for d, m in zip(D, kinks.masks or [None] * len(D))]
-    g_scale, _ = backprop(problem, fwd, D_abs, np.abs(loss.gradient(fwd.output, problem.Y)) / n, absolute=True)
+
+    def g_scale_fn():
+        s_max = max(abs(v) for v in net.activation.slopes)
+        D_abs = [np.where(m, s_max, np.abs(d)) if m is not None else np.abs(d)
+                 for d, m in zip(D, kinks.masks or [None] * len(D))]
+        gs, _ = backprop(problem, fwd, D_abs, np.abs(loss.gradient(fwd.output, problem.Y)) / n, absolute=True)
+        if problem.weight_decay:
+            gs = gs + problem.weight_decay * np.abs(problem.theta)
+        return gs
+
     if problem.weight_decay:
         g = g + problem.weight_decay * problem.theta
-        g_scale = g_scale + problem.weight_decay * np.abs(problem.theta)
     K = kinks.n_unit
     c = np.zeros(K)
     for l in range(1, net.n_layers):
@@ -394,7 +409,7 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, 
         G, N = sp.csr_matrix((0, net.n_params)), sp.csr_matrix((0, K))
     s_pos, s_neg = net.activation.slopes
     model = FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
-                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), g_scale=g_scale)
+                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), g_scale_fn=g_scale_fn)
     return _drop_inert(model) if drop_inert else model
 
 
@@ -419,7 +434,7 @@ def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
     return FirstOrderModel(
         g=model.g, A=model.A[keep], M=model.M[keep][:, keep], c=model.c[keep], s_pos=model.s_pos,
         s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G, N=model.N[:, keep], groups=model.groups,
-        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], g_scale=model.g_scale)
+        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], g_scale_fn=model.g_scale_fn)
 
 
 # ---------------------------------------------------------------------------- second order

@@ -45,7 +45,17 @@ class OneLevel:
     multi: list  # (G_q (C, p) csr, S_q (m, C))
     n: int
     source: list
-    g_scale: np.ndarray | None = None
+    scale_src: object = None  # (p,) array, a callable giving it, or None (then |g| is used)
+
+    @property
+    def g_scale(self):
+        src = self.scale_src
+        if src is None:
+            return None
+        if callable(src):
+            src = src()
+            object.__setattr__(self, "scale_src", src)
+        return src
 
     @property
     def n_generators(self) -> int:
@@ -102,7 +112,7 @@ def one_level(fo: FirstOrderModel) -> OneLevel:
         gammas.append(np.full(len(extra_rows), 1.0 / fo.n))
     a = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, fo.n_params))
     return OneLevel(g=np.asarray(g).ravel(), a=a, gamma=np.concatenate(gammas), multi=multi, n=fo.n,
-                    source=source, g_scale=fo.g_scale)
+                    source=source, scale_src=lambda: fo.g_scale)
 
 
 # ---------------------------------------------------------------------------- LP
@@ -140,7 +150,11 @@ def clarke_qp(one: OneLevel) -> QuadraticProgram:
         cols.append(sp.csc_matrix(G.T @ S.T) / one.n)
     p = one.g.size
     W = sp.hstack(cols, format="csc") if cols else sp.csc_matrix((p, 0))
-    Q = (W.T @ W).tocsc()
+    if W.shape[1] and W.nnz > 0.1 * W.shape[0] * W.shape[1] and W.shape[0] * W.shape[1] <= 2e7:
+        Wd = W.toarray()       # dense-ish generators: one BLAS product is far faster than sparse
+        Q = sp.csc_matrix(Wd.T @ Wd)
+    else:
+        Q = (W.T @ W).tocsc()
     Q = 0.5 * (Q + Q.T)
     c = np.asarray(W.T @ one.g).ravel()
     J = one.n_generators

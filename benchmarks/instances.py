@@ -1,0 +1,357 @@
+"""Seeded instance generators shared by the benchmarks.
+
+Every generator returns an :class:`Instance`: a point (weights in certify's ``(out, in)``
+orientation), data, activation and loss, plus ``expect``, the facts the construction guarantees
+(kink counts, which first-order method must run). The same arguments and seed give the same
+instance bit for bit (``numpy.random.default_rng(seed)``).
+
+The kinked instances are built from small integers so that the forward pass is *exact* in
+float64 (every partial sum is an integer far below 2**53): a pre-activation meant to be 0, or a
+hinge margin meant to be 1, is exactly that, and every other pre-activation or margin is an
+integer at distance >= 1 from the kink, far outside certify's relative tolerance (1e-9).
+
+Generators
+----------
+random_smooth
+    Gaussian data and weights, square loss: no kink, nonzero gradient (the smooth baseline).
+hinge_exact_margins
+    Hinge loss, margins ``y_i f(x_i)`` exactly 1 at ``n_kinks`` samples, no unit kinks: one level
+    of *convex* loss kinks, so the first-order test is one LP (variants: a descent direction
+    exists; d-stationary with a nonzero gradient part; d-stationary with a zero gradient part).
+concave_unit_kinks
+    ReLU pre-activations exactly 0 at chosen samples with a negative loss adjoint (*concave*
+    kinks) and linearly dependent kink rows (LIKQ fails), so the first-order test is a MILP.
+    ``variant="descent"``: a descent direction exists that no simple candidate direction finds;
+    ``variant="stationary"``: every concave kink is paired with a stronger convex kink on the same
+    row and the gradient is exactly 0, so the point is d-stationary and the MILP has to prove a
+    bound of 0; ``variant="dependent"``: lone concave kinks, easy descent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """A benchmark point: ``check(instance.model(), instance.X, instance.y, **instance.options())``."""
+
+    name: str
+    weights: tuple
+    biases: tuple
+    X: np.ndarray
+    y: np.ndarray
+    activation: str = "relu"
+    loss: str = "square"
+    weight_decay: float = 0.0
+    expect: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def widths(self) -> tuple:
+        return (self.weights[0].shape[1],) + tuple(W.shape[0] for W in self.weights)
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(W.size + b.size for W, b in zip(self.weights, self.biases)))
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    def model(self) -> list:
+        """``[(W1, b1), (W2, b2), ...]``, a form :func:`certify.check` accepts."""
+        return list(zip(self.weights, self.biases))
+
+    def options(self) -> dict:
+        return {"activation": self.activation, "loss": self.loss, "weight_decay": self.weight_decay}
+
+    def network(self):
+        from certify import Network
+        return Network(self.weights, self.biases, self.activation)
+
+    def problem(self):
+        from certify import Dataset, Problem
+        return Problem(self.network(), Dataset(self.X, self.y), self.loss, self.weight_decay)
+
+    def describe(self) -> str:
+        return (f"{self.name}: widths {'-'.join(map(str, self.widths))} {self.activation}, "
+                f"{self.loss} loss, p = {self.n_params}, n = {self.n_samples}")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _forward_exact(weights, biases, X):
+    """Pre-activations of every layer (ReLU), asserting that integer inputs stay exact."""
+    pre, x = [], X
+    for l, (W, b) in enumerate(zip(weights, biases), start=1):
+        z = x @ W.T + b
+        bound = np.abs(x) @ np.abs(W).T + np.abs(b)
+        if bound.size and bound.max() >= 2.0 ** 52:
+            raise ValueError("integer instance too large for an exact float64 forward pass")
+        pre.append(z)
+        if l < len(weights):
+            x = np.maximum(z, 0.0)
+    return pre
+
+
+def _near_kink_rows(weights, biases, X, rel):
+    """Samples with some hidden pre-activation ``|z| <= rel * (|W| |x| + |b|)`` (ReLU network)."""
+    bad = np.zeros(X.shape[0], dtype=bool)
+    x = X
+    for W, b in zip(weights[:-1], biases[:-1]):
+        z = x @ W.T + b
+        bad |= np.any(np.abs(z) <= rel * (np.abs(x) @ np.abs(W).T + np.abs(b)), axis=1)
+        x = np.maximum(z, 0.0)
+    return np.nonzero(bad)[0]
+
+
+# ---------------------------------------------------------------------------- smooth baseline
+def random_smooth(n: int = 10_000, widths: tuple = (100, 1000, 1), *, seed: int = 0,
+                  activation: str = "relu", loss: str = "square") -> Instance:
+    """Gaussian ``X`` (n, widths[0]), He-initialised weights, small random biases, Gaussian ``y``.
+
+    Generically no pre-activation is within the kink tolerance and the gradient is nonzero: the
+    first-order test is the gradient test and the check ends with a refutation along ``-g``.
+    """
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        weights.append(rng.standard_normal((n_out, n_in)) * np.sqrt(2.0 / n_in))
+        biases.append(0.1 * rng.standard_normal(n_out))
+    X = rng.standard_normal((n, widths[0]))
+    # redraw the (rare) samples with a pre-activation within 1e-6 (relative) of 0: with n * width
+    # ~ 1e7 entries a few land within certify's 1e-9 tolerance by chance
+    for _ in range(100):
+        near = _near_kink_rows(weights, biases, X, 1e-6)
+        if near.size == 0:
+            break
+        X[near] = rng.standard_normal((near.size, widths[0]))
+    y = rng.standard_normal((n, widths[-1])) if widths[-1] > 1 else rng.standard_normal(n)
+    return Instance(name=f"smooth_{'-'.join(map(str, widths))}_n{n}", weights=tuple(weights),
+                    biases=tuple(biases), X=X, y=y, activation=activation, loss=loss,
+                    expect={"unit_kinks": 0, "loss_kinks": 0, "method": "gradient"},
+                    params={"generator": "random_smooth", "n": n, "widths": list(widths), "seed": seed})
+
+
+# ---------------------------------------------------------------------------- hinge, convex kinks
+def hinge_exact_margins(n_kinks: int = 1000, n: int = 5000, d: int = 50, h: int = 100, *,
+                        variant: str = "descent", frac_violating: float = 0.25, seed: int = 0) -> Instance:
+    """One hidden ReLU layer ``d -> h -> 1``, hinge loss, margins exactly 1 at ``n_kinks`` samples.
+
+    Construction (all integers, so the forward pass is exact):
+
+    * hidden units ``k >= 2`` read features ``2..d-1`` with even weights in ``{-4..4}`` and odd
+      biases in ``{-3..3}``: their pre-activations are odd integers, never within the tolerance
+      of 0; their output weights are in ``{-2, -1, 1, 2}`` (no zero-output unit);
+    * units 0 and 1 are "free" units: ``z_0 = 2 x_0 + 1``, ``z_1 = 2 x_1 + 1`` (odd as well),
+      with output weight 1; the output bias is ``b2 = -B`` with ``B`` larger than the rest of the
+      output. Choosing the integers ``x_0, x_1`` per sample sets ``f(x_i)`` to any integer target;
+    * ``n_kinks`` samples get ``y_i f(x_i) = 1`` (loss kinks); every other margin is an integer
+      at distance >= 1 from 1.
+
+    Variants (what the other samples are):
+
+    * ``"descent"``: a share ``frac_violating`` has margin in ``{-1, 0}`` (loss > 0, a nonzero
+      gradient), the rest margin in ``{2, 3}`` (loss 0). Generically not stationary;
+    * ``"stationary"``: every kink sample ``(x, y)`` has a partner ``(x, -y)`` (margin -1), the rest
+      margin in ``{2, 3}``. Then ``L'(theta; d) = (1/n) sum_kinks max(grad f(x) . d, 0) >= 0``:
+      d-stationary with a nonzero gradient part, multipliers ``lambda = 1`` on every kink;
+    * ``"zero_gradient"``: every other margin in ``{2, 3}``: the gradient part is exactly 0 and
+      ``d = 0`` is optimal (d-stationary, multipliers 0; a degenerate LP).
+    """
+    if variant not in ("descent", "stationary", "zero_gradient"):
+        raise ValueError(f"variant must be 'descent', 'stationary' or 'zero_gradient'; got {variant!r}")
+    if d < 3 or h < 3:
+        raise ValueError("hinge_exact_margins needs d >= 3 and h >= 3")
+    n_special = 2 * n_kinks if variant == "stationary" else n_kinks
+    if not 0 <= n_special <= n:
+        raise ValueError(f"need n >= {n_special} samples for {n_kinks} kinks ({variant})")
+    rng = np.random.default_rng(seed)
+    W1 = np.zeros((h, d))
+    W1[2:, 2:] = 2 * rng.integers(-2, 3, size=(h - 2, d - 2))
+    W1[0, 0] = W1[1, 1] = 2
+    b1 = np.concatenate([[1, 1], 2 * rng.integers(-2, 2, size=h - 2) + 1]).astype(np.float64)
+    W2 = np.concatenate([[1, 1], rng.choice([-2, -1, 1, 2], size=h - 2)]).astype(np.float64)[None, :]
+    X = np.zeros((n, d))
+    X[:, 2:] = rng.integers(-3, 4, size=(n, d - 2))
+    labels = rng.choice([-1.0, 1.0], size=n)
+    margin = np.empty(n)
+    margin[:n_kinks] = 1.0
+    if variant == "stationary":                    # partners: same x, opposite label
+        X[n_kinks:2 * n_kinks] = X[:n_kinks]
+        labels[n_kinks:2 * n_kinks] = -labels[:n_kinks]
+        margin[n_kinks:2 * n_kinks] = -1.0
+    others = n - n_special
+    n_viol = int(round(frac_violating * others)) if variant == "descent" else 0
+    margin[n_special:n_special + n_viol] = rng.choice([-1.0, 0.0], size=n_viol)
+    margin[n_special + n_viol:] = rng.choice([2.0, 3.0], size=others - n_viol)
+    # output of the units k >= 2 (x_0 = x_1 = 0 leaves the free units at z = 1: remove them)
+    z = X @ W1.T + b1
+    rest = np.maximum(z[:, 2:], 0.0) @ W2[0, 2:]
+    B = float(np.abs(rest).max() + 10)
+    b2 = np.array([-B])
+    target = labels * margin                       # f(x_i)
+    T = target + B - rest                          # what the free units must add: >= 7, integer
+    odd = (T % 2) == 1
+    # odd T: unit 1 off (z_1 = -1), unit 0 gives T; even T: unit 1 gives 1, unit 0 gives T - 1
+    X[:, 1] = np.where(odd, -1.0, 0.0)
+    X[:, 0] = np.where(odd, (T - 1) / 2, (T - 2) / 2)
+    perm = rng.permutation(n)                     # kinks spread over the data set
+    X, labels, margin = X[perm], labels[perm], margin[perm]
+    weights, biases = (W1, W2), (b1, b2)
+    pre = _forward_exact(weights, biases, X)
+    assert np.all(np.abs(pre[0]) >= 1), "a hidden pre-activation is 0"
+    got = labels * pre[-1][:, 0]
+    assert np.array_equal(got, margin), "margins not exact"
+    return Instance(name=f"hinge_{variant}_K{n_kinks}_{d}-{h}-1_n{n}",
+                    weights=weights, biases=biases, X=X, y=labels, activation="relu", loss="hinge",
+                    expect={"unit_kinks": 0, "loss_kinks": n_kinks, "method": "lp",
+                            **({"stationary": True} if variant != "descent" else {})},
+                    params={"generator": "hinge_exact_margins", "variant": variant, "n_kinks": n_kinks, "n": n,
+                            "d": d, "h": h, "frac_violating": frac_violating if variant == "descent" else 0.0,
+                            "seed": seed})
+
+
+# ---------------------------------------------------------------------------- concave unit kinks
+def concave_unit_kinks(n_concave: int = 50, *, variant: str = "descent", d: int = 8, h: int = 32,
+                       n: int | None = None, seed: int = 0) -> Instance:
+    """One hidden ReLU layer ``d -> h -> 1``, square loss, ``n_concave`` concave unit kinks.
+
+    All weights, data and labels are small integers (labels may be halves); every unit has input
+    weight 1 on feature 0, which puts a sample exactly on a unit's hyperplane. Output weights are
+    positive, so a kink of unit ``j`` at sample ``i`` has adjoint ``c = W2[j] (f_i - y_i) / n``: a
+    residual ``f_i - y_i = -1`` makes it concave, ``+2`` convex. The kink rows of unit ``j`` are
+    ``a = (x_i, 1)`` on the coordinates ``(W1[j, :], b1[j])``.
+
+    Building block, a *pair*: a kink sample with all other units inactive, duplicated with residuals
+    -1 (concave) and +2 (convex, same row, so the kink rows are linearly dependent and LIKQ fails);
+    net ``+(W2[j]/n) max(a . d, 0)``. *Canceller* samples (all units inactive) take the net
+    residual of each group back out, so the gradient part is exactly 0 (``n`` is a power of two by
+    default, so the sums of ``residual / n`` are exact).
+
+    ``variant="stationary"``: ``n_concave`` pairs. ``L'(theta; d) = sum_pairs (W2[j]/n) max(a.d, 0)
+    >= 0``: d-stationary, and the MILP must prove the bound 0 with ``n_concave`` binaries.
+
+    ``variant="descent"``: one unit ``j*`` gets a single concave kink at ``x_1`` (row ``a_1``) and
+    ``n_block = 3`` pairs at ``x_1 + delta_k`` with small ``delta_k`` in the unit's hyperplane and
+    ``v . delta_k > 0`` for a fixed ``v``, so ``a_1`` is not in the cone of the blocking rows: a
+    direction with ``a_1 . d > 0 >= a_k . d`` exists and is a descent direction, but ``+-a_1``,
+    ``+-a_k``, ``-g`` (= 0) and random sign vectors are not (the blocking rows are nearly parallel
+    to ``a_1``). The remaining concave kinks are pairs on other units. The MILP has to find it.
+
+    ``variant="dependent"``: ``n_concave`` lone concave kinks, ``d + 2`` or more distinct samples
+    per unit (linearly dependent rows), all other samples fitted exactly: a descent direction
+    exists and simple candidate directions (a kink row) find it.
+    """
+    if variant not in ("descent", "stationary", "dependent"):
+        raise ValueError(f"variant must be 'descent', 'stationary' or 'dependent'; got {variant!r}")
+    rng = np.random.default_rng(seed)
+    W1 = np.concatenate([np.ones((h, 1)), rng.integers(-3, 4, size=(h, d - 1))], axis=1).astype(np.float64)
+    b1 = rng.integers(-3, 4, size=h).astype(np.float64)
+    W2 = rng.integers(1, 4, size=(1, h)).astype(np.float64)
+    b2 = np.zeros(1)
+    weights, biases = (W1, W2), (b1, b2)
+
+    def z_of(x):
+        return _forward_exact(weights, biases, x[None, :])[0][0]
+
+    def draw_rest(width=3):
+        return rng.integers(-width, width + 1, size=d - 1).astype(np.float64)
+
+    def isolated_kink(avoid=(), unit=None, width=3):
+        """A point with z_j = 0 for one unit j and every other unit < 0 (j = argmax)."""
+        while True:
+            xr = draw_rest(width)
+            sc = W1[:, 1:] @ xr + b1
+            j = int(np.argmax(sc))
+            if np.count_nonzero(sc == sc[j]) != 1 or j in avoid or (unit is not None and j != unit):
+                continue
+            return j, np.concatenate([[-sc[j]], xr])
+
+    rows, residuals = [], []
+    x_off = np.concatenate([[-(b1.max() + 2)], np.zeros(d - 1)])   # all units inactive: z <= -2
+    if variant == "dependent":
+        n_units = max(1, n_concave // (d + 2))       # every unit gets >= d + 2 kinks
+        if n_units > h:
+            raise ValueError("not enough hidden units for the requested kinks")
+        counts = [n_concave // n_units + (1 if u < n_concave % n_units else 0) for u in range(n_units)]
+        for j, m in enumerate(counts):
+            got = 0
+            while got < m:
+                xr = draw_rest()
+                x = np.concatenate([[-(W1[j, 1:] @ xr + b1[j])], xr])
+                if np.count_nonzero(z_of(x) == 0) != 1 or any(np.array_equal(x, r) for r in rows):
+                    continue
+                rows.append(x)
+                residuals.append(-1.0)
+                got += 1
+        n_kink_samples = len(rows)
+        n_total = n if n is not None else max(256, 1 << int(np.ceil(np.log2(2 * n_kink_samples))))
+    else:
+        n_pairs = n_concave
+        avoid = ()
+        if variant == "descent":
+            n_block = 3
+            if n_concave < n_block + 1:
+                raise ValueError(f"the descent variant needs n_concave >= {n_block + 1}")
+            j_star, x1 = isolated_kink(width=6)
+            rows.append(x1)
+            residuals.append(-1.0)                      # the lone concave kink
+            rows.append(x_off.copy())
+            residuals.append(1.0)                       # its canceller
+            v = rng.integers(-3, 4, size=d - 1).astype(np.float64)
+            while not np.any(v):
+                v = rng.integers(-3, 4, size=d - 1).astype(np.float64)
+            blockers = 0
+            while blockers < n_block:
+                dr = rng.integers(-1, 2, size=d - 1).astype(np.float64)
+                delta = np.concatenate([[-(W1[j_star, 1:] @ dr)], dr])   # stays on unit j*'s hyperplane
+                if v @ dr <= 0:
+                    continue
+                x = x1 + delta
+                z = z_of(x)
+                others = np.delete(z, j_star)
+                if z[j_star] != 0 or np.any(others >= 0) or any(np.array_equal(x, r) for r in rows):
+                    continue
+                rows += [x, x, x_off.copy()]
+                residuals += [-1.0, 2.0, -1.0]          # pair (concave, convex) and its canceller
+                blockers += 1
+            n_pairs = n_concave - 1 - n_block
+            avoid = (j_star,)
+        for _ in range(n_pairs):
+            _, x = isolated_kink(avoid=avoid)
+            rows += [x, x, x_off.copy()]
+            residuals += [-1.0, 2.0, -1.0]
+        n_kink_samples = int(np.count_nonzero([np.any(z_of(x) == 0) for x in rows]))
+        n_total = n if n is not None else max(256, 1 << int(np.ceil(np.log2(len(rows) + 1))))
+    # fitted samples (residual 0, no exact zero pre-activation)
+    n_fit = n_total - len(rows)
+    if n_fit < 0:
+        raise ValueError(f"n = {n_total} is smaller than the {len(rows)} constructed samples")
+    while n_fit > 0:
+        x = np.concatenate([rng.integers(-6, 7, size=1).astype(np.float64), draw_rest()])
+        if np.any(z_of(x) == 0):
+            continue
+        rows.append(x)
+        residuals.append(0.0)
+        n_fit -= 1
+    X = np.array(rows)
+    res = np.array(residuals)
+    F = _forward_exact(weights, biases, X)[-1][:, 0]
+    y = F - res                                         # residual f - y as constructed
+    perm = rng.permutation(X.shape[0])
+    X, y = X[perm], y[perm]
+    pre = _forward_exact(weights, biases, X)
+    n_zero = int(np.count_nonzero(pre[0] == 0))
+    assert n_zero == n_kink_samples, (n_zero, n_kink_samples)
+    assert np.all((pre[0] == 0) | (np.abs(pre[0]) >= 1))
+    expect = {"unit_kinks": n_kink_samples, "loss_kinks": 0, "concave": n_concave,
+              "method": "candidates" if variant == "dependent" else "milp"}
+    if variant == "stationary":
+        expect["stationary"] = True
+    return Instance(name=f"concave_{variant}_C{n_concave}_{d}-{h}-1_n{X.shape[0]}", weights=weights,
+                    biases=biases, X=X, y=y, activation="relu", loss="square", expect=expect,
+                    params={"generator": "concave_unit_kinks", "n_concave": n_concave, "variant": variant,
+                            "d": d, "h": h, "n": X.shape[0], "seed": seed})
