@@ -97,9 +97,82 @@ def search_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
     scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
     t = t0 if t0 is not None else min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
     out = {"kind": "descent_curve", "direction": d, "curvature_direction": e, "step": None, "verified": False}
+    c1, c2, cscale = curve_coefficients(problem, fwd, kinks, d, e)
+    out.update({"first_order_coefficient": c1, "second_order_coefficient": c2, "coefficient_scale": cscale})
+    if not is_local_descent(c1, c2, cscale):
+        out["note"] = (f"not a local descent curve: L changes by {c1:.3g} t + {c2:.3g} t^2/2 + o(t^2) "
+                       f"(a lower point further away proves nothing about minimality)")
+        return out
     best = _search(problem, theta, lambda s: theta + s * d + 0.5 * s * s * e, t, 0.5, max_tries)
     if best is not None:
         out.update({"step": best[0], **best[1].to_dict()})
         return out
     out["note"] = "no step gave a decrease larger than the rounding-error bound"
     return out
+
+
+def curve_coefficients(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                       e: np.ndarray | None = None) -> tuple[float, float, float]:
+    """``(c1, c2, scale)`` with ``L(theta + t d + t^2/2 e) = L + c1 t + c2 t^2/2 + o(t^2)`` as ``t -> 0+``.
+
+    A descent curve is *local* only if ``c1 < 0``, or ``c1 = 0`` and ``c2 < 0``; a lower point far
+    along a curve proves nothing about minimality. The piece the curve enters is chosen layer by
+    layer from the signs of the first and second tangents at every kink unit (and, for a loss kink,
+    the lexicographically largest active piece), then both coefficients are exact derivatives of that
+    smooth piece. ``scale`` is the size of the terms, for tolerances.
+    """
+    net = problem.network
+    act = net.activation
+    s_pos, s_neg = act.slopes
+    layers = net.split(d)
+    e_layers = net.split(np.zeros_like(d) if e is None else e)
+    dx = np.zeros_like(problem.X)
+    ddx = np.zeros_like(problem.X)
+    for l, ((W, _), (dW, db), (eW, eb)) in enumerate(zip(zip(net.weights, net.biases), layers, e_layers), start=1):
+        x = fwd.post[l - 1]
+        dz = x @ dW.T + db + dx @ W.T
+        ddz = 2.0 * (dx @ dW.T) + ddx @ W.T + x @ eW.T + eb
+        if l == net.n_layers:
+            dF, ddF = dz, ddz
+            break
+        z = fwd.pre[l - 1]
+        side = np.where(z != 0, z, np.where(dz != 0, dz, ddz))
+        if kinks.masks:
+            m = kinks.masks[l - 1]
+            side = np.where(m, np.where(dz != 0, dz, ddz), z)
+        slope = np.where(side > 0, s_pos, np.where(side < 0, s_neg, s_pos))
+        dx, ddx = slope * dz, slope * ddz
+    loss = problem.loss
+    F, Y, n = fwd.output, problem.Y, problem.n_samples
+    if loss.smooth:
+        g = loss.gradient(F, Y)
+        c1 = float(np.sum(g * dF)) / n
+        c2 = float(np.sum(loss.hessian_apply(F, Y, dF) * dF) + np.sum(g * ddF)) / n
+        scale = float(np.sum(np.abs(g) * (np.abs(dF) + np.abs(ddF))) + np.sum(np.abs(loss.hessian_apply(F, Y, dF) * dF))) / n
+    else:
+        vals, slopes = loss.pieces(F, Y)
+        best = vals.max(axis=2, keepdims=True)
+        tol = kinks.tol * (np.max(fwd.scale[-1], axis=1) + 1.0)[:, None, None] if fwd.scale is not None else 0.0
+        active = vals >= best - tol
+        d1 = np.einsum("igpc,ic->igp", slopes, dF)
+        d2 = np.einsum("igpc,ic->igp", slopes, ddF)
+        # lexicographic max of (d1, d2) over the active pieces of every group
+        d1m = np.where(active, d1, -np.inf)
+        top1 = d1m.max(axis=2, keepdims=True)
+        tie = active & (d1m >= top1 - 1e-12 * (1 + np.abs(top1)))
+        c1 = float(np.sum(top1)) / n
+        c2 = float(np.sum(np.where(tie, d2, -np.inf).max(axis=2))) / n
+        scale = float(np.sum(np.abs(d1) + np.abs(d2))) / n
+    if problem.weight_decay:
+        th = problem.theta
+        ev = np.zeros_like(d) if e is None else e
+        c1 += problem.weight_decay * float(th @ d)
+        c2 += problem.weight_decay * float(d @ d + th @ ev)
+        scale += problem.weight_decay * float(abs(th) @ abs(d) + d @ d + abs(th) @ abs(ev))
+    return c1, c2, scale
+
+
+def is_local_descent(c1: float, c2: float, scale: float, tol_rel: float = 1e-9) -> bool:
+    """``c1 < 0``, or ``c1 = 0`` (to rounding) and ``c2 < 0``: the loss drops for all small ``t > 0``."""
+    tol = tol_rel * max(scale, 1e-300)
+    return c1 < -tol or (c1 <= tol and c2 < -tol)

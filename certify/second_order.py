@@ -324,27 +324,35 @@ def one_hidden_layer_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructu
 
 
 def _escape_curve(problem, fwd, kinks, j: int, s: int, v: np.ndarray) -> dict:
-    """The line ``a_j = s t, (w_j, b_j) = (w_j, b_j) + t v``; with first-order output compensation."""
+    """The line ``a_j = s eps t, (w_j, b_j) += (t / eps) v``, for ``eps = 1, 1/2, 1/4, ...``.
+
+    Along it the loss changes by ``t^2 psi_{j,s}(v) / ...`` (the product ``a_j h(w_j . x)``) plus
+    ``eps^2 t^2`` times the square of the unit's current output ``h(z_ij)``, so a small ``eps``
+    makes the second-order coefficient negative whenever ``psi < 0``; when ``h(z_j)`` is constant the
+    output bias can cancel that term instead. Each candidate must be a local descent curve
+    (``c1 = 0, c2 < 0``) with a verified decrease.
+    """
     net = problem.network
     p = net.n_params
     d_in = net.n_inputs
     w0, b0 = net.offsets[0]
     a0, _ = net.offsets[1]
-    d = np.zeros(p)
-    d[w0 + j * d_in: w0 + (j + 1) * d_in] = v[:d_in]
-    d[b0 + j] = v[d_in]
-    d[a0 + j] = s
-    curve = search_curve(problem, fwd, kinks, d)
-    if curve["verified"]:
-        return curve
-    # the unit's current output h(z_ij) moves f at order t: cancel it with the output bias if constant
     h = net.activation(fwd.pre[0][:, j])
-    if np.ptp(h) == 0 and h[0] != 0:
-        d2 = d.copy()
-        d2[p - 1] -= s * h[0]
-        curve2 = search_curve(problem, fwd, kinks, d2)
-        if curve2["verified"]:
-            return curve2
+    curve = None
+    for eps in (1.0, 0.5, 0.25, 0.125, 1 / 16, 1 / 64, 1 / 256):
+        d = np.zeros(p)
+        d[w0 + j * d_in: w0 + (j + 1) * d_in] = v[:d_in] / eps
+        d[b0 + j] = v[d_in] / eps
+        d[a0 + j] = s * eps
+        variants = [d]
+        if np.ptp(h) == 0 and h[0] != 0:
+            d2 = d.copy()
+            d2[p - 1] -= s * eps * h[0]   # cancel the order-t output change with the output bias
+            variants.append(d2)
+        for dv in variants:
+            curve = search_curve(problem, fwd, kinks, dv / np.abs(dv).max())
+            if curve["verified"]:
+                return curve
     return curve
 
 

@@ -159,9 +159,14 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     if stored is not None:
         checks.append(Check("stored_loss_after", _close(dec.after, stored, max(abs(dec.after), 1e-12)),
                             f"L(theta') = {dec.after!r} (report: {stored!r})"))
+    fwd = problem.network.forward(problem.X, with_scale=True)
+    kinks = find_kinks(problem, fwd, report["kinks"]["tolerance"])
+    from .refute import curve_coefficients, is_local_descent
+    c1, c2, cscale = curve_coefficients(problem, fwd, kinks, d, e)
+    local = is_local_descent(c1, c2, cscale)
+    checks.append(Check("local_descent", local, f"L(theta + t d + t^2/2 e) = L + ({c1:.6g}) t + ({c2:.6g}) t^2/2 + "
+                        f"o(t^2): {'descends for every small t > 0' if local else 'not a local descent curve'}"))
     if report["verdict"] == "not_stationary":
-        fwd = problem.network.forward(problem.X, with_scale=True)
-        kinks = find_kinks(problem, fwd, report["kinks"]["tolerance"])
         slope = directional_derivative(problem, fwd, kinks, d)
         checks.append(Check("directional_derivative", slope < 0 and _close(slope, ref["directional_derivative"],
                                                                              max(abs(slope), 1e-12)),

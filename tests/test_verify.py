@@ -104,3 +104,33 @@ def test_verify_never_imports_a_solver(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "verified" in out.stdout
+
+
+def test_far_decrease_is_not_a_saddle_certificate():
+    """Regression (brute-force seed 97): along d = (1, -1, 1, 0) the exact loss change is
+    t^2/40 - 7 t^3/20 + 13 t^4/40 (derived by hand in exact arithmetic): lower at t = 0.1 but not for
+    small t, so that line proves nothing; the refutation must be a local descent curve."""
+    from certify.data import Dataset, Problem
+    from certify.kinks import find_kinks
+    from certify.refute import curve_coefficients, is_local_descent
+    layers = [(np.array([[1.0]]), np.array([1.0])), (np.array([[0.0]]), np.array([0.0]))]
+    X = np.array([[-1.0], [-1.0], [-1.0], [-0.5], [0.0]])
+    y = np.array([1.25, -0.75, -0.25, -0.5, 0.25])
+    net = certify.Network([W for W, _ in layers], [b for _, b in layers], "relu")
+    problem = Problem(net, Dataset(X, y), "square")
+    fwd = net.forward(X, with_scale=True)
+    d = np.array([1.0, -1.0, 1.0, 0.0])
+    c1, c2, scale = curve_coefficients(problem, fwd, find_kinks(problem, fwd), d)
+    assert abs(c1) < 1e-12 and c2 == pytest.approx(2 * (1 / 40) * 5 / 5, rel=1e-9)  # t^2/40 in the mean loss * 2
+    assert not is_local_descent(c1, c2, scale)
+    assert problem.value(problem.theta + 0.1 * d) < problem.value()   # yet a lower point exists at t = 0.1
+    report = certify.check(layers, X, y, activation="relu", loss="square")
+    assert report.verdict.value in ("saddle", "inconclusive")
+    if report.verdict.value == "saddle":
+        forged = report.to_dict()
+        forged["refutation"]["direction"] = d.tolist()
+        forged["refutation"]["curvature_direction"] = None
+        forged["refutation"]["step"] = 0.1
+        forged["refutation"]["loss_after"] = problem.value(problem.theta + 0.1 * d)
+        res = certify.verify(forged, layers, X, y)
+        assert any(c.name == "local_descent" for c in res.failed)
