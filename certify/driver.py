@@ -318,6 +318,8 @@ def _convex_test(one: OneLevel, time_limit: float) -> FirstOrder:
         if not cert["ok"]:
             cert = _refined_certificate(one, lam, pis) or cert
         if cert["ok"]:
+            # the certificate's subgradient is an element of the subdifferential: a tighter distance
+            dist = min(dist, float(cert.get("residual_2", dist)))
             return FirstOrder(True, "qp", min_value=0.0, tolerance=tol, certificate=cert, clarke_distance=dist,
                               solver_calls=calls)
         rho = one.subgradient(lam, pis)

@@ -121,9 +121,15 @@ class Report:
                          f"{_fmt(fo.get('min_directional_derivative'))}; Clarke distance {_fmt(fo.get('clarke_distance'))}")
         r = self.refutation
         if r:
-            lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, step t = {_fmt(r.get('step'))}, "
-                         f"L(theta) - L(theta + t d) = {_fmt(r.get('decrease'))} (error bound {_fmt(r.get('error_bound'))}, "
-                         f"{r.get('method')})")
+            if r.get("kind") == "descent_curve":
+                lines.append(f"descent: curve theta + t d + t^2/2 e with L = L(theta) + "
+                             f"{_fmt(r.get('second_order_coefficient'))} t^2/2 + o(t^2); at t = {_fmt(r.get('step'))} "
+                             f"the loss drops by {_fmt(r.get('decrease'))} (error bound {_fmt(r.get('error_bound'))}, "
+                             f"{r.get('method')})")
+            else:
+                lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, step t = "
+                             f"{_fmt(r.get('step'))}, L(theta) - L(theta + t d) = {_fmt(r.get('decrease'))} "
+                             f"(error bound {_fmt(r.get('error_bound'))}, {r.get('method')})")
         if self.polish:
             pz = self.polish
             lines.append(f"polished: moved {_fmt(pz.get('distance'))} from the given point, loss change "
