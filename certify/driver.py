@@ -183,6 +183,14 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
             verdict, reason = Verdict.LOCAL_MIN, so.reason
             flags.setdefault("global", None)
             flags.setdefault("spurious", None)
+            if not flags.get("global"):
+                from .second_order import spurious_lower_point
+                lower = spurious_lower_point(problem)
+                if lower is not None:
+                    flags["spurious"] = True
+                    second_order["lower_point"] = lower
+                    reason += (f"; spurious: a point with loss lower by {lower['decrease']:.3g} exists "
+                               f"({lower['construction']}; verified)")
         elif so.verdict == "saddle":
             verdict, reason = Verdict.SADDLE, so.reason
             refutation = so.refutation

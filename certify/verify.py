@@ -130,6 +130,13 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
         _check_refutation(problem, report, checks)
     if verdict == "local_min":
         _check_local_min(problem, report, checks)
+        lower = (report.get("second_order") or {}).get("lower_point")
+        if lower is not None:
+            th = np.asarray(lower["theta"], dtype=np.float64)
+            dec = verified_decrease(problem, problem.theta, th)
+            checks.append(Check("spurious_lower_point", dec.verified and th.shape == problem.theta.shape,
+                                f"the stored lower point has loss {dec.after:.6g} < {dec.before:.6g} "
+                                f"(verified, {dec.method})" if dec.verified else "the stored lower point is not lower"))
     if verdict == "inconclusive":
         checks.append(Check("inconclusive", True, "nothing is claimed: " + report.get("reason", "")))
     return res
