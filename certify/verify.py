@@ -202,6 +202,18 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
         _check_affine(problem, fwd, kinks, cert, checks)
     elif kind == "critical_cone":
         _check_cone(problem, fwd, kinks, model, fo.get("certificate") or {}, cert, checks)
+    elif kind == "copositivity":
+        from .second_order import cone_copositivity, cone_model
+        fc = fo.get("certificate") or {}
+        cm = cone_model(problem, fwd, kinks, model, np.asarray(fc.get("lambda", []), dtype=np.float64),
+                        [np.asarray(p_, dtype=np.float64) for p_ in fc.get("pi", [])])
+        if isinstance(cm, str):
+            checks.append(Check("copositivity", False, cm))
+        else:
+            res = cone_copositivity(problem, fwd, cm, stored=cert.get("pieces", []))
+            checks.append(Check("copositivity", res["ok"], f"H - F'NF - eps I is PSD with N >= 0 on all "
+                                f"{len(res['pieces'])} piece(s)" if res["ok"] else "a stored copositivity factor "
+                                "does not re-check"))
     else:
         checks.append(Check("second_order", False, f"unknown or missing second-order certificate {kind!r}"))
 

@@ -89,3 +89,18 @@ def test_spurious_never_claimed_for_a_global_minimum(case):
     report = run_case(case)
     if case.flags.get("global"):
         assert report.flags.get("spurious") is not True
+
+
+def test_copositivity_factor_on_a_known_copositive_form():
+    """H = [[1, 2], [2, 1]] is indefinite but d'Hd = d1^2 + 4 d1 d2 + d2^2 >= ||d||^2 on d >= 0
+    (hand derivation): the SDP must find N >= 0 with H - N - eps I PSD, and the numpy re-check
+    must accept it; H = [[1, -2], [-2, 1]] is not copositive (d = (1, 1) gives -2): no factor."""
+    import numpy as np
+    from certify.second_order import _copositive_factor
+    H = np.array([[1.0, 2.0], [2.0, 1.0]])
+    N, eps = _copositive_factor(H, np.eye(2), 3.0)
+    assert N is not None and eps > 0 and np.all(N >= 0)
+    assert np.linalg.eigvalsh(H - N - eps * np.eye(2))[0] >= -1e-9
+    N2, eps2 = _copositive_factor(np.array([[1.0, -2.0], [-2.0, 1.0]]), np.eye(2), 3.0)
+    assert N2 is None or eps2 <= 0 or np.linalg.eigvalsh(np.array([[1.0, -2.0], [-2.0, 1.0]]) - N2
+                                                         - eps2 * np.eye(2))[0] < 0
