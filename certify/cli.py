@@ -249,8 +249,11 @@ def _cmd_check(args) -> int:
                 else 0.0
     if args.escape is not None:
         _check_writable(args.escape, "--escape")
-    report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
-                   time_limit=args.time_limit, polish=args.polish)
+    from .progress import reporting, terminal_printer
+    callback = terminal_printer(sys.stderr) if sys.stderr.isatty() else None
+    with reporting(callback):
+        report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
+                       time_limit=args.time_limit, polish=args.polish)
     text = report.to_json()
     escaped = None
     if args.escape is not None:

@@ -290,7 +290,9 @@ def polish_point(problem: Problem, *, tol_near: float = DEFAULT_TOL_NEAR, max_ro
     theta0, loss0 = problem.theta, problem.value()
     current = problem
     res = None
+    from .progress import tick
     for k in range(max_rounds):
+        tick("polishing: rounds", k, max_rounds)
         res = cell_program_polish(current)
         if res is None or not res.converged:
             res = polish(current, tol_near=tol_near)

@@ -650,7 +650,9 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
     n_faces = 0
     scale = 0.0
     slopes = problem.network.activation.slopes
-    for signs in itertools.product((1, -1), repeat=m):
+    from .progress import tick
+    for k_piece, signs in enumerate(itertools.product((1, -1), repeat=m)):
+        tick("critical cone: pieces", k_piece, 2 ** m)
         D, Fp, _ = _piece(model, signs, slopes)
         r = Fp.shape[0]
         if r > MAX_FACES_ROWS:
@@ -692,6 +694,7 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
                         break
                     if mult > 1 and w[idx] <= tol:
                         uncertain = True  # the cone may meet this eigenspace away from the basis vectors
+    tick("critical cone: pieces", 2 ** m, 2 ** m)
     return {"q": best["q"], "direction": best["direction"], "piece": best["piece"], "face": best["face"],
             "uncertain": uncertain, "faces": n_faces, "pieces": 2 ** m, "tolerance": tol_rel * max(scale, 1e-300),
             "hessian_frobenius": scale, "symmetry": counts}

@@ -174,3 +174,19 @@ def test_verify_bad_report_file(tmp_path, capsys):
     assert main(["verify", str(bad), "data/gt5_concave_kink.npz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot read" in err and "JSON report" in err
+
+
+def test_progress_is_reported_to_a_callback_and_never_printed(capsys):
+    """The library reports progress only to a callback; nothing reaches stdout/stderr by itself."""
+    import certify
+    from certify.progress import reporting
+    from tests.helpers import run_case
+    from tests.reference.cases import by_name
+    seen = []
+    with reporting(lambda stage, done, total: seen.append((stage, done, total))):
+        run_case(by_name("multiclass_tie_saddle"))   # goes through the critical-cone pieces
+    assert seen and seen[-1][1] == seen[-1][2]
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    run_case(by_name("gt05"))
+    assert capsys.readouterr() == ("", "")
