@@ -176,3 +176,17 @@ def _activation_name(value, where: str) -> str:
             raise ModelLoadError(f"array 'activation' in {where} must hold one string such as 'relu'; "
                                  f"got undecodable bytes {item[:20]!r}") from None
     return str(item)
+
+
+def head_bytes(path, where: str, n: int, expected: str) -> bytes:
+    """The first ``n`` bytes of ``path``, with one-line errors for unreadable or empty files."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(n)
+    except PermissionError:
+        raise ModelLoadError(f"cannot read {where}: permission denied") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {where}: {exc.strerror or exc}") from None
+    if not head:
+        raise ModelLoadError(f"{where} is empty (0 bytes); {expected}")
+    return head

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .npz import head_bytes
 from ..errors import ModelLoadError, ShapeError, UnknownNameError, UnsupportedLayerError
 
 _EXPECTED = "expected an ONNX model (as written by torch.onnx.export or onnx.save)"
@@ -55,15 +56,7 @@ def load_onnx(path: Path):
     from onnx import helper, numpy_helper
 
     where = f"model file {path}"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1)
-    except PermissionError:
-        raise ModelLoadError(f"cannot read {where}: permission denied") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {where}: {exc.strerror or exc}") from None
-    if not head:
-        raise ModelLoadError(f"{where} is empty (0 bytes); {_EXPECTED}")
+    head = head_bytes(path, where, 1, _EXPECTED)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends

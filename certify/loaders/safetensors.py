@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .npz import head_bytes
 from ..errors import ModelLoadError
 
 _EXPECTED = "expected a .safetensors file (as written by safetensors' save_file)"
@@ -29,15 +30,7 @@ def read_safetensors(path: Path, role: str):
     from safetensors import safe_open
 
     where = f"{role} {path}"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-    except PermissionError:
-        raise ModelLoadError(f"cannot read {where}: permission denied") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {where}: {exc.strerror or exc}") from None
-    if not head:
-        raise ModelLoadError(f"{where} is empty (0 bytes); {_EXPECTED}")
+    head = head_bytes(path, where, 8, _EXPECTED)
     try:
         with safe_open(str(path), framework="np") as fh:
             metadata = dict(fh.metadata() or {})

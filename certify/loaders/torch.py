@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .npz import head_bytes
 from ..errors import ModelLoadError, ShapeError, UnknownNameError, UnsupportedLayerError
 from ..network import Activation
 from .statedict import layers_from_state_dict
@@ -68,15 +69,7 @@ def read_checkpoint(path: Path, role: str):
 
     from .npz import _describe
     where = f"{role} {path}"
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except PermissionError:
-        raise ModelLoadError(f"cannot read {where}: permission denied") from None
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {where}: {exc.strerror or exc}") from None
-    if not head:
-        raise ModelLoadError(f"{where} is empty (0 bytes); {_EXPECTED}")
+    head = head_bytes(path, where, 64, _EXPECTED)
     if not (head.startswith(b"PK") or head[:1] == b"\x80"):
         raise ModelLoadError(f"{where} is not a PyTorch checkpoint: {_EXPECTED}, got {_describe(head)}")
     try:
