@@ -45,22 +45,24 @@ def test_strict_flag_never_claimed_wrongly(case):
 
 
 def test_large_p_saddle_found_by_lanczos():
-    """GT-11 (a strict saddle, curvature -0.5176 in the mean convention) padded with 1,199 dead units
-    to p = 3,601 > DENSE_P: Lanczos on Hessian-vector products must find it and the curve must be a
-    verified local descent."""
+    """GT-12 (a multi-output strict saddle: Hessian eigenvalue (2 - 2 sqrt 5)/2 in the mean
+    convention, REFERENCES.md) padded with 1,199 dead units to p > DENSE_P: Lanczos on Hessian-vector
+    products must find it and the curve must be a verified local descent."""
     import numpy as np
     import certify
     from certify.second_order import DENSE_P
     h = 1200
     W1 = np.zeros((h, 1)); b1 = -5.0 * np.ones(h); b1[0] = 1.0; W1[1:, 0] = np.linspace(-1, 1, h - 1)
-    W2 = np.zeros((1, h)); W2[0, 1:] = np.linspace(1, 2, h - 1)
-    X = np.array([[-1.0], [0.0], [1.0]]); y = np.array([-1.0, 0.0, 1.0])
-    report = certify.check([(W1, b1), (W2, np.zeros(1))], X, y, activation="relu", loss="square")
+    W2 = np.zeros((2, h)); W2[0, 0] = 1.0; W2[:, 1:] = np.linspace(1, 2, h - 1)
+    b2 = np.array([-1.0, 0.0])
+    X = np.array([[-1.0], [1.0]]); y = np.array([[0.0, -2.0], [0.0, 2.0]])
+    model = [(W1, b1), (W2, b2)]
+    report = certify.check(model, X, y, activation="relu", loss="square")
     assert report.problem["n_params"] > DENSE_P
-    assert report.verdict.value == "saddle" and report.flags["method"] == "lanczos"
-    assert report.second_order["certificate"]["min_ritz_value"] < -0.5
+    assert report.verdict.value == "saddle" and report.flags["method"] == "lanczos", report.reason
+    assert report.second_order["certificate"]["min_ritz_value"] == pytest.approx(1 - 5 ** 0.5, rel=1e-4)
     assert report.refutation["second_order_coefficient"] < 0
-    assert certify.verify(report.to_dict(), [(W1, b1), (W2, np.zeros(1))], X, y).ok
+    assert certify.verify(report.to_dict(), model, X, y).ok
 
 
 @pytest.mark.parametrize("name", ["gt04_relu", "gt04_leaky"])

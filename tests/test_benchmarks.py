@@ -1,0 +1,131 @@
+"""The benchmark harness on a tiny slice of the quick suite (< 20 s): well-formed results, resume,
+the report, and no wrong certify verdict. Also checks the independent numerics the ground truths
+and baselines rest on (exact evaluation, autograd conventions)."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from benchmarks import families, numerics as nm, runner
+
+SLICE = (
+    "reference/gt07",                                       # kink minimum (Hessian rule gets it wrong)
+    "reference/gt10",                                       # escape-neuron saddle
+    "bruteforce/seed1",
+    "affine_cell/d10_h8_n200_variantsaddle_seed0",          # kink-free saddle, zero output weight
+    "affine_kinks/d10_h8_n208_K8_variantnot_stationary_seed0",
+    "loss_kinks/lossabsolute_variantmin_seed0",
+    "hinge_margins/descent_K10_20-40_n50_s0",
+    "kink_scaling/stationary_K6_4-4_n20_s0",
+)
+FIELDS = ("instance", "family", "method", "verdict", "expected", "correct", "decided", "time_s", "grad_time_s",
+          "ratio_to_grad", "peak_mem_mb", "commit", "date", "derivation", "p", "n", "K")
+
+
+def test_slice_runs_and_is_sound(tmp_path):
+    out = tmp_path / "slice.jsonl"
+    ids = {i.id for i in families.suite("quick")}
+    assert set(SLICE) <= ids
+    summary = runner.run_suite("quick", out=out, instances=SLICE, budget_s=10.0, log=lambda m: None)
+    assert summary["certify_wrong"] == 0, summary["wrong_instances"]
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["instance"] for r in recs} == set(SLICE)
+    for r in recs:
+        for f in FIELDS:
+            assert f in r, (f, r["instance"], r["method"])
+        assert r["verdict"] in ("local_min", "saddle", "not_stationary", "undecided"), r
+        assert r["decided"] == (r["verdict"] != "undecided")
+        assert r["correct"] in (True, False, None)
+        assert r["time_s"] is not None and r["time_s"] >= 0
+        assert r["grad_time_s"] > 0
+    cert = [r for r in recs if r["method"] == "certify"]
+    assert len(cert) == len(SLICE)
+    assert all(r["expected"] is not None for r in cert)
+    assert not any(r["correct"] is False for r in cert)
+    assert sum(r["decided"] for r in cert) >= len(SLICE) - 1
+    # every method ran where it applies; the Hessian rule is wrong at the kink minimum gt07
+    hr = {r["instance"]: r for r in recs if r["method"] == "hessian_rule"}
+    assert hr["reference/gt07"]["correct"] is False
+    # resume: nothing left to do
+    again = runner.run_suite("quick", out=out, instances=SLICE, resume=True, log=lambda m: None)
+    assert again["records_written"] == 0
+    # the report renders from these records
+    from benchmarks import report
+    path = report.write_report([out], tmp_path)
+    text = path.read_text()
+    assert "Soundness" in text and "| certify |" in text
+
+
+def test_judge():
+    assert runner.judge("local_min", "local_min") is True
+    assert runner.judge("local_min", "saddle") is False
+    assert runner.judge("not_stationary", "saddle") is False
+    assert runner.judge("saddle", "not_local_min") is True
+    assert runner.judge("undecided", "local_min") is None
+    assert runner.judge("local_min", None) is None
+
+
+def test_exact_net_matches_tests_exact():
+    from tests import exact
+    from tests.reference.cases import by_name
+    for name in ("gt05", "gt07", "gt09", "abs_concave_kink", "hinge_margin_one_min", "multiclass_tie_saddle"):
+        case = by_name(name)
+        inst = [i for i in families.reference_instances() if i.id == f"reference/{name}"][0]
+        net, X, y, act, loss, wd = inst.build()
+        ex = nm.ExactNet(net, X, y, act, loss, wd)
+        assert ex.loss_exact() == exact.loss(case.layers, case.X, case.y, case.activation, case.loss,
+                                             case.weight_decay)
+        for dsc in case.descent:
+            if dsc.e is None and case.verdict == "not_stationary":
+                assert ex.directional_derivative(np.array([float(v) for v in dsc.d])) < 0
+
+
+def test_affine_cell_ground_truth_exact():
+    b = families.affine_cell(d=6, h=5, n=45, K=5, variant="min")
+    layers, X, y = b["network"], b["X"], b["y"]
+    ex = nm.ExactNet(layers, X, y, "relu", "square")
+    L0 = ex.loss_exact()
+    rng = np.random.default_rng(0)
+    p = nm.n_params(nm.shapes(layers))
+    for _ in range(20):       # the minimum holds along random dyadic directions at a small step
+        d = nm.dyadic_direction(rng.standard_normal(p), bits=6) * 2.0 ** -12
+        th = nm.flatten(layers) + d
+        assert ex.loss_exact(th) >= L0
+        assert ex.directional_derivative(d) >= 0
+
+
+def test_autograd_conventions_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    W1 = np.array([[1.0, -1.0], [0.5, 2.0], [1.0, 0.0]])
+    b1 = np.array([0.0, -1.0, -1.0])
+    W2 = np.array([[1.0, -2.0, 0.5]])
+    b2 = np.array([0.0])
+    X = np.array([[1.0, 1.0], [1.0, 0.0], [0.0, 0.5], [2.0, -1.0]])       # several z exactly 0
+    y = np.array([1.0, -1.0, 1.0, 2.0])
+    net = nm.AutogradNet([(W1, b1), (W2, b2)], X, y, "relu", "square")
+    th = torch.tensor(net.theta, requires_grad=True)
+
+    def loss_fn(t):
+        W1t = t[:6].reshape(3, 2)
+        b1t = t[6:9]
+        W2t = t[9:12].reshape(1, 3)
+        b2t = t[12:13]
+        f = torch.relu(torch.tensor(X) @ W1t.T + b1t) @ W2t.T + b2t
+        return 0.5 * ((f[:, 0] - torch.tensor(y)) ** 2).mean()
+    L = loss_fn(th)
+    (g,) = torch.autograd.grad(L, th, create_graph=True)
+    assert np.allclose(g.detach().numpy(), net.gradient())
+    v = rng.standard_normal(net.p)
+    (hv,) = torch.autograd.grad(g @ torch.tensor(v), th)
+    assert np.allclose(hv.numpy(), net.hvp(v))
+
+
+def test_unknown_family_rejected(tmp_path):
+    with pytest.raises(ValueError):
+        runner.run_suite("quick", out=tmp_path / "x.jsonl", only=["nope"], log=lambda m: None)
+    assert Fraction(1, 2) == Fraction(1, 2)
