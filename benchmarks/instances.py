@@ -25,6 +25,12 @@ concave_unit_kinks
     ``variant="stationary"``: every concave kink is paired with a stronger convex kink on the same
     row and the gradient is exactly 0, so the point is d-stationary and the MILP has to prove a
     bound of 0; ``variant="dependent"``: lone concave kinks, easy descent.
+smooth_minimum
+    Any depth, square loss, no kink (odd-integer pre-activations, rescaled by powers of two), at a
+    global minimum: ``y = f(x)`` exactly (``zero_loss``) or labels ``f(x) +- 1`` (``paired``).
+balanced_unit_kinks
+    One hidden layer, square loss, ``n_kinks`` convex unit kinks with multipliers 1/2 at a
+    d-stationary local (not global) minimum, exactly.
 """
 
 from __future__ import annotations
@@ -355,3 +361,158 @@ def concave_unit_kinks(n_concave: int = 50, *, variant: str = "descent", d: int 
                     biases=biases, X=X, y=y, activation="relu", loss="square", expect=expect,
                     params={"generator": "concave_unit_kinks", "n_concave": n_concave, "variant": variant,
                             "d": d, "h": h, "n": X.shape[0], "seed": seed})
+
+
+# ---------------------------------------------------------------------------- kink-free minima
+def smooth_minimum(widths: tuple = (100, 1000, 1), n: int = 10_000, *, variant: str = "zero_loss",
+                   seed: int = 0) -> Instance:
+    """A ReLU network (any depth, scalar output), square loss, at a kink-free *global* minimum.
+
+    Construction (all integers, so the forward pass is exact): hidden layers have even weights in
+    ``{-4..4}`` and odd biases in ``{-3..3}``, inputs are integers in ``{-3..3}``; so every hidden
+    pre-activation is an odd integer (``|z| >= 1``: no kink, far outside the tolerance), by
+    induction over the layers (``relu`` of an odd integer is 0 or odd, times an even weight is even).
+    Output weights are in ``{-2, -1, 1, 2}`` (no zero-output unit), the output bias in ``{-2..2}``.
+    Then every layer is divided by a power of two (exact) so that its pre-activations are O(1).
+
+    * ``"zero_loss"``: ``y = f(x)`` exactly, so ``L = 0`` and every gradient term is exactly 0.
+      Why it is a minimum, independently of certify: the square loss is ``>= 0`` and equals 0 here,
+      so theta is a global (hence local) minimum.
+    * ``"paired"``: every input twice, with labels ``f(x) + 1`` and ``f(x) - 1`` (``n`` = twice
+      the number of inputs). ``L = 1/2 > 0``; each input's residuals cancel, so the gradient is 0
+      up to the rounding of the ``1/n`` scaling. It is a global minimum too: ``f(x)`` is the mean
+      label at every input, which minimises the square loss over *all* functions of ``x``.
+
+    The Hessian is then ``J'J / n`` (the residual term vanishes or cancels pairwise), so with
+    enough distinct inputs it is positive definite modulo the rescaling symmetries of deep nets.
+    """
+    if variant not in ("zero_loss", "paired"):
+        raise ValueError(f"variant must be 'zero_loss' or 'paired'; got {variant!r}")
+    if len(widths) < 3 or widths[-1] != 1:
+        raise ValueError("smooth_minimum needs at least one hidden layer and a scalar output")
+    rng = np.random.default_rng(seed)
+    weights, biases = [], []
+    for l, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if l < len(widths) - 2:
+            weights.append(2.0 * rng.integers(-2, 3, size=(n_out, n_in)))
+            biases.append(2.0 * rng.integers(-2, 2, size=n_out) + 1.0)
+        else:
+            weights.append(rng.choice([-2.0, -1.0, 1.0, 2.0], size=(n_out, n_in)))
+            biases.append(rng.integers(-2, 3, size=n_out).astype(np.float64))
+    n_inputs = n // 2 if variant == "paired" else n
+    X = rng.integers(-3, 4, size=(n_inputs, widths[0])).astype(np.float64)
+    pre = _forward_exact(tuple(weights), tuple(biases), X)
+    assert all(np.all(np.abs(z) >= 1) for z in pre[:-1]), "a hidden pre-activation is 0"
+    # dyadic rescaling, exact: with S_l = round(log2 rms(z^l)), W_l / 2^(S_l - S_(l-1)) and b_l / 2^S_l
+    # give z^l / 2^S_l, pre-activations of root-mean-square ~1 in every layer (the integer layers grow
+    # by ~sqrt(width) each; unbalanced scales make the Hessian needlessly ill-conditioned)
+    shift = 0
+    for l, z in enumerate(pre):
+        total = int(np.round(np.log2(max(float(np.sqrt(np.mean(z ** 2))), 1e-300))))
+        weights[l] = np.ldexp(weights[l], -(total - shift))
+        biases[l] = np.ldexp(biases[l], -total)
+        shift = total
+    weights, biases = tuple(weights), tuple(biases)
+    pre = _forward_exact(weights, biases, X)
+    f = pre[-1][:, 0]
+    if variant == "paired":
+        X = np.vstack([X, X])
+        y = np.concatenate([f + 1.0, f - 1.0])
+    else:
+        y = f.copy()
+    name = f"smooth_min_{variant}_{'-'.join(map(str, widths))}_n{X.shape[0]}"
+    return Instance(name=name, weights=weights, biases=biases, X=X, y=y, activation="relu", loss="square",
+                    expect={"unit_kinks": 0, "loss_kinks": 0, "method": "gradient", "stationary": True,
+                            "local_min": True},
+                    params={"generator": "smooth_minimum", "widths": list(widths), "n": int(X.shape[0]),
+                            "variant": variant, "seed": seed})
+
+
+# ---------------------------------------------------------------------------- balanced unit kinks
+def balanced_unit_kinks(n_kinks: int = 100, *, d: int = 8, h: int = 32, n: int | None = None,
+                        seed: int = 0) -> Instance:
+    """One hidden ReLU layer ``d -> h -> 1``, square loss, ``n_kinks`` *convex* unit kinks at a
+    d-stationary point that is a local minimum but not a global one (residuals are nonzero).
+
+    Every unit reads feature 0 with weight 1 (``W1[:, 0] = 1``), other weights and biases are
+    integers in ``{-3..3}``, output weights ``a_j`` in ``{-3..-1, 1..3}``. For each kink a *group*
+    of three samples on one unit ``j``: ``x_k`` with ``z_j(x_k) = 0`` exactly and every other unit at
+    ``z <= -3``, then ``x_k + e_0`` and ``x_k + 2 e_0`` (``z_j = 1, 2``; the others stay ``<= -1``),
+    with residuals ``f - y = s (2, -2, 1)``, ``s = sign(a_j)``. One *canceller* sample (every unit
+    inactive) takes the sum of the residuals back out; the other samples (if ``n`` asks for more)
+    are fitted exactly (residual 0, no pre-activation 0).
+
+    Why it is d-stationary (exactly, all numbers are integers): in ``L'(theta; d) = (1/n) sum_i r_i
+    f_i'(d)`` the output bias sees ``sum r = 0``; ``a_j`` sees ``-2s * 1 + s * 2 = 0``; unit ``j``'s
+    ``v = xbar_k . (dw_j, db_j)`` sees ``a_j s (2 max(v, 0) - 2 (v + dx) + (v + 2 dx)) = |a_j| |v|``
+    (``dx = dw_j[0]``; the smooth samples add ``-s a_j v`` in total). So
+    ``L'(theta; d) = (1/n) sum_groups |a_j| |xbar_k . (dw_j, db_j)| >= 0``: every kink is convex and its
+    first-order multiplier is exactly ``1/2``. With every ``a_j != 0`` and one hidden layer, d-
+    stationarity is a local minimum (cell convexity, REFERENCES A4.5-1); the brute-force oracle
+    (:func:`tests.bruteforce.oracle`) confirms it by enumerating all ``2^K`` pieces on small cases.
+    Not a global minimum in output space: the kink sample of a group has its own input and residual 2.
+    """
+    if d < 2 or h < 2:
+        raise ValueError("balanced_unit_kinks needs d >= 2 and h >= 2")
+    rng = np.random.default_rng(seed)
+    W1 = np.concatenate([np.ones((h, 1)), rng.integers(-3, 4, size=(h, d - 1))], axis=1).astype(np.float64)
+    b1 = rng.integers(-3, 4, size=h).astype(np.float64)
+    a = rng.choice([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0], size=h)
+    W2, b2 = a[None, :].copy(), np.zeros(1)
+    weights, biases = (W1, W2), (b1, b2)
+    rows, residuals, seen = [], [], set()
+    width = 3
+    tries = 0
+    while len(seen) < n_kinks:
+        tries += 1
+        if tries > 200 * n_kinks + 10_000:
+            raise ValueError(f"could not place {n_kinks} distinct isolated kinks (d = {d}, h = {h}); "
+                             f"use a larger d")
+        if tries % (50 * max(n_kinks, 1)) == 0:
+            width += 1                               # more room for distinct inputs
+        xr = rng.integers(-width, width + 1, size=d - 1).astype(np.float64)
+        sc = W1[:, 1:] @ xr + b1                      # z_l = x_0 + sc_l
+        order = np.argsort(sc)
+        j = int(order[-1])
+        if h > 1 and sc[j] - sc[order[-2]] < 3:       # every other unit at z <= -3 on the kink sample
+            continue
+        x = np.concatenate([[-sc[j]], xr])
+        key = x.tobytes()
+        if key in seen:
+            continue
+        seen.add(key)
+        s = 1.0 if a[j] > 0 else -1.0
+        for t, r in ((0.0, 2.0), (1.0, -2.0), (2.0, 1.0)):
+            xt = x.copy()
+            xt[0] += t
+            rows.append(xt)
+            residuals.append(s * r)
+    total = float(np.sum(residuals))
+    x_off = np.concatenate([[-(b1.max() + 2)], np.zeros(d - 1)])   # every unit at z <= -2
+    if total != 0:
+        rows.append(x_off)
+        residuals.append(-total)
+    n_total = len(rows) if n is None else n
+    if n_total < len(rows):
+        raise ValueError(f"n = {n} is smaller than the {len(rows)} constructed samples")
+    while len(rows) < n_total:                       # fitted samples: residual 0, no kink
+        x = np.concatenate([rng.integers(-8, 9, size=1), rng.integers(-3, 4, size=d - 1)]).astype(np.float64)
+        if np.any(_forward_exact(weights, biases, x[None, :])[0] == 0):
+            continue
+        rows.append(x)
+        residuals.append(0.0)
+    X = np.array(rows)
+    res = np.array(residuals)
+    F = _forward_exact(weights, biases, X)[-1][:, 0]
+    y = F - res
+    perm = rng.permutation(X.shape[0])
+    X, y = X[perm], y[perm]
+    pre = _forward_exact(weights, biases, X)
+    assert int(np.count_nonzero(pre[0] == 0)) == n_kinks, "kink count"
+    assert np.all((pre[0] == 0) | (np.abs(pre[0]) >= 1))
+    return Instance(name=f"balanced_K{n_kinks}_{d}-{h}-1_n{X.shape[0]}", weights=weights, biases=biases, X=X, y=y,
+                    activation="relu", loss="square",
+                    expect={"unit_kinks": n_kinks, "loss_kinks": 0, "method": "lp", "stationary": True,
+                            "local_min": True},
+                    params={"generator": "balanced_unit_kinks", "n_kinks": n_kinks, "d": d, "h": h,
+                            "n": int(X.shape[0]), "seed": seed})

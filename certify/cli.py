@@ -101,9 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "checkpoint (the verified lower point on the descent curve) to FILE, to resume training from "
                      "it: .npz, or .pt / .safetensors as the state dict of an nn.Sequential (float32, as trainers "
                      "store it)")
-    from . import cli_batch, cli_plot
+    from . import cli_batch, cli_bench, cli_plot
     cli_batch.add_parser(sub)
     cli_plot.add_parser(sub)
+    cli_bench.add_parser(sub)
     ver = sub.add_parser("verify", help="re-check a report's certificate (numpy only, no solver)",
                          epilog=VERIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Re-check the certificate in REPORT (written by 'certify check --out') "
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.error("missing COMMAND: expected 'check', 'verify', 'demo', 'batch' or 'plot'")
+        parser.error("missing COMMAND: expected 'check', 'verify', 'demo', 'batch', 'plot' or 'bench'")
     verbose = getattr(args, "verbose", False)
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
@@ -170,6 +171,9 @@ def main(argv=None) -> int:
             if args.command == "plot":
                 from . import cli_plot
                 return cli_plot.run(args)
+            if args.command == "bench":
+                from . import cli_bench
+                return cli_bench.run(args)
             if args.command == "demo":
                 from .demo import main_demo
                 return main_demo(quick=args.quick, out_dir=args.out)

@@ -185,7 +185,9 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
             flags.setdefault("spurious", None)
             if not flags.get("global"):
                 from .second_order import spurious_lower_point
+                t5 = time.perf_counter()
                 lower = spurious_lower_point(problem)
+                timings["spurious_s"] = time.perf_counter() - t5
                 if lower is not None:
                     flags["spurious"] = True
                     second_order["lower_point"] = lower
@@ -339,6 +341,8 @@ def _convex_test(one: OneLevel, time_limit: float) -> FirstOrder:
                                   solver_calls=calls)
     out = _lp_test(one, time_limit)
     out.solver_calls = calls + out.solver_calls
+    if qp is not None:
+        out.clarke_distance = qp[0]   # already solved: do not solve the same QP again
     return out
 
 

@@ -608,7 +608,7 @@ def unknown_subcommand(tmp):
 def unknown_flag(tmp):
     return ["check", problem_file(tmp), "--frobnicate"], None
 
-@case(r"^certify: error: missing COMMAND: expected 'check', 'verify', 'demo', 'batch' or 'plot' \(see certify --help\)$")
+@case(r"^certify: error: missing COMMAND: expected 'check', 'verify', 'demo', 'batch', 'plot' or 'bench' \(see certify --help\)$")
 @case(r"^certify: error: missing COMMAND: expected 'check', 'verify', 'demo' or 'batch' \(see certify --help\)$")
 def no_subcommand(tmp):
     return [], None
