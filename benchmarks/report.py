@@ -23,12 +23,14 @@ CONSTRUCTED = ("affine_cell", "affine_kinks", "loss_kinks", "hinge_margins", "co
 
 
 def _latest(records: list[dict]) -> list[dict]:
-    """One record per (instance, method): the last one written."""
+    """One record per (instance, method): the one from the latest run (then the last written)."""
     last = {}
     for r in records:
         if r.get("method") in (None, "build"):
             continue
-        last[(r["instance"], r["method"])] = r
+        key = (r["instance"], r["method"])
+        if key not in last or str(r.get("date", "")) >= str(last[key].get("date", "")):
+            last[key] = r
     return list(last.values())
 
 
