@@ -75,6 +75,11 @@ def decide_second_order(problem: Problem, fwd: ForwardPass, kinks: KinkStructure
         return zero
     hess = None
     large = problem.n_params > DENSE_P
+    if one_hidden_layer_applies(problem) is None and problem.n_params > 300:
+        # the cell-convexity theorem needs no Hessian: try it before forming one (p^2 work)
+        cell = one_hidden_layer_test(problem, fwd, kinks, first, time_limit=time_limit)
+        if cell is not None and cell.verdict is not None:
+            return cell
     if kinks.n_total == 0 and not large:
         hess = smooth_hessian_test(problem, fwd)
         if hess.verdict is not None:
