@@ -217,14 +217,8 @@ def load_records(path: Path) -> list[dict]:
 
 
 def _default(obj):
-    import numpy as np
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
+    from .first_order import _json_default   # one JSON encoder for every results file
+    return _json_default(obj)
 
 
 # ============================================================================ run
