@@ -63,13 +63,8 @@ class Loss:
         return not self.smooth
 
     @property
-    def nonnegative(self) -> bool:
-        """All of certify's losses are >= 0 (so ``L = 0`` is a global minimum)."""
-        return True
-
-    @property
     def attains_zero(self) -> bool:
-        """Whether ``l`` can be 0 (logistic and cross-entropy only approach 0)."""
+        """Whether ``l`` can be 0 (every loss here is >= 0; logistic and cross-entropy only approach 0)."""
         return self.name not in ("logistic", "cross_entropy")
 
     @property
