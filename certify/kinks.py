@@ -78,6 +78,17 @@ class KinkStructure:
     def n_exact(self) -> int:
         return int(np.count_nonzero(self.unit_value == 0) + np.count_nonzero(self.loss_gap == 0))
 
+    def subset(self, keep) -> "KinkStructure":
+        """The same structure with only the unit kinks ``keep`` (indices, in order); loss kinks kept."""
+        keep = np.asarray(keep, dtype=np.int64)
+        masks = [np.zeros_like(m) for m in self.masks]
+        for k in keep:
+            masks[int(self.unit_layer[k]) - 1][int(self.unit_sample[k]), int(self.unit_index[k])] = True
+        return KinkStructure(tol=self.tol, unit_sample=self.unit_sample[keep], unit_layer=self.unit_layer[keep],
+                             unit_index=self.unit_index[keep], unit_value=self.unit_value[keep], masks=masks,
+                             loss_sample=self.loss_sample, loss_group=self.loss_group,
+                             loss_active=self.loss_active, loss_gap=self.loss_gap)
+
     @property
     def loss_kink_samples(self) -> np.ndarray:
         return np.unique(self.loss_sample)

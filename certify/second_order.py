@@ -19,6 +19,12 @@ The tests, tried in this order (DESIGN.md §4–§5, REFERENCES.md A4.5):
    affine-fit problem (a multiplier certificate), theta is a local minimum — a global one for a
    linear network (He et al.; Yun et al. Thm 1 step 1).
 
+5. **Lanczos** (no kink, p above the dense limit): proves saddles only.
+6. **Critical cone** (one level of convex kinks with first-order multipliers): the Lagrangian
+   curvature on every face of the critical cone of every piece (:func:`critical_cone_test`).
+7. **Pieces** (:mod:`certify.pieces`): kinks nested in kinks, concave or zero-coefficient kinks are
+   branched on; every piece gets its own KKT multipliers, Lagrangian and flat directions.
+
 Anything else ends ``inconclusive`` with the reason. Escape function of a zero-output unit ``j``
 with sign ``s``: with ``r_i = l'(f_i)/n``,
 ``psi_{j,s}(v) = sum_{z_ij != 0} r_i h'(z_ij) xbar_i.v + sum_{z_ij = 0} r_i s h(s xbar_i.v)``.
@@ -113,6 +119,15 @@ def decide_second_order(problem: Problem, fwd: ForwardPass, kinks: KinkStructure
             cone.notes = notes + cone.notes
             return cone
         notes.append(cone.reason)
+        if kinks.n_unit:
+            # nested, concave or zero-coefficient kinks, or a zero curvature a piece's flat directions
+            # may explain: per-piece KKT multipliers (certify.pieces)
+            from .pieces import piece_kkt_test
+            pk = piece_kkt_test(problem, fwd, kinks, time_limit=time_limit)
+            if pk.verdict is not None:
+                pk.notes = notes + pk.notes
+                return pk
+            notes.append(pk.reason)
     reason = "first-order stationary, but no second-order test applies: " + "; ".join(n for n in notes if n)
     if not notes:
         reason = ("first-order stationary at a kink; the critical-cone test for this architecture "
@@ -569,14 +584,34 @@ def cone_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: Fir
     one = one_level(fo)
     if lam.shape != (one.n_generators,) or len(pis) != len(one.multi):
         return "first-order multipliers do not match the kinks"
-    p = problem.n_params
-    s_pos, s_neg = problem.network.activation.slopes
-    tol_l = 1e-9
     relevant = {int(k) for k in fo.kink_ids}
     inert = [k for k in range(kinks.n_unit) if k not in relevant]
     if len(inert) > MAX_INERT:
         return f"{len(inert)} kinks with zero coefficient would need 2^{len(inert)} pieces"
-    D = [np.array(d) for d in piece_slopes(problem, fwd)]
+    model = lagrangian_model(problem, fwd, kinks, fo, one, lam, pis, piece_slopes(problem, fwd))
+    Db = blocked_slopes(problem, fwd, kinks)
+    inert_rows = []
+    for k in inert:
+        l, i, u = int(kinks.unit_layer[k]), int(kinks.unit_sample[k]), int(kinks.unit_index[k])
+        R, _ = switching_rows(problem, fwd, Db, kinks, np.array([i]), l, np.array([u]))
+        inert_rows.append({"kink": int(k), "desc": ("unit", l, i, u), "row": R.toarray().ravel()})
+    model["inert"] = inert_rows
+    return model
+
+
+def lagrangian_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel,
+                     one: OneLevel, lam: np.ndarray, pis: list, D: list) -> dict:
+    """Slopes, adjoint injections, loss adjoint and cone rows of the Lagrangian of one-level kinks.
+
+    ``D`` gives the slopes of every unit that is not one of ``fo``'s kinks (copied, not changed);
+    each kink of ``fo`` gets the slope of its free side and its piece multiplier as an injection,
+    and its row goes to ``E`` (held at 0) or ``F`` (one-sided), as :func:`cone_model` explains.
+    ``kinks`` is the structure ``fo`` was built from.
+    """
+    p = problem.n_params
+    s_pos, s_neg = problem.network.activation.slopes
+    tol_l = 1e-9
+    D = [np.array(d, dtype=np.float64) for d in D]
     inject = [np.zeros_like(d) for d in D]
     E, E_desc, F, F_desc = [], [], [], []
     loss_grad = problem.loss.gradient(fwd.output, problem.Y).astype(np.float64)
@@ -632,15 +667,9 @@ def cone_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: Fir
             D[l - 1][i, u] = s_pos
             inject[l - 1][i, u] = -gj * (1 - lj)
             E.append(a_row); E_desc.append(desc)
-    Db = blocked_slopes(problem, fwd, kinks)
-    inert_rows = []
-    for k in inert:
-        l, i, u = int(kinks.unit_layer[k]), int(kinks.unit_sample[k]), int(kinks.unit_index[k])
-        R, _ = switching_rows(problem, fwd, Db, kinks, np.array([i]), l, np.array([u]))
-        inert_rows.append({"kink": int(k), "desc": ("unit", l, i, u), "row": R.toarray().ravel()})
     return {"D": D, "inject": inject, "loss_grad": loss_grad,
             "E": np.array(E).reshape(-1, p), "E_desc": E_desc,
-            "F": np.array(F).reshape(-1, p), "F_desc": F_desc, "inert": inert_rows}
+            "F": np.array(F).reshape(-1, p), "F_desc": F_desc}
 
 
 def _piece(model: dict, signs, slopes) -> tuple[list, np.ndarray, list]:
@@ -671,6 +700,10 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
     p = problem.n_params
     E = model["E"]
     m = len(model["inert"])
+    flat = model.get("flat")
+    if flat is not None and flat.size:
+        Q = np.hstack([Q, flat])   # the piece's own flat directions (see certify.pieces)
+        counts = dict(counts, piece_flat=int(flat.shape[1]))
     base = np.vstack([E, Q.T]) if (E.size or Q.size) else np.zeros((0, p))
     Z0 = sla.null_space(base) if base.shape[0] else np.eye(p)
     best = {"q": np.inf, "direction": None, "piece": None, "face": None}

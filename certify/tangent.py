@@ -348,15 +348,20 @@ class FirstOrderModel:
 
 
 def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,
-                      drop_inert: bool = True) -> FirstOrderModel:
+                      drop_inert: bool = True, slopes: list | None = None) -> FirstOrderModel:
     """Build the tangent network of ``problem`` at its point (one reverse pass + switching rows).
 
     With ``drop_inert`` (default) kinks that cannot affect ``L'`` are left out (see ``kink_ids``).
+    ``slopes`` fixes the activation slopes of every unit that is not one of ``kinks`` (default: the
+    slopes at the point); this is how a *piece* fixes the side of kinks it branches on.
     """
     net = problem.network
     n, C = problem.n_samples, net.n_outputs
     loss = problem.loss
-    D = blocked_slopes(problem, fwd, kinks)
+    if slopes is None:
+        D = blocked_slopes(problem, fwd, kinks)
+    else:
+        D = [np.where(m, 0.0, s) for s, m in zip(slopes, kinks.masks)] if kinks.masks else [s.copy() for s in slopes]
     lk_samples = kinks.loss_kink_samples
     delta = loss.gradient(fwd.output, problem.Y) / n
     delta[lk_samples] = 0.0
@@ -495,6 +500,8 @@ def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray
     """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column."""
     p = problem.n_params
     cols = np.eye(p) if basis is None else basis
+    if cols.shape[1] == 0:
+        return np.zeros((p, 0))
     if loss_grad is None:
         loss_grad = problem.loss.gradient(fwd.output, problem.Y)
     HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject)

@@ -202,6 +202,8 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
         _check_affine(problem, fwd, kinks, cert, checks)
     elif kind == "critical_cone":
         _check_cone(problem, fwd, kinks, model, fo.get("certificate") or {}, cert, checks)
+    elif kind == "piece_kkt":
+        _check_pieces(problem, fwd, kinks, cert, checks)
     elif kind == "copositivity":
         from .second_order import cone_copositivity, cone_model
         fc = fo.get("certificate") or {}
@@ -326,6 +328,46 @@ def _check_affine(problem: Problem, fwd, kinks, cert: dict, checks: list) -> Non
     if one is None:
         return
     _multipliers_ok(one, cert.get("fit_certificate") or {}, "affine_fit_multipliers", checks)
+
+
+def _check_pieces(problem: Problem, fwd, kinks, cert: dict, checks: list) -> None:
+    """Every piece of the branch kinks: stored KKT multipliers close the equation (which also proves
+    d-stationarity) and the Lagrangian curvature on its critical cone is positive."""
+    from .pieces import piece_test
+    stored = cert.get("pieces") or []
+    res = piece_test(problem, fwd, kinks, stored=stored)
+    branch = [tuple(b) for b in cert.get("branch", [])]
+    if [tuple(b) for b in res.get("branch", [])] != branch:
+        checks.append(Check("piece_branch_set", False, f"the kinks to branch on are {res.get('branch')} "
+                            f"(report: {branch})"))
+        return
+    if res["status"] == "error":
+        checks.append(Check("piece_kkt", False, res["reason"]))
+        return
+    by_signs = {tuple(int(s) for s in pc["signs"]): pc for pc in stored}
+    n_ok = 0
+    for pc in res["pieces"]:
+        claimed = by_signs[tuple(pc["signs"])].get("min_curvature")
+        q = pc.get("min_curvature")
+        name = f"piece_{''.join('+' if s > 0 else '-' for s in pc['signs']) or 'none'}"
+        kkt = pc["kkt_residual"] <= pc["kkt_tolerance"]
+        if not kkt:
+            checks.append(Check(name, False, f"KKT residual {pc['kkt_residual']:.3g} > {pc['kkt_tolerance']:.3g} "
+                                f"(or a multiplier out of its bounds)"))
+            continue
+        ctol = pc.get("curvature_tolerance", 0.0)
+        if q is None or claimed is None:
+            agree = q is None and claimed is None and "faces" in pc   # no critical direction: both say so
+        else:
+            agree = _close(q, claimed, max(abs(q), ctol))
+        ok = agree and (q is None or q > ctol) and not pc.get("uncertain", False)
+        n_ok += ok
+        if not ok:
+            checks.append(Check(name, False, f"least Lagrangian curvature {q} on the piece's critical cone "
+                                f"(report: {claimed}), tolerance {ctol:.3g}"))
+    checks.append(Check("piece_kkt", res["status"] == "local_min" and n_ok == len(res["pieces"]),
+                        f"KKT multipliers (hence d-stationarity) and positive curvature on {n_ok} of "
+                        f"{len(res['pieces'])} piece(s) of {len(branch)} branch kink(s)"))
 
 
 def _check_cone(problem: Problem, fwd, kinks, model, fo_cert: dict, cert: dict, checks: list) -> None:

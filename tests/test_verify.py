@@ -134,3 +134,38 @@ def test_far_decrease_is_not_a_saddle_certificate():
         forged["refutation"]["loss_after"] = problem.value(problem.theta + 0.1 * d)
         res = certify.verify(forged, layers, X, y)
         assert any(c.name == "local_descent" for c in res.failed)
+
+
+def test_piece_certificate_verifies_and_tampering_fails():
+    """Nested kinks: the per-piece KKT certificate re-checks; a negative multiplier, a scaled
+    curvature, a dropped piece or a changed branch set fail."""
+    report, inputs = _report_and_inputs("nested_affine_min")
+    cert = report["second_order"]["certificate"]
+    assert cert["kind"] == "piece_kkt" and len(cert["pieces"]) == 2 ** len(cert["branch"])
+    assert _verify(report, inputs).ok
+
+    bad = copy.deepcopy(report)
+    bad["second_order"]["certificate"]["pieces"][0]["mu"][0] = -0.25
+    assert not _verify(bad, inputs).ok
+
+    bad = copy.deepcopy(report)
+    pc = next(p for p in bad["second_order"]["certificate"]["pieces"] if p["min_curvature"] is not None)
+    pc["min_curvature"] *= 10
+    assert not _verify(bad, inputs).ok
+
+    bad = copy.deepcopy(report)
+    bad["second_order"]["certificate"]["pieces"].pop()
+    result = _verify(bad, inputs)
+    assert not result.ok and any("missing" in c.detail for c in result.failed)
+
+    bad = copy.deepcopy(report)
+    bad["second_order"]["certificate"]["branch"] = bad["second_order"]["certificate"]["branch"][:1]
+    assert any(c.name == "piece_branch_set" for c in _verify(bad, inputs).failed)
+
+
+def test_piece_kkt_multipliers_close_the_equation():
+    """Every stored piece multiplier closes g_sigma + ... = R' mu to the stated tolerance."""
+    report, _ = _report_and_inputs("nested_escape_saddle")
+    for pc in report["second_order"]["certificate"]["pieces"]:
+        assert pc["kkt_residual"] <= pc["kkt_tolerance"]
+        assert min(pc["mu"], default=0.0) >= 0

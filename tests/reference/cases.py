@@ -507,6 +507,34 @@ _add(name="nested_double_kink", layers=net(([[1]], [0]), ([[1]], [0]), ([[1]], [
      flags=_flags(differentiable=False, strict=False, flat=False),
      source="derived: nested kink in both hidden layers")
 
+# nested_affine_min: 1-1-1-1 ReLU at (w,b) = (v,beta) = (a,c) = (1,0); x = (0,1,2,3),
+# y = (0, 1/2, 3, 5/2). f = relu(relu(x)) = x: residuals (0, 1/2, -1, 1/2), S = 3/4, mean 3/16.
+# x = 0 sits on the kink of both hidden layers (nested). x = 1, 2, 3 are strictly active in both
+# layers, so near theta f(x) = A x + B there with A = a v w, B = a (v b + beta) + c, and
+# L >= (1/4) * 1/2 * min_{A,B} sum_{x>0} (A x + B - y)^2 = 3/16 = L(theta): the residuals
+# (1/2, -1, 1/2) are orthogonal to 1 and x, so (A, B) = (1, 0) is the LS fit. Local minimum, not
+# strict (the fibre of (A, B, f(0)) is a 3-dimensional valley). The x = 0 residual is 0, so
+# L'(theta; .) is linear: differentiable at first order.
+_add(name="nested_affine_min", layers=net(([[1]], [0]), ([[1]], [0]), ([[1]], [0])),
+     X=col(0, 1, 2, 3), y=vec(0, "1/2", 3, "5/2"), activation="relu", loss="square", loss_mean=q("3/16"),
+     verdict="local_min", first_order_stationary=True,
+     flags=_flags(differentiable=True, strict=False, global_=False),
+     source="derived: nested kink at a zero-residual sample, LS fit elsewhere")
+
+# nested_escape_saddle: 1-1-1-1 ReLU, (w,b) = (1,0), (v,beta) = (1,0), (a,c) = (0,0); x = (-1,0,1),
+# y = (1,-1,0): f = 0, residuals (-1, 1, 0), S = 1, mean 1/3. x = 0 is on the kink of both layers,
+# x = -1 on the layer-2 kink (beta = 0). With a = 0 every first-order term is dc + da relu(z2_i) and
+# relu(z2) = (0, 0, 1), residual 0 at x = 1: L'(theta; .) = 0, d-stationary. Along
+# d = (dw, db, dv, dbeta, da, dc) = (0, 1, 0, 0, -1, 0), theta + t d gives f = (0, -t^2, -t - t^2) and
+# L = (2 - t^2 + 2 t^3 + 2 t^4) / 6 < 1/3 for small t; t = 1/4: 253/768. A saddle whose escape
+# crosses both kinks of x = 0 (the layer-1 unit turns on, the layer-2 unit follows).
+_add(name="nested_escape_saddle", layers=net(([[1]], [0]), ([[1]], [0]), ([[0]], [0])),
+     X=col(-1, 0, 1), y=vec(1, -1, 0), activation="relu", loss="square", loss_mean=q("1/3"),
+     verdict="saddle", first_order_stationary=True,
+     flags=_flags(differentiable=True, strict=False),
+     descent=(Descent(d=vec(0, 1, 0, 0, -1, 0), t=q("1/4"), loss_mean=q("253/768")),),
+     source="derived: zero-output escape through nested kinks")
+
 # multi_output_min: 1-1-2 ReLU, x = (0,1,2), y = ((0,0),(2,1),(1,2)). (w,b) = (1,1) (active,
 # pre-activations 1,2,3), W2 = (1/2, 1)^T, b2 = (0,-1): f = ((x+1)/2, x), the per-output affine
 # LS fits (output 1: slope 1/2, intercept 1/2; output 2 exact). Residuals output 1
