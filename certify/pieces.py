@@ -28,7 +28,9 @@ For each piece:
    invariant under moving ``(w_j, b_j)`` orthogonally to the inputs of the samples where the unit
    has a slope; a unit with slope 0 on every sample of the piece does not see its incoming or
    outgoing weights at all (any layer); a unit with one slope ``s`` on every sample of the piece
-   has the translation ``b_l[j] += e, b_{l+1} -= s W_{l+1}[:, j] e`` (as a kink-free unit has). The constraints of that unit's (dead-side) kinks are the
+   has the translation ``b_l[j] += e, b_{l+1} -= s W_{l+1}[:, j] e`` (as a kink-free unit has), and
+   the units with one common slope in a layer are acted on by ``GL``: ``W_l[U] -> A W_l[U]``,
+   ``b_l[U] -> A b_l[U]``, ``W_{l+1}[:, U] -> W_{l+1}[:, U] A^-1`` (a linear layer's symmetry). The constraints of that unit's (dead-side) kinks are the
    only ones that move; when their multipliers are 0 they are dropped (a larger region: a minimum
    there is one on the piece), the relaxed problem is invariant, and the second-order test runs
    on the slice orthogonal to those directions (as for the rescaling symmetries). Without this a
@@ -257,6 +259,28 @@ class Piece:
             w0, b0 = net.offsets[l - 1]
             wn0, _ = net.offsets[l]
             n_in = W.shape[1]
+            # units with one nonzero slope s on every sample of the piece act linearly: the group
+            # GL(U) acts by W_l[U] -> A W_l[U], b_l[U] -> A b_l[U], W_{l+1}[:, U] -> W_{l+1}[:, U] A^-1
+            # and keeps every later pre-activation; it moves only these units' own kink constraints
+            linear = {}
+            for u in range(W.shape[0]):
+                col = D[l - 1][:, u]
+                rows = rows_of.get((l, u), [])
+                if ((l, u) not in held and col.size and col[0] != 0 and np.all(col == col[0])
+                        and all(F_zero[x] for x in rows)):
+                    linear.setdefault(float(col[0]), []).append(u)
+            for group in linear.values():
+                for u in group:
+                    for u2 in group:
+                        if u2 == u:
+                            continue   # the diagonal is the rescaling orbit (a symmetry everywhere)
+                        v = np.zeros(p)
+                        v[w0 + u * n_in + np.arange(n_in)] = W[u2]
+                        v[b0 + u] = net.biases[l - 1][u2]
+                        v[wn0 + np.arange(Wn.shape[0]) * Wn.shape[1] + u2] = -Wn[:, u]
+                        if np.any(v):
+                            vecs.append(v)
+                    drop.update(rows_of.get((l, u), []))
             for u in range(W.shape[0]):
                 if (l, u) in held:
                     continue
