@@ -213,17 +213,7 @@ class Piece:
         model = lagrangian_model(self.problem, self.fwd, self.kinks, self.fo, self.one, lam,
                                  [np.asarray(p_, dtype=np.float64) for p_ in pis], self.D)
         E, E_desc, F, F_desc = [model["E"]], list(model["E_desc"]), [model["F"]], list(model["F_desc"])
-        F_zero = [False] * len(F_desc)   # multiplier exactly 0 (a dead-side row that may be dropped)
-        unit_rows = [(j, src) for j, src in enumerate(self.one.source) if src[0] == "unit"]
-        kth = 0
-        for j, src in unit_rows:  # the F rows of unit kinks follow lagrangian_model's order
-            lj = float(lam[j])
-            if lj <= 1e-9 or lj >= 1 - 1e-9:
-                while kth < len(F_desc) and F_desc[kth][0] != "unit":
-                    kth += 1
-                if kth < len(F_desc):
-                    F_zero[kth] = lj in (0.0, 1.0)   # the free side's piece multiplier is exactly 0
-                    kth += 1
+        F_zero = [m_ == 0.0 for m_ in model["F_mult"]]   # a zero multiplier: the row may be dropped
         _, tol = residual(self.one, self.R, lam, pis, mu)
         for pos, (desc, sg) in enumerate(zip(self.descs, self.signs)):
             _, l, i, u = desc

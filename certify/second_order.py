@@ -606,14 +606,16 @@ def lagrangian_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, f
     ``D`` gives the slopes of every unit that is not one of ``fo``'s kinks (copied, not changed);
     each kink of ``fo`` gets the slope of its free side and its piece multiplier as an injection,
     and its row goes to ``E`` (held at 0) or ``F`` (one-sided), as :func:`cone_model` explains.
-    ``kinks`` is the structure ``fo`` was built from.
+    ``kinks`` is the structure ``fo`` was built from. ``F_mult`` holds each one-sided row's piece
+    multiplier on its free side (0: the constraint can be dropped without changing the Lagrangian).
     """
     p = problem.n_params
     s_pos, s_neg = problem.network.activation.slopes
     tol_l = 1e-9
     D = [np.array(d, dtype=np.float64) for d in D]
     inject = [np.zeros_like(d) for d in D]
-    E, E_desc, F, F_desc = [], [], [], []
+    E, E_desc, F, F_desc, F_mult = [], [], [], [], []
+    n = problem.n_samples
     loss_grad = problem.loss.gradient(fwd.output, problem.Y).astype(np.float64)
     lk_grad = {}   # sample -> multiplier-weighted output adjoint (before 1/n)
     gen_of_group = {src[1]: j for j, src in enumerate(one.source) if src[0] == "loss"}
@@ -629,9 +631,9 @@ def lagrangian_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, f
             desc = ("out", i, S[1] - S[0])
             a_row = one.a[gen_of_group[q]].toarray().ravel()
             if lj <= tol_l:
-                F.append(-a_row); F_desc.append(("out", i, S[0] - S[1]))
+                F.append(-a_row); F_desc.append(("out", i, S[0] - S[1])); F_mult.append(lj / n)
             elif lj >= 1 - tol_l:
-                F.append(a_row); F_desc.append(desc)
+                F.append(a_row); F_desc.append(desc); F_mult.append((1.0 - lj) / n)
             else:
                 E.append(a_row); E_desc.append(desc)
         else:
@@ -644,7 +646,7 @@ def lagrangian_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, f
                 E.append(w @ Gs); E_desc.append(("out", i, w))
             for b_ in rest:
                 w = S[supp[0]] - S[b_]
-                F.append(w @ Gs); F_desc.append(("out", i, w))
+                F.append(w @ Gs); F_desc.append(("out", i, w)); F_mult.append(float(pi[b_]) / n)
     for i, acc in lk_grad.items():
         loss_grad[i] = acc
     for j, src in enumerate(one.source):
@@ -658,18 +660,18 @@ def lagrangian_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, f
         if lj <= tol_l:                       # only the - side is free
             D[l - 1][i, u] = s_neg
             inject[l - 1][i, u] = gj * lj
-            F.append(-a_row); F_desc.append(desc)
+            F.append(-a_row); F_desc.append(desc); F_mult.append(gj * lj)
         elif lj >= 1 - tol_l:                 # only the + side is free
             D[l - 1][i, u] = s_pos
             inject[l - 1][i, u] = -gj * (1 - lj)
-            F.append(a_row); F_desc.append(desc)
+            F.append(a_row); F_desc.append(desc); F_mult.append(gj * (1 - lj))
         else:                                 # held at 0; either side gives the same form
             D[l - 1][i, u] = s_pos
             inject[l - 1][i, u] = -gj * (1 - lj)
             E.append(a_row); E_desc.append(desc)
     return {"D": D, "inject": inject, "loss_grad": loss_grad,
             "E": np.array(E).reshape(-1, p), "E_desc": E_desc,
-            "F": np.array(F).reshape(-1, p), "F_desc": F_desc}
+            "F": np.array(F).reshape(-1, p), "F_desc": F_desc, "F_mult": F_mult}
 
 
 def _piece(model: dict, signs, slopes) -> tuple[list, np.ndarray, list]:
