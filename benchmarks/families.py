@@ -792,10 +792,10 @@ def trained_problem(task: str, optimizer: str, polish: bool, seed: int = 0, step
     if polish:
         # the point to benchmark is produced by certify's polisher (a search, never a proof)
         import certify
-        from certify.polish import polish_point
+        from certify.driver import polish_problem
         problem = certify.Problem(certify.Network([W for W, _ in layers], [b for _, b in layers], activation),
                                   certify.Dataset(XX, yy), loss)
-        res = polish_point(problem, time_limit=5.0)
+        res = polish_problem(problem, time_limit=5.0)
         layers = [(np.array(W), np.array(b)) for W, b in problem.network.split(res.theta)]
         info = {"polish_moved": float(res.distance), "polish_converged": bool(res.converged)}
     return {"network": layers, "X": XX, "y": yy, "activation": activation, "loss": loss, "weight_decay": 0.0,
@@ -825,10 +825,10 @@ def sosp_problem(dx: int, dh: int, m: int, *, steps: int = 1500, polish: bool = 
     info = {}
     if polish:
         import certify
-        from certify.polish import polish_point
+        from certify.driver import polish_problem
         problem = certify.Problem(certify.Network([W for W, _ in layers], [b for _, b in layers], "relu"),
                                   certify.Dataset(X, y), "square")
-        res = polish_point(problem, time_limit=5.0)
+        res = polish_problem(problem, time_limit=5.0)
         layers = [(np.array(W), np.array(b)) for W, b in problem.network.split(res.theta)]
         info = {"polish_moved": float(res.distance), "polish_converged": bool(res.converged)}
     return {"network": layers, "X": X, "y": y, "activation": "relu", "loss": "square", "weight_decay": 0.0,

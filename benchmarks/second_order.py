@@ -8,7 +8,7 @@ Three measurements, taken in one run on one machine and reported as ratios:
    :func:`benchmarks.instances.smooth_minimum` (``zero_loss``: ``y = f(x)`` exactly, so ``L = 0``,
    a global minimum whatever certify says). One hidden layer at p ~ 1e4 and p ~ 1e5 (target: within
    100 gradient evaluations); two hidden layers at the largest p the dense Hessian allows
-   (``certify.second_order.DENSE_P``) and just above it.
+   (``certify.secondorder.DENSE_P``) and just above it.
 2. ``kinks``: time against the number K of active kinks at a d-stationary point, K = 10 ... 1,000,
    with the network and n fixed (:func:`benchmarks.instances.balanced_unit_kinks`: convex ReLU
    kinks with multipliers 1/2, square loss, a local but not global minimum; in full mode also
@@ -192,14 +192,14 @@ def _handle(kind: str, payload: dict):
                 "p": inst.n_params, "n": inst.n_samples, "expect": inst.expect, "params": inst.params}
     if kind == "check":
         import certify
-        import certify.second_order as so_mod
+        import certify.secondorder.lanczos as so_mod
         inst = _build(payload["spec"])
         saved = None
         if payload.get("skip_lanczos"):
             # diagnostic only: the same check with the Lanczos stage replaced by "undecided", in this
             # worker process (certify/ is not changed); shows what the other stages cost
             if not hasattr(so_mod, "lanczos_hessian_test"):
-                return {"not_applicable": "certify.second_order has no lanczos_hessian_test"}
+                return {"not_applicable": "certify.secondorder.lanczos has no lanczos_hessian_test"}
             saved = so_mod.lanczos_hessian_test
             so_mod.lanczos_hessian_test = lambda *a, **k: so_mod.SecondOrder(
                 None, "hessian", reason="Lanczos stage skipped by the benchmark (diagnostic)")
@@ -385,7 +385,7 @@ class Runner:
             status, res = self.worker.call("check", {"spec": spec, "repeat": 1, "time_limit": self.args.time_limit,
                                                      "skip_lanczos": True}, timeout=budget + 5.0)
             diag = {**base, "measure": "check_without_lanczos", "diagnostic": True, "budget_s": budget,
-                    "note": "the same check with certify.second_order.lanczos_hessian_test stubbed out (returns "
+                    "note": "the same check with certify.secondorder.lanczos.lanczos_hessian_test stubbed out (returns "
                             "undecided) in the benchmark's worker process; certify/ unchanged"}
             if status == "ok" and "not_applicable" not in res:
                 diag.update(res, timed_out=False, ratio_to_grad=res["time_s"] / t_grad,
@@ -409,7 +409,7 @@ class Runner:
             self.measure("smooth", spec, budget=self.args.budget, target="ratio", diagnose=True)
 
     def deep(self, plan: dict) -> None:
-        from certify.second_order import DENSE_P
+        from certify.secondorder import DENSE_P
         below = tuple(plan.get("deep_widths") or deep_widths(DENSE_P))
         above = deep_widths(DENSE_P, above=True)
         for widths, label in ((below, "deep"), (above, "deep_above")):

@@ -19,7 +19,7 @@ import time
 from .errors import CertifyError
 
 # certify.cli helpers are imported inside the functions: cli.py imports this module, so a
-# module-level ``from .cli import ...`` would be circular.
+# module-level ``from .cli_common import ...`` would be circular.
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -67,7 +67,7 @@ def _jobs(text):
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``batch`` subcommand to ``subparsers`` (from ``parser.add_subparsers``)."""
-    from .cli import _number
+    from .cli_common import _number
     p = subparsers.add_parser("batch", help="check many checkpoints (folder or glob), in parallel or on a "
                               "Dask cluster", epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                               description="Check every checkpoint in CHECKPOINTS (files, folders, globs) like "
@@ -105,7 +105,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Run ``certify batch`` for parsed ``args``; returns the exit code (input errors: one line, 2)."""
     from .batch import expand_checkpoints, format_summary, run_batch, summarize
-    from .cli import _check_writable, _one_line, _write_atomic
+    from .cli_common import _check_writable, _one_line, _write_atomic
 
     try:
         if args.out is not None:

@@ -47,7 +47,7 @@ exit codes:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``plot`` subcommand to ``subparsers`` (from ``parser.add_subparsers``)."""
-    from .cli import _number
+    from .cli_common import _number
     p = subparsers.add_parser("plot", help="draw a report: the loss along its refutation or around its minimum "
                               "(needs certify[plot])", epilog=PLOT_EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -68,7 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``certify plot`` for parsed ``args``: 0 when written; input errors are one line and 2."""
-    from .cli import _one_line
+    from .cli_common import _one_line
     try:
         path = _plot(args)
     except CertifyError as exc:

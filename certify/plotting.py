@@ -18,7 +18,7 @@ two panels:
     the two flattest directions of a minimum; ``theta`` is marked.
 
 The flattest directions are always orthogonal to the symmetry orbits
-(:func:`certify.second_order.symmetry_basis`: unit rescalings, dead units, bias translations),
+(:func:`certify.secondorder.symmetry.symmetry_basis`: unit rescalings, dead units, bias translations),
 along which the loss is constant. They are, when the problem is small enough to form the matrices
 (``n p^2 <= HESSIAN_BUDGET``): the eigenvectors of the reduced Hessian with the smallest
 eigenvalues when no unit or loss term is on a kink (the Hessian exists there); the directions of
@@ -331,7 +331,7 @@ def flat_directions(problem: Problem, report: dict, k: int, *, exclude=(), probe
     from scipy import linalg as sla
 
     from .kinks import find_kinks
-    from .second_order import symmetry_basis
+    from .secondorder.symmetry import symmetry_basis
     p, n = problem.n_params, problem.n_samples
     fwd = problem.network.forward(problem.X, with_scale=True)
     Q, _ = symmetry_basis(problem, fwd)
@@ -383,7 +383,7 @@ def flat_directions(problem: Problem, report: dict, k: int, *, exclude=(), probe
 def _cone_directions(problem, fwd, report, k, exclude) -> list:
     """Least-curvature directions on the critical cone, each orthogonal to the ones before."""
     from .kinks import find_kinks
-    from .second_order import cone_curvature, cone_model
+    from .secondorder.cone import cone_curvature, cone_model
     from .tangent import first_order_model
     fo_cert = (report.get("first_order") or {}).get("certificate") or {}
     if fo_cert.get("kind") != "multipliers":

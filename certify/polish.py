@@ -275,7 +275,7 @@ def cell_program_polish(problem: Problem) -> PolishResult | None:
                              f"{int(B.shape[0])} active constraint(s) at its optimum")
 
 
-def polish_point(problem: Problem, *, tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 25,
+def polish_point(problem: Problem, judge, *, tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 25,
                  time_limit: float = 5.0) -> PolishResult:
     """The polishing used by ``check(polish=True)``: polish, check, and descend while refuted.
 
@@ -286,7 +286,6 @@ def polish_point(problem: Problem, *, tol_near: float = DEFAULT_TOL_NEAR, max_ro
     descent direction into it and polishes again, for at most ``max_rounds`` rounds. ``time_limit``
     bounds each MILP of the intermediate checks (the final check has its own budget).
     """
-    from .driver import check_problem
     theta0, loss0 = problem.theta, problem.value()
     current = problem
     res = None
@@ -300,7 +299,7 @@ def polish_point(problem: Problem, *, tol_near: float = DEFAULT_TOL_NEAR, max_ro
         res.iterations = k + 1
         if k + 1 >= max_rounds:
             break
-        report = check_problem(problem.at(res.theta), time_limit=time_limit)
+        report = judge(problem.at(res.theta), time_limit)
         verdict = report.verdict.value
         ref = report.refutation or {}
         if verdict in ("local_min", "saddle") or ref.get("direction") is None:

@@ -16,24 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .checks import Check, check_multipliers, close
 from .data import Dataset, Problem
 from .errors import CertificateError
-from .evaluate import exact_loss, verified_decrease
-from .formulate.first_order import OneLevel, one_level
+from .evaluate import verified_decrease
+from .formulate.first_order import one_level
 from .kinks import find_kinks
 from .loaders import as_network, load_data
-from .tangent import dense_hessian, directional_derivative, first_order_model, piece_slopes
-
-REL = 1e-7  # relative agreement required between stored and recomputed numbers
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str = ""
-    attested: bool = False  # True: not re-checkable without a solver; reported, not failed
-
+from .tangent import directional_derivative, first_order_model
 
 @dataclass
 class VerifyResult:
@@ -58,12 +48,6 @@ class VerifyResult:
 
 def _digest(arr) -> str:
     return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
-
-
-def _close(a, b, scale=None) -> bool:
-    a, b = float(a), float(b)
-    s = max(abs(a), abs(b), 1e-300) if scale is None else scale
-    return abs(a - b) <= REL * s + 1e-300
 
 
 def load_report(path) -> dict:
@@ -123,7 +107,7 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
     if not same:
         return res
     value = problem.value()
-    checks.append(Check("loss_value", _close(value, info["loss_value"], max(abs(value), 1e-12)),
+    checks.append(Check("loss_value", close(value, info["loss_value"], max(abs(value), 1e-12)),
                         f"L = {value!r} (report: {info['loss_value']!r})"))
     verdict = report["verdict"]
     if verdict in ("not_stationary", "saddle"):
@@ -132,11 +116,8 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
         _check_local_min(problem, report, checks)
         lower = (report.get("second_order") or {}).get("lower_point")
         if lower is not None:
-            th = np.asarray(lower["theta"], dtype=np.float64)
-            dec = verified_decrease(problem, problem.theta, th)
-            checks.append(Check("spurious_lower_point", dec.verified and th.shape == problem.theta.shape,
-                                f"the stored lower point has loss {dec.after:.6g} < {dec.before:.6g} "
-                                f"(verified, {dec.method})" if dec.verified else "the stored lower point is not lower"))
+            from .secondorder.spurious import recheck as recheck_lower_point
+            recheck_lower_point(problem, lower, checks)
     if verdict == "inconclusive":
         checks.append(Check("inconclusive", True, "nothing is claimed: " + report.get("reason", "")))
     return res
@@ -164,7 +145,7 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
                                              f"(bound {dec.error_bound:.3g})"))
     stored = ref.get("loss_after")
     if stored is not None:
-        checks.append(Check("stored_loss_after", _close(dec.after, stored, max(abs(dec.after), 1e-12)),
+        checks.append(Check("stored_loss_after", close(dec.after, stored, max(abs(dec.after), 1e-12)),
                             f"L(theta') = {dec.after!r} (report: {stored!r})"))
     fwd = problem.network.forward(problem.X, with_scale=True)
     kinks = find_kinks(problem, fwd, report["kinks"]["tolerance"])
@@ -175,13 +156,14 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
                         f"o(t^2): {'descends for every small t > 0' if local else 'not a local descent curve'}"))
     if report["verdict"] == "not_stationary":
         slope = directional_derivative(problem, fwd, kinks, d)
-        checks.append(Check("directional_derivative", slope < 0 and _close(slope, ref["directional_derivative"],
+        checks.append(Check("directional_derivative", slope < 0 and close(slope, ref["directional_derivative"],
                                                                              max(abs(slope), 1e-12)),
                             f"L'(theta; d) = {slope:.6g} (report: {ref['directional_derivative']!r})"))
 
 
 # ---------------------------------------------------------------------------- local minima
 def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
+    from .secondorder import RECHECK, Context
     fo = report.get("first_order") or {}
     so = report.get("second_order") or {}
     tol = report["kinks"]["tolerance"]
@@ -191,54 +173,15 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
     _check_first_order(problem, model, fo, checks)
     cert = so.get("certificate") or {}
     kind = cert.get("kind")
-    if kind == "zero_loss":
-        ok = problem.loss.rational and exact_loss(problem, problem.theta) == 0
-        checks.append(Check("zero_loss", ok, "L = 0 exactly" if ok else "L is not exactly 0"))
-    elif kind == "reduced_hessian":
-        _check_hessian(problem, fwd, cert, checks)
-    elif kind == "cell_convexity":
-        _check_cell(problem, fwd, kinks, cert, checks)
-    elif kind == "affine_cell":
-        _check_affine(problem, fwd, kinks, cert, checks)
-    elif kind == "critical_cone":
-        _check_cone(problem, fwd, kinks, model, fo.get("certificate") or {}, cert, checks)
-    elif kind == "piece_kkt":
-        _check_pieces(problem, fwd, kinks, cert, checks)
-    elif kind == "copositivity":
-        from .second_order import cone_copositivity, cone_model
-        fc = fo.get("certificate") or {}
-        cm = cone_model(problem, fwd, kinks, model, np.asarray(fc.get("lambda", []), dtype=np.float64),
-                        [np.asarray(p_, dtype=np.float64) for p_ in fc.get("pi", [])])
-        if isinstance(cm, str):
-            checks.append(Check("copositivity", False, cm))
-        else:
-            res = cone_copositivity(problem, fwd, cm, stored=cert.get("pieces", []))
-            checks.append(Check("copositivity", res["ok"], f"H - F'NF - eps I is PSD with N >= 0 on all "
-                                f"{len(res['pieces'])} piece(s)" if res["ok"] else "a stored copositivity factor "
-                                "does not re-check"))
-    else:
+    module = RECHECK.get(kind)
+    if module is None:
         checks.append(Check("second_order", False, f"unknown or missing second-order certificate {kind!r}"))
-
-
-def _multipliers_ok(one: OneLevel, cert: dict, name: str, checks: list) -> None:
-    lam = np.asarray(cert.get("lambda", []), dtype=np.float64)
-    pis = [np.asarray(p, dtype=np.float64) for p in cert.get("pi", [])]
-    if lam.shape != (one.n_generators,) or len(pis) != len(one.multi):
-        checks.append(Check(name, False, f"{lam.size} multipliers stored for {one.n_generators} kinks"))
         return
-    in_box = bool(np.all(lam >= 0) and np.all(lam <= 1))
-    in_simplex = all(np.all(p >= 0) and abs(p.sum() - 1) <= 1e-9 for p in pis)
-    rho = one.subgradient(lam, pis)
-    resid = float(np.abs(rho).max(initial=0.0))
-    size = float(np.abs(one.g if one.g_scale is None else one.g_scale).max(initial=0.0))
-    if one.n_generators:
-        rows = np.asarray(abs(one.a).max(axis=1).todense()).ravel()
-        size = max(size, float(np.max(np.abs(one.gamma) * rows, initial=0.0)))
-    tol = 1e-8 * max(size, 1e-300)
-    ok = in_box and in_simplex and resid <= tol
-    detail = (f"0 = g + sum gamma_j lambda_j a_j + ... up to {resid:.3g} (tolerance {tol:.3g}); "
-              f"lambda in [0,1]: {in_box}; pi in simplex: {in_simplex}")
-    checks.append(Check(name, ok, detail))
+    ctx = Context(problem, fwd, kinks, model)
+    if kind in ("critical_cone", "copositivity"):
+        module.recheck(ctx, cert, checks, fo_cert=fo.get("certificate") or {})
+    else:
+        module.recheck(ctx, cert, checks)
 
 
 def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
@@ -254,140 +197,9 @@ def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
         if model.nested:
             checks.append(Check("first_order_multipliers", False, "nested kinks have no multiplier certificate"))
             return
-        _multipliers_ok(one_level(model), cert, "first_order_multipliers", checks)
+        check_multipliers(one_level(model), cert, "first_order_multipliers", checks)
     elif kind == "milp_bound":
         checks.append(Check("first_order_milp", True, f"min L'(theta; d) >= {cert.get('dual_bound')} by the HiGHS "
                             f"MILP bound; not re-checkable without a solver", attested=True))
     else:
         checks.append(Check("first_order", False, f"unknown first-order certificate {kind!r}"))
-
-
-def _check_hessian(problem: Problem, fwd, cert: dict, checks: list) -> None:
-    from .second_order import symmetry_basis
-    import scipy.linalg as sla
-    kinks = find_kinks(problem, fwd, 0.0)
-    if kinks.n_total:
-        checks.append(Check("smooth_cell", False, "a pre-activation or loss term is exactly on a kink: the Hessian "
-                            "test needs a smooth cell"))
-        return
-    Q, _ = symmetry_basis(problem, fwd)
-    N = sla.null_space(Q.T) if Q.shape[1] else np.eye(problem.n_params)
-    H = dense_hessian(problem, fwd, piece_slopes(problem, fwd))
-    H = 0.5 * (H + H.T)
-    Hr = N.T @ H @ N
-    q = float(np.linalg.eigvalsh(0.5 * (Hr + Hr.T))[0])
-    tol = 1e-9 * max(float(np.linalg.norm(H)), 1e-300)
-    claimed = float(cert.get("min_eigenvalue", np.nan))
-    agree = _close(q, claimed, max(abs(q), tol))
-    try:
-        np.linalg.cholesky(Hr - 0.5 * q * np.eye(Hr.shape[0]))
-        chol = q > tol
-    except np.linalg.LinAlgError:
-        chol = False
-    checks.append(Check("reduced_hessian", agree and chol,
-                        f"smallest eigenvalue {q:.6g} off the symmetry directions (report: {claimed:.6g}); "
-                        f"Cholesky of H_r - q/2 I {'succeeds' if chol else 'fails'}"))
-
-
-def _check_cell(problem: Problem, fwd, kinks, cert: dict, checks: list) -> None:
-    from .second_order import escape_model, one_hidden_layer_applies
-    why = one_hidden_layer_applies(problem)
-    a = problem.network.weights[1][0] if problem.network.n_layers == 2 else np.zeros(0)
-    zero = sorted(int(j) for j in np.nonzero(a == 0)[0])
-    stored = sorted(cert.get("conditions", {}).get("zero_output_units", []))
-    ok = why is None and zero == stored
-    checks.append(Check("cell_convexity_conditions", ok, why or f"one hidden layer, scalar output, no weight decay; "
-                        f"zero output weights at units {zero} (report: {stored})"))
-    if not ok:
-        return
-    done = {(e["unit"], e["sign"]) for e in cert.get("escapes", [])}
-    for j in zero:
-        for s in (1, -1):
-            if (j, s) not in done:
-                checks.append(Check(f"escape_unit_{j}_{s:+d}", False, "escape test missing from the certificate"))
-    for e in cert.get("escapes", []):
-        one = escape_model(problem, fwd, kinks, int(e["unit"]), int(e["sign"]))
-        c = e.get("certificate") or {}
-        name = f"escape_unit_{e['unit']}_{int(e['sign']):+d}"
-        if c.get("kind") == "multipliers":
-            _multipliers_ok(one, c, name, checks)
-        elif c.get("kind") == "gradient" or one.n_generators == 0:
-            norm = float(np.abs(one.g).sum())
-            tol = 1e-9 * max(float(np.abs(one.g_scale).sum()), 1e-300)
-            checks.append(Check(name, norm <= tol, f"linear escape function, |coefficients|_1 = {norm:.3g}"))
-        elif c.get("kind") == "milp_bound":
-            checks.append(Check(name, True, "escape function >= 0 by the HiGHS MILP bound", attested=True))
-        else:
-            checks.append(Check(name, False, f"unknown escape certificate {c.get('kind')!r}"))
-
-
-def _check_affine(problem: Problem, fwd, kinks, cert: dict, checks: list) -> None:
-    from .second_order import affine_cell_model
-    one, why = affine_cell_model(problem, fwd, kinks)
-    checks.append(Check("affine_cell_conditions", one is not None, why or "the network is affine near theta"))
-    if one is None:
-        return
-    _multipliers_ok(one, cert.get("fit_certificate") or {}, "affine_fit_multipliers", checks)
-
-
-def _check_pieces(problem: Problem, fwd, kinks, cert: dict, checks: list) -> None:
-    """Every piece of the branch kinks: stored KKT multipliers close the equation (which also proves
-    d-stationarity) and the Lagrangian curvature on its critical cone is positive."""
-    from .pieces import piece_test
-    stored = cert.get("pieces") or []
-    res = piece_test(problem, fwd, kinks, stored=stored)
-    branch = [tuple(b) for b in cert.get("branch", [])]
-    if [tuple(b) for b in res.get("branch", [])] != branch:
-        checks.append(Check("piece_branch_set", False, f"the kinks to branch on are {res.get('branch')} "
-                            f"(report: {branch})"))
-        return
-    if res["status"] == "error":
-        checks.append(Check("piece_kkt", False, res["reason"]))
-        return
-    by_signs = {tuple(int(s) for s in pc["signs"]): pc for pc in stored}
-    n_ok = 0
-    for pc in res["pieces"]:
-        claimed = by_signs[tuple(pc["signs"])].get("min_curvature")
-        q = pc.get("min_curvature")
-        name = f"piece_{''.join('+' if s > 0 else '-' for s in pc['signs']) or 'none'}"
-        kkt = pc["kkt_residual"] <= pc["kkt_tolerance"]
-        if not kkt:
-            checks.append(Check(name, False, f"KKT residual {pc['kkt_residual']:.3g} > {pc['kkt_tolerance']:.3g} "
-                                f"(or a multiplier out of its bounds)"))
-            continue
-        ctol = pc.get("curvature_tolerance", 0.0)
-        if q is None or claimed is None:
-            agree = q is None and claimed is None and "faces" in pc   # no critical direction: both say so
-        else:
-            agree = _close(q, claimed, max(abs(q), ctol))
-        ok = agree and (q is None or q > ctol) and not pc.get("uncertain", False)
-        n_ok += ok
-        if not ok:
-            checks.append(Check(name, False, f"least Lagrangian curvature {q} on the piece's critical cone "
-                                f"(report: {claimed}), tolerance {ctol:.3g}"))
-    checks.append(Check("piece_kkt", res["status"] == "local_min" and n_ok == len(res["pieces"]),
-                        f"KKT multipliers (hence d-stationarity) and positive curvature on {n_ok} of "
-                        f"{len(res['pieces'])} piece(s) of {len(branch)} branch kink(s)"))
-
-
-def _check_cone(problem: Problem, fwd, kinks, model, fo_cert: dict, cert: dict, checks: list) -> None:
-    from .second_order import cone_curvature, cone_model
-    lam = np.asarray(fo_cert.get("lambda", []), dtype=np.float64)
-    pis = [np.asarray(p, dtype=np.float64) for p in fo_cert.get("pi", [])]
-    cm = cone_model(problem, fwd, kinks, model, lam, pis)
-    if isinstance(cm, str):
-        checks.append(Check("critical_cone", False, cm))
-        return
-    res = cone_curvature(problem, fwd, cm)
-    if "error" in res:
-        checks.append(Check("critical_cone", False, res["error"]))
-        return
-    q, tol = res["q"], res["tolerance"]
-    claimed = cert.get("min_curvature")
-    if claimed is None or not np.isfinite(q):   # no direction in the cone beyond symmetry: both say so
-        agree = claimed is None and not np.isfinite(q)
-    else:
-        agree = _close(q, claimed, max(abs(q), tol))
-    ok = agree and q > tol and not res["uncertain"]
-    checks.append(Check("critical_cone", ok, f"least Lagrangian curvature on the critical cone {q:.6g} over "
-                        f"{res['pieces']} piece(s) and {res['faces']} face(s) (report: {claimed}); tolerance {tol:.3g}"))

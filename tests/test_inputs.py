@@ -759,7 +759,7 @@ def test_unreadable_file_simulated(tmp_path, capsys, monkeypatch):
 
 
 def test_write_failure_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
-    import certify.cli as cli
+    import certify.cli_common as cli
 
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -142,7 +142,7 @@ def test_local_min_png(tmp_path, gt7_report):
 
 
 def test_local_min_directions_are_off_the_symmetry_orbits(gt7_report):
-    from certify.second_order import symmetry_basis
+    from certify.secondorder.symmetry import symmetry_basis
     problem = problem_for(gt7_report, GT7)
     sc = build_scene(gt7_report, problem)
     L0 = problem.value()

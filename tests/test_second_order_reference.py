@@ -52,7 +52,7 @@ def test_large_p_saddle_found_by_lanczos():
     products must find it and the curve must be a verified local descent."""
     import numpy as np
     import certify
-    from certify.second_order import DENSE_P
+    from certify.secondorder import DENSE_P
     h = 1200
     W1 = np.zeros((h, 1)); b1 = -5.0 * np.ones(h); b1[0] = 1.0; W1[1:, 0] = np.linspace(-1, 1, h - 1)
     W2 = np.zeros((2, h)); W2[0, 0] = 1.0; W2[:, 1:] = np.linspace(1, 2, h - 1)
@@ -100,7 +100,7 @@ def test_copositivity_factor_on_a_known_copositive_form():
     (hand derivation): the SDP must find N >= 0 with H - N - eps I PSD, and the numpy re-check
     must accept it; H = [[1, -2], [-2, 1]] is not copositive (d = (1, 1) gives -2): no factor."""
     import numpy as np
-    from certify.second_order import _copositive_factor
+    from certify.secondorder.copositive import _copositive_factor
     H = np.array([[1.0, 2.0], [2.0, 1.0]])
     N, eps = _copositive_factor(H, np.eye(2), 3.0)
     assert N is not None and eps > 0 and np.all(N >= 0)

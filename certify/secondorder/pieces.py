@@ -1,6 +1,6 @@
 """Second order where the multiplier shortcut fails: pieces, their KKT points and flat directions.
 
-The critical-cone test of :mod:`certify.second_order` reads every piece's multipliers off the
+The critical-cone test of :mod:`certify.secondorder.cone` reads every piece's multipliers off the
 first-order ones, which exist only for *one level of convex kinks*. Here the remaining kinks are
 *branched on*: a kink is in the branch set ``B`` when it is nested (feeds or is fed by another kink
 of the same sample, or feeds a loss kink), concave (``gamma_k = c_k (s_pos - s_neg) < 0``) or has a
@@ -19,7 +19,7 @@ For each piece:
    the piece's one-level model, which is >= 0 there, and Farkas' lemma gives the multipliers. So
    multipliers for all ``2^|B|`` pieces are also a numpy-checkable *first-order* certificate for
    nested kinks (the MILP's bound is only attested).
-2. **Critical cone and Lagrangian** as in :func:`certify.second_order.lagrangian_model`; a branch
+2. **Critical cone and Lagrangian** as in :func:`certify.secondorder.cone.lagrangian_model`; a branch
    constraint with ``mu_k > 0`` is held at 0, one with ``mu_k = 0`` is one-sided; the Lagrangian
    Hessian includes ``-mu_k sigma_k`` times the second derivative of every switching function
    (deep ones too) through an adjoint injection.
@@ -36,7 +36,7 @@ For each piece:
    on the slice orthogonal to those directions (as for the rescaling symmetries). Without this a
    point like ``nested_double_kink`` (tests/reference) has a zero-curvature direction on a piece
    and no second-order test could ever certify it.
-4. **Curvature** on every face of the cone (:func:`certify.second_order.cone_curvature`).
+4. **Curvature** on every face of the cone (:func:`certify.secondorder.cone.cone_curvature`).
 
 All pieces positive -> ``local_min``; a negative curvature -> a second-order curve, kept only with
 a verified decrease -> ``saddle``; anything else -> undecided with the reason.
@@ -55,11 +55,16 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.optimize import lsq_linear
 
-from .data import Problem
-from .formulate.first_order import OneLevel, one_level
-from .kinks import KinkStructure
-from .network import ForwardPass
-from .tangent import FirstOrderModel, first_order_model, piece_slopes, switching_rows
+from ..checks import Check, close
+from ..data import Problem
+from ..formulate.first_order import OneLevel, one_level
+from ..kinks import KinkStructure
+from ..network import ForwardPass
+from ..tangent import FirstOrderModel, first_order_model, piece_slopes, switching_rows
+from .base import DENSE_P, Context, SecondOrder
+from .cone import cone_curvature, cone_curve, lagrangian_model
+
+NAME = "piece_kkt"
 
 #: largest branch set: 2^MAX_BRANCH pieces, each with a dense Hessian on the slice
 MAX_BRANCH = 8
@@ -206,8 +211,7 @@ class Piece:
         return (lam2, pis, mu2) if r <= tol2 else (lam, pis, mu)
 
     def model(self, lam, pis, mu) -> dict:
-        """The Lagrangian model of the piece (as :func:`certify.second_order.cone_model` returns)."""
-        from .second_order import lagrangian_model
+        """The Lagrangian model of the piece (as :func:`certify.secondorder.cone.cone_model` returns)."""
         lam = np.asarray(lam, dtype=np.float64)
         mu = np.asarray(mu, dtype=np.float64)
         model = lagrangian_model(self.problem, self.fwd, self.kinks, self.fo, self.one, lam,
@@ -328,8 +332,7 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
     """
     import itertools
     import time
-    from .progress import tick
-    from .second_order import cone_curvature
+    from ..progress import tick
     branch = branch_set(problem, fwd, kinks)
     m = int(branch.size)
     if m > MAX_BRANCH:
@@ -405,7 +408,6 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
 
 def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, time_limit: float = 60.0):
     """:func:`piece_test` as a second-order result (verdict, reason, flags, certificate, refutation)."""
-    from .second_order import DENSE_P, SecondOrder, _cone_curve
     if problem.n_params > DENSE_P:
         return SecondOrder(None, "piece_kkt", reason=f"p = {problem.n_params} is above the dense limit")
     out = piece_test(problem, fwd, kinks, time_limit=time_limit)
@@ -419,7 +421,7 @@ def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, 
     n = len(pieces)
     if out["status"] == "negative":
         w = out["worst"]
-        curve = _cone_curve(problem, fwd, kinks, w["model"], w["result"], w["result"]["direction"])
+        curve = cone_curve(problem, fwd, kinks, w["model"], w["result"], w["result"]["direction"])
         if curve["verified"]:
             return SecondOrder("saddle", "piece_kkt", reason=(
                 f"first-order stationary (KKT multipliers on all {n} piece(s) of {len(out['branch'])} nested, "
@@ -443,3 +445,53 @@ def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, 
         + " modulo rescaling" + (" and the flat directions of units that are dead, partly dead or on one side "
                                  "in a piece" if flat else "")),
         flags={"strict": flat == 0, "flat_directions": flat > 0}, certificate=certificate)
+
+
+def applies(ctx: Context) -> str | None:
+    if not ctx.kinks.n_unit:
+        return "no unit kink to branch on"
+    return None
+
+
+def run(ctx: Context) -> SecondOrder:
+    return piece_kkt_test(ctx.problem, ctx.fwd, ctx.kinks, time_limit=ctx.budget())
+
+
+def recheck(ctx: Context, cert: dict, checks: list) -> None:
+    """Every piece of the branch kinks: stored KKT multipliers close the equation (which also proves
+    d-stationarity) and the Lagrangian curvature on its critical cone is positive."""
+    problem, fwd, kinks = ctx.problem, ctx.fwd, ctx.kinks
+    stored = cert.get("pieces") or []
+    res = piece_test(problem, fwd, kinks, stored=stored)
+    branch = [tuple(b) for b in cert.get("branch", [])]
+    if [tuple(b) for b in res.get("branch", [])] != branch:
+        checks.append(Check("piece_branch_set", False, f"the kinks to branch on are {res.get('branch')} "
+                            f"(report: {branch})"))
+        return
+    if res["status"] == "error":
+        checks.append(Check("piece_kkt", False, res["reason"]))
+        return
+    by_signs = {tuple(int(s) for s in pc["signs"]): pc for pc in stored}
+    n_ok = 0
+    for pc in res["pieces"]:
+        claimed = by_signs[tuple(pc["signs"])].get("min_curvature")
+        q = pc.get("min_curvature")
+        name = f"piece_{''.join('+' if s > 0 else '-' for s in pc['signs']) or 'none'}"
+        kkt = pc["kkt_residual"] <= pc["kkt_tolerance"]
+        if not kkt:
+            checks.append(Check(name, False, f"KKT residual {pc['kkt_residual']:.3g} > {pc['kkt_tolerance']:.3g} "
+                                f"(or a multiplier out of its bounds)"))
+            continue
+        ctol = pc.get("curvature_tolerance", 0.0)
+        if q is None or claimed is None:
+            agree = q is None and claimed is None and "faces" in pc   # no critical direction: both say so
+        else:
+            agree = close(q, claimed, max(abs(q), ctol))
+        ok = agree and (q is None or q > ctol) and not pc.get("uncertain", False)
+        n_ok += ok
+        if not ok:
+            checks.append(Check(name, False, f"least Lagrangian curvature {q} on the piece's critical cone "
+                                f"(report: {claimed}), tolerance {ctol:.3g}"))
+    checks.append(Check("piece_kkt", res["status"] == "local_min" and n_ok == len(res["pieces"]),
+                        f"KKT multipliers (hence d-stationarity) and positive curvature on {n_ok} of "
+                        f"{len(res['pieces'])} piece(s) of {len(branch)} branch kink(s)"))
