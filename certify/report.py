@@ -113,8 +113,10 @@ class Report:
             lines.append(f"loss:    {p.get('loss_value'):.10g}")
         k = self.kinks
         if k:
-            lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss "
-                         f"(tolerance {k.get('tolerance'):g}, {k.get('near')} not exactly zero)")
+            tol = k.get("tolerance")
+            how = "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}"
+            snapped = f", {k.get('near')} snapped beyond rounding" if k.get("near") else ""
+            lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss ({how}{snapped})")
         fo = self.first_order
         if fo:
             lines.append(f"first order: {fo.get('method')}; min L'(theta; d) over |d|<=1 = "
