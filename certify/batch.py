@@ -135,7 +135,7 @@ def _key(path: Path):
 
 # ---------------------------------------------------------------------------- one checkpoint
 def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=60.0) -> dict:
+              time_limit=300.0) -> dict:
     """Load and check one checkpoint; never raises (a failure is a result with verdict ``"error"``).
 
     ``data``: a :class:`certify.Dataset` (shared by every checkpoint) or ``None`` to read ``X`` and
@@ -214,7 +214,7 @@ def error_result(path, message: str, exit_code: int = EXIT_INTERNAL_ERROR) -> di
 
 # ---------------------------------------------------------------------------- many checkpoints
 def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=60.0, jobs=1, scheduler=None, progress=None) -> list[dict]:
+              time_limit=300.0, jobs=1, scheduler=None, progress=None) -> list[dict]:
     """Check every checkpoint in ``paths``; one result dict per checkpoint, in the order of ``paths``.
 
     Parameters
@@ -250,7 +250,7 @@ def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=
 
 
 def iter_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-               time_limit=60.0, jobs=1, scheduler=None, progress=None) -> Iterator[dict]:
+               time_limit=300.0, jobs=1, scheduler=None, progress=None) -> Iterator[dict]:
     """:func:`run_batch` as a generator (results in input order, as soon as they are known).
 
     The shared inputs are validated when the generator is created, before any checkpoint runs.

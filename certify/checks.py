@@ -69,7 +69,7 @@ def check_multipliers(one: OneLevel, cert: dict, name: str, checks: list) -> Non
         checks.append(Check(name, False, f"{lam.size} multipliers stored for {one.n_generators} kinks"))
         return
     in_box = bool(np.all(lam >= 0) and np.all(lam <= 1))
-    in_simplex = all(np.all(p >= 0) and abs(p.sum() - 1) <= 1e-9 for p in pis)
+    in_simplex = all(np.all(p >= 0) and abs(p.sum() - 1) <= 8 * p.size * 1.2e-16 for p in pis)
     res = multiplier_residual(one, lam, pis)
     ok = in_box and in_simplex and res.ok
     detail = (f"0 = g + sum gamma_j lambda_j a_j + ... up to {res.inf:.3g}, within the rounding-error bound of "

@@ -85,11 +85,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", metavar="LAMBDA", type=_number(minimum=0.0), default=0.0,
                    help="adds LAMBDA/2 ||theta||^2 to the loss (default: 0; e.g. --weight-decay 1e-4)")
     p.add_argument("--tol", metavar="TAU", type=_number(minimum=0.0), default=None,
-                   help="relative kink tolerance: |z| <= TAU (|W||x|+|b|) counts as a kink "
-                        "(default: 1e-9; e.g. --tol 1e-6 for a trained checkpoint)")
-    p.add_argument("--time-limit", metavar="SECONDS", type=_number(minimum=0.0, strict=True), default=60.0,
-                   help="budget for each MILP of each checkpoint; when it runs out that verdict is "
-                        "inconclusive (default: 60)")
+                   help="also treat |z| <= TAU * (size of its terms) as a kink when searching for a certificate "
+                        "(default: only values zero up to their rounding-error bound)")
+    p.add_argument("--time-limit", metavar="SECONDS", type=_number(minimum=0.0, strict=True), default=300.0,
+                   help="budget for the whole check of each checkpoint; when it runs out that answer is the best "
+                        "one proved so far (default: 300)")
     p.add_argument("-j", "--jobs", metavar="N", type=_jobs, default=1,
                    help="local worker processes (joblib; -1: every core; default: 1, in this process; "
                         "needs pip install certify[batch]); ignored with --scheduler")

@@ -17,6 +17,8 @@ import numpy as np
 from . import __version__
 from .data import Dataset, Problem
 from .first_order import decide_first_order
+from .budget import DEFAULT_TIME_LIMIT, OutOfTime, remaining
+from .first_order import FirstOrder
 from .kinks import DEFAULT_TOL, find_kinks
 from .loaders import as_network
 from .report import Report, Verdict
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def check(model, X=None, y=None, *, data=None, activation=None, loss="square", weight_decay=0.0,
-          tol: float = DEFAULT_TOL, time_limit: float = 60.0, polish: bool = False) -> Report:
+          tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT, polish: bool = False) -> Report:
     """Decide whether the network's parameters are a local minimum of its training loss.
 
     Parameters
@@ -47,10 +49,14 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         ``"cross_entropy"``; the training loss is the mean over samples.
     weight_decay : float
         ``lambda`` in ``+ lambda/2 ||theta||^2``.
-    tol : float
-        Relative kink tolerance (see :mod:`certify.kinks`).
+    tol : float or None
+        Kinks are the values zero up to their rounding-error bound; a relative tolerance ``tol``
+        also snaps values within it (see :mod:`certify.kinks`). A certificate is never about a point
+        snapped beyond rounding.
     time_limit : float
-        Seconds allowed to each MILP; a budget ends in ``inconclusive``, never a hang.
+        Seconds for the whole check, polishing included (default 300); when the budget runs out the
+        answer is the best one proved so far (a verified refutation stands; otherwise
+        ``inconclusive`` naming what ran out), never a hang.
     polish : bool
         First move to a nearby point with exact kinks and zero reduced gradient (the cell program
         for one-hidden-layer nets, Newton on the kink manifold otherwise; :mod:`certify.polish`) and
@@ -90,7 +96,7 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0):
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit)
 
 
-def check_polished(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
+def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
     """Polish (:func:`certify.polish.polish_point`), then check the polished point."""
     t0 = time.perf_counter()
     with np.errstate(over="ignore", invalid="ignore"):
@@ -108,9 +114,12 @@ def check_polished(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: fl
     return report
 
 
-def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
-    """:func:`check` on an assembled :class:`Problem`."""
+def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
+                  deadline: float | None = None) -> Report:
+    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``)."""
     t0 = time.perf_counter()
+    if deadline is None:
+        deadline = t0 + time_limit
     timings = {}
     net = problem.network
     with np.errstate(over="ignore", invalid="ignore"):
@@ -122,7 +131,10 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
     fo_model = first_order_model(problem, fwd, kinks)
     timings["tangent_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=time_limit)
+    try:
+        fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=remaining(deadline))
+    except OutOfTime as exc:
+        fo = FirstOrder(None, "budget", reason=f"the time budget ({time_limit:g} s) ran out during {exc.what}")
     timings["first_order_s"] = time.perf_counter() - t2
     loss_value = float(np.mean(problem.loss.values(fwd.output, problem.Y)))
     if problem.weight_decay:
@@ -133,6 +145,7 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
              "approximate": kinks.n_total > kinks.n_exact}
     refutation = None
     second_order = None
+    claim = None
     if fo.direction is not None and not fo.stationary:  # a slope within the tolerance cannot be verified
         t3 = time.perf_counter()
         refutation = refute(problem, fwd, kinks, fo_model, fo.direction)
@@ -145,17 +158,27 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
         flags["method"] = fo.method
     elif fo.stationary:
         t4 = time.perf_counter()
-        so = decide_second_order(problem, fwd, kinks, fo_model, fo, time_limit=time_limit)
+        so = decide_second_order(problem, fwd, kinks, fo_model, fo, time_limit=remaining(deadline),
+                                 deadline=deadline)
         timings["second_order_s"] = time.perf_counter() - t4
         second_order = so.to_dict()
         fo.solver_calls.extend(so.solver_calls)
         flags.update({k: v for k, v in so.flags.items() if v is not None or k not in flags})
         flags["method"] = so.method
-        if so.verdict == "local_min":
+        if so.verdict == "local_min" and kinks.n_near:
+            # the certificate holds for the point with its near kinks snapped onto their surfaces, which
+            # is not the given point: a tolerance never certifies
+            verdict = Verdict.INCONCLUSIVE
+            reason = (f"a local minimum only up to the tolerance {kinks.tol:g}: {kinks.n_near} kink(s) were snapped "
+                      f"onto their surfaces from up to {kinks.summary()['max_abs_value']:.3g} away, beyond rounding "
+                      f"({so.method} holds for the snapped point, not for the given one); polish the point "
+                      f"(--polish) to certify a nearby exact point")
+        elif so.verdict == "local_min":
             verdict, reason = Verdict.LOCAL_MIN, so.reason
+            claim = _claim_up_to_rounding(kinks, fo)
             flags.setdefault("global", None)
             flags.setdefault("spurious", None)
-            if not flags.get("global"):
+            if not flags.get("global") and remaining(deadline) > 0:
                 from .secondorder.spurious import spurious_lower_point
                 t5 = time.perf_counter()
                 lower = spurious_lower_point(problem)
@@ -172,18 +195,37 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
             verdict, reason = Verdict.INCONCLUSIVE, so.reason
     elif fo.direction is not None:
         verdict = Verdict.INCONCLUSIVE
-        reason = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g}) but no "
-                  f"decrease of the loss could be verified along it; the point is stationary only up to "
-                  f"rounding")
+        reason = _unverified_descent_reason(fo, refutation)
     else:
         verdict = Verdict.INCONCLUSIVE
         reason = fo.reason or "first-order test undecided"
+    if claim is not None:
+        flags["claim"] = claim["level"]
     timings["total_s"] = time.perf_counter() - t0
     return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
                   first_order=fo.to_dict(), second_order=second_order, refutation=refutation,
-                  solver_calls=fo.solver_calls,
-                  timings=timings, version=__version__)
+                  solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
 
+
+def _claim_up_to_rounding(kinks, fo) -> dict:
+    """What a float64 certificate proves: about the given point, every zero up to its rounding bound."""
+    return {"level": "up_to_rounding", "about": "the given point",
+            "statement": ("theta is a local minimum, with every kink and the first-order residual zero to within "
+                          "the rigorous rounding-error bound of its float64 computation"),
+            "kinks_within_rounding": kinks.n_total - kinks.n_near,
+            "first_order_rounding_ratio": (fo.certificate or {}).get("rounding_ratio",
+                                                                     (fo.certificate or {}).get("residual_ratio"))}
+
+
+def _unverified_descent_reason(fo, refutation) -> str:
+    note = (refutation or {}).get("note") or ""
+    where = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g} beyond the rounding "
+             f"bound) but no decrease of the loss could be verified along it")
+    if "rounding" in note:
+        return (where + ": the descent region is too small for float64 to show a decrease (a kink or the "
+                "next piece is very close); polish the point (--polish) or try an exact re-check on a smaller "
+                "problem")
+    return where + (f" ({note})" if note else "")
 
 
 def _problem_info(problem: Problem, loss_value: float) -> dict:

@@ -71,6 +71,7 @@ class Report:
     timings: dict = field(default_factory=dict)
     version: str = ""
     polish: dict | None = None
+    claim: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +96,7 @@ class Report:
             "first_order": self.first_order,
             "second_order": self.second_order,
             "refutation": self.refutation,
+            "claim": self.claim,
             "polish": self.polish,
             "solver_calls": self.solver_calls,
             "timings": self.timings,

@@ -545,17 +545,24 @@ def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.nd
 
 
 def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray | None = None,
-                  loss_grad: np.ndarray | None = None, inject: list | None = None) -> np.ndarray:
-    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column."""
+                  loss_grad: np.ndarray | None = None, inject: list | None = None,
+                  deadline: float | None = None) -> np.ndarray:
+    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column.
+
+    ``deadline`` is checked every few columns (:class:`certify.budget.OutOfTime`)."""
+    from .budget import check
     p = problem.n_params
     cols = np.eye(p) if basis is None else basis
     if cols.shape[1] == 0:
         return np.zeros((p, 0))
     if loss_grad is None:
         loss_grad = problem.loss.gradient(fwd.output, problem.Y)
-    HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject)
-                          for j in range(cols.shape[1])])
-    return HB
+    out = []
+    for j in range(cols.shape[1]):
+        if j % 16 == 0:
+            check(deadline, "a dense Hessian")
+        out.append(hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject))
+    return np.column_stack(out)
 
 
 def second_tangent(problem: Problem, fwd: ForwardPass, D: list, d: np.ndarray) -> list:

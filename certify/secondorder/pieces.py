@@ -348,6 +348,7 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
     import itertools
     import time
     from ..progress import tick
+    deadline = None if time_limit is None else time.perf_counter() + time_limit
     branch = branch_set(problem, fwd, kinks)
     m = int(branch.size)
     if m > MAX_BRANCH:
@@ -382,7 +383,7 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
                 return {"status": "error", "reason": f"piece {list(signs)}: multipliers of the wrong size",
                         "branch": piece.descs}
         bounds = bool(np.all(lam >= 0) and np.all(lam <= 1) and np.all(mu >= 0)
-                      and all(np.all(p_ >= 0) and abs(p_.sum() - 1) <= 1e-9 for p_ in pis))
+                      and all(np.all(p_ >= 0) and abs(p_.sum() - 1) <= 8 * p_.size * 1.2e-16 for p_ in pis))
         r, tol, within = piece.residual(lam, pis, mu)
         entry = {"signs": list(signs), "lambda": lam, "pi": pis, "mu": mu, "kkt_residual": r, "kkt_tolerance": tol,
                  "kkt_within_rounding": within}
@@ -394,7 +395,7 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
             entry["min_curvature"] = None
             continue
         model = piece.model(lam, pis, mu)
-        res = cone_curvature(problem, fwd, model)
+        res = cone_curvature(problem, fwd, model, deadline=deadline)
         if "error" in res:
             status = "undecided" if status == "local_min" else status
             reasons.append(f"piece {list(signs)}: {res['error']}")
