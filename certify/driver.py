@@ -96,22 +96,81 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0):
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit)
 
 
+#: share of the budget polishing may use (the rest is for certifying the polished point)
+POLISH_SHARE = 0.5
+#: a trained checkpoint has converged when the certified point is this close, relative to ||theta||
+NEAR_DISTANCE = 0.05
+#: ... and its loss this close, relative to the checkpoint's loss
+NEAR_LOSS_GAP = 0.01
+
+
 def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
-    """Polish (:func:`certify.polish.polish_point`), then check the polished point."""
+    """Polish (:mod:`certify.polish`), certify the polished point, and say what it means for the checkpoint.
+
+    The report's ``trained`` section answers for the given point: ``near_minimum`` (a certified local
+    minimum within ``NEAR_DISTANCE`` of it, relative to its norm, and within ``NEAR_LOSS_GAP`` of its
+    loss), ``near_saddle`` (the polished point is a saddle: its escape is verified), ``not_converged``
+    (a verified lower point further away or clearly lower: keep training; the end point's own verdict
+    is kept), or ``undecided``.
+    """
     t0 = time.perf_counter()
+    deadline = t0 + time_limit
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
-    pol = polish_problem(problem, time_limit=min(time_limit, 5.0))
-    report = check_problem(problem.at(pol.theta), tol=tol, time_limit=time_limit)
+    pol = polish_problem(problem, time_limit=max(1e-3, min(POLISH_SHARE * time_limit, 5.0)))
+    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
     report.polish = info
+    report.trained = trained_answer(problem, pol.theta, report)
     report.reason = (f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g}): "
                      + report.reason)
     report.timings["polish_s"] = time.perf_counter() - t0 - report.timings.get("total_s", 0.0)
     report.timings["total_s"] = time.perf_counter() - t0
     return report
+
+
+def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
+    """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
+    from .evaluate import verified_decrease
+    theta0 = problem.theta
+    norm0 = float(np.linalg.norm(theta0))
+    claim = report.claim or {}
+    radius = float(claim.get("radius") or 0.0)
+    distance = float(np.linalg.norm(theta_end - theta0)) + radius
+    dec = verified_decrease(problem, theta0, theta_end) if not np.array_equal(theta_end, theta0) else None
+    loss0 = problem.value()
+    loss_end = problem.value(theta_end)
+    gap = loss0 - loss_end
+    rel_d = distance / norm0 if norm0 > 0 else (0.0 if distance == 0 else float("inf"))
+    rel_gap = gap / abs(loss0) if loss0 != 0 else (0.0 if gap == 0 else float("inf"))
+    verdict = report.verdict.value
+    out = {"distance": distance, "relative_distance": rel_d, "loss_checkpoint": loss0, "loss_end": loss_end,
+           "loss_gap": gap, "relative_loss_gap": rel_gap, "end_verdict": verdict,
+           "lower_point_verified": bool(dec is not None and dec.verified),
+           "thresholds": {"relative_distance": NEAR_DISTANCE, "relative_loss_gap": NEAR_LOSS_GAP}}
+    near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
+    where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
+    lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
+    if verdict == "local_min" and near:
+        out["outcome"] = "near_minimum"
+        out["summary"] = f"a certified local minimum {where}, {lower}"
+    elif verdict == "saddle":
+        out["outcome"] = "near_saddle"
+        out["summary"] = (f"near a saddle: the point {where} is a saddle and its escape is verified; resume "
+                          f"training from the lower point (--escape)")
+    elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
+        out["outcome"] = "not_converged"
+        end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
+               "inconclusive": "an undecided point"}.get(verdict, verdict)
+        out["summary"] = (f"training has not converged: a verified lower point {where}, {lower}; carried on to "
+                          f"{end} there; keep training")
+    else:
+        out["outcome"] = "undecided"
+        out["summary"] = (f"undecided: the polished point {where} ({lower}) is {verdict}"
+                          + ("" if verdict != "local_min" else " but not near enough to call the checkpoint converged"))
+    return out
 
 
 def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,

@@ -72,6 +72,7 @@ class Report:
     version: str = ""
     polish: dict | None = None
     claim: dict | None = None
+    trained: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -97,6 +98,7 @@ class Report:
             "second_order": self.second_order,
             "refutation": self.refutation,
             "claim": self.claim,
+            "trained": self.trained,
             "polish": self.polish,
             "solver_calls": self.solver_calls,
             "timings": self.timings,
@@ -107,7 +109,10 @@ class Report:
 
     def summary(self) -> str:
         """A few human-readable lines."""
-        lines = [f"verdict: {self.verdict.value}", f"reason:  {self.reason}"]
+        lines = [f"verdict: {self.verdict.value}"]
+        if self.trained:
+            lines.append(f"answer:  {self.trained.get('outcome')}: {self.trained.get('summary')}")
+        lines.append(f"reason:  {self.reason}")
         p = self.problem
         if p:
             lines.append(f"network: {p.get('widths')} {p.get('activation')}, loss {p.get('loss')}"
