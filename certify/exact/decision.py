@@ -240,6 +240,8 @@ def _pieces(ep, fwd, kinks, piece_guesses, cost) -> dict:
         descs = pc.descs
         if pc.nested:
             return {"ok": False, "evidence": evidence, "reason": "a kink outside the branch set is still nested"}
+        if not pc.one.convex:      # cannot happen (kinks outside B feed no kink); the KKT argument needs it
+            return {"ok": False, "evidence": evidence, "reason": "a piece has a concave kink outside the branch set"}
         res = exact_multipliers(pc.one, (piece_guesses or {}).get(tuple(signs)), pc.R)
         if res.ok:
             pieces.append({"signs": list(signs), **{k: v for k, v in res.certificate(pc.one).items()
