@@ -20,7 +20,8 @@ import certify
 from certify.data import Dataset, Problem
 from certify.exact import (QArray, curve_coefficients, directional_derivative, exact_cost, exact_first_order_decision,
                            exact_kinks, exact_multipliers, exact_problem, exact_refutation, exact_step,
-                           first_order_model, fits, forward, in_bounds, loss_value, one_level, residual_of)
+                           first_order_model, fits, forward, in_bounds, loss_value, one_level, recheck_certificate,
+                           residual_of)
 from certify.exact.linalg import bareiss_solve, solve_consistent, tangential_direction
 from certify.first_order import decide_first_order
 from certify.kinks import find_kinks
@@ -234,6 +235,15 @@ def test_exact_certificate_on_dyadic_stationary_cases(name):
         assert cert["pieces"] and all(set(pc) >= {"signs", "lambda", "mu"} for pc in cert["pieces"])
     else:
         assert out.kind == "gradient"
+    # the solver-free re-check accepts it; a tampered multiplier fails it
+    assert all(c.ok for c in recheck_certificate(problem, cert))
+    if out.kind in ("multipliers", "piece_multipliers"):
+        bad = copy.deepcopy(cert)
+        entry = bad if out.kind == "multipliers" else bad["pieces"][0]
+        key = "lambda" if entry["lambda"] else ("mu" if entry.get("mu") else "pi")
+        vec = entry[key] if key != "pi" else entry["pi"][0]
+        vec[0] = str(F(vec[0]) + F(1, 2 ** 70))
+        assert not all(c.ok for c in recheck_certificate(problem, bad))
     # independent evidence: the oracle's L'(theta; d) >= 0 on probe directions
     layers, Xo, yo, act, loss, wd = oracle_of(problem)
     for d in oracle.probe_directions(problem.n_params, n_random=3, seed=1):
@@ -386,6 +396,21 @@ def test_exact_refutation_verifies_and_tampering_fails():
     bad = copy.deepcopy(report)
     bad["refutation"]["direction_exact"] = [str(F(v)) for v in report["refutation"]["direction"]]
     bad["refutation"]["direction_exact"][1] = "-1/3"
+    assert not _verify(bad, problem).ok
+
+
+def test_exact_direction_that_floats_cannot_store():
+    """A direction with entries 1/3: stored as "p/q" strings (direction_exact), re-checked exactly."""
+    problem = case_problem("gt07", theta=np.array([1.0, -1.0 + 2.0 ** -36, 1.0, 0.0]))
+    d = QArray.from_values([0, "-1/3", 0, "1/3"])
+    ref = exact_refutation(problem, d)
+    assert ref["verified"] and ref["direction_exact"] == ["0", "-1/3", "0", "1/3"]
+    report = _report_with(problem, ref)
+    assert _verify(report, problem).ok
+    bad = copy.deepcopy(report)
+    bad["refutation"]["direction_exact"][3] = "1/5"              # no longer the stored float image
+    assert not _verify(bad, problem).ok
+    bad["refutation"]["direction"][3] = 0.2                      # consistent again, but another direction
     assert not _verify(bad, problem).ok
 
 

@@ -22,11 +22,14 @@ Front doors
     An exact step ``2^-k`` with an exact decrease, the refutation dict, and its solver-free re-check.
 :func:`exact_first_order_decision`
     Stationary with an exact certificate, not stationary with an exact descent, or undecided.
+:func:`recheck_certificate`
+    The solver-free, tolerance-free re-check of such a certificate.
 
 Nothing here imports a solver (``certify verify`` uses it).
 """
 
 from .budget import TIME_LIMIT, ExactCost, exact_cost, fits
+from .certificates import recheck_certificate
 from .decision import ExactFirstOrder, exact_first_order_decision
 from .descent import ExactStep, exact_refutation, exact_step, recheck_refutation
 from .forward import ExactForward, ExactProblem, exact_problem, forward, loss_value, sample_losses
@@ -38,7 +41,7 @@ from .tangent import (ExactFirstOrderModel, ExactOneLevel, curve_coefficients, d
                       first_order_model, is_local_descent, one_level)
 
 __all__ = [
-    "TIME_LIMIT", "ExactCost", "exact_cost", "fits", "ExactFirstOrder", "exact_first_order_decision",
+    "TIME_LIMIT", "ExactCost", "exact_cost", "fits", "recheck_certificate", "ExactFirstOrder", "exact_first_order_decision",
     "ExactStep", "exact_refutation", "exact_step", "recheck_refutation", "ExactForward", "ExactProblem",
     "exact_problem", "forward", "loss_value", "sample_losses", "NearKinks", "compare_kinks", "exact_kinks",
     "ExactMultipliers", "exact_multipliers", "float_guesses", "guess_for", "in_bounds", "residual_of",

@@ -104,8 +104,9 @@ def exact_first_order_decision(problem: Problem, fo=None, *, model=None, kinks: 
     model, kinks : optional
         The float :class:`~certify.tangent.FirstOrderModel` and :class:`KinkStructure` ``fo`` was
         made from (to map its multipliers to kinks; ``kinks`` also sizes the budget).
-    piece_guesses : dict, optional
-        ``{signs tuple: (lambda, pis, mu)}`` floats from :mod:`certify.secondorder.pieces`.
+    piece_guesses : dict or list, optional
+        ``{signs tuple: (lambda, pis, mu)}`` floats, or the ``pieces`` list of a ``piece_kkt``
+        certificate of :mod:`certify.secondorder.pieces` (entries with ``signs``, ``lambda``, ``pi``, ``mu``).
     refute : bool
         Search an exact step along a direction with exact ``L' < 0``.
     limit : float, optional
@@ -130,6 +131,9 @@ def exact_first_order_decision(problem: Problem, fo=None, *, model=None, kinks: 
     """
     t0 = time.perf_counter()
     timings = {}
+    if isinstance(piece_guesses, list):
+        piece_guesses = {tuple(int(s) for s in pc["signs"]): (pc.get("lambda"), pc.get("pi", []), pc.get("mu"))
+                         for pc in piece_guesses}
     if not problem.loss.rational:
         return ExactFirstOrder("undecided", None, f"{problem.loss.name} loss is not rational: no exact arithmetic")
     cost = exact_cost(problem, kinks) if limit is None else exact_cost(problem, kinks, limit=limit)
