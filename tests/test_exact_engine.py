@@ -528,3 +528,46 @@ def test_rational_arrays_and_exact_solves():
     assert rho.any()
     d = tangential_direction(A, rho, cols, rows)
     assert not (A.T @ d).any() and rho.dot(d) < 0
+
+
+def test_float_multipliers_guess_the_exact_ones():
+    """The float certificate's multipliers are mapped to the exact generators by kink (not by position)."""
+    from certify.exact import float_guesses, guess_for
+    problem = case_problem("hinge_margin_one_min")
+    fo, model, kinks = float_pipeline(problem)
+    guesses = float_guesses(fo.certificate, model, kinks)
+    assert set(guesses) == {("loss", 0, 0), ("loss", 2, 0)}          # the margins at x = -1 and x = 1
+    ep = exact_problem(problem)
+    fwd = forward(ep)
+    one = one_level(first_order_model(ep, fwd, exact_kinks(ep, fwd)[0]))
+    lam, _ = guess_for(one, guesses)
+    assert np.allclose(lam, [0.5, 0.5])                              # hand: mu1 = mu3 = 1/2
+
+
+def test_three_way_ties_need_simplex_multipliers():
+    """Multiclass hinge, x = 0, biases b = (0, -1, -1): two samples of class 0 tie all three pieces
+    exactly; one sample each of class 1 and 2 contribute e0 - e1 and e0 - e2. Stationary iff
+    sum_q pi_q1 = sum_q pi_q2 = 1 with pi_q in simplices (derived by hand); L = (0 + 0 + 2 + 2)/4 = 1."""
+    problem = problem_of([np.zeros((3, 1))], [np.array([0.0, -1.0, -1.0])], np.zeros((4, 1)),
+                         np.array([0, 0, 1, 2]), "relu", "multiclass_hinge")
+    assert loss_value(exact_problem(problem)) == 1
+    fo, model, kinks = float_pipeline(problem)
+    out = exact_first_order_decision(problem, fo, model=model, kinks=kinks)
+    assert out.status == "stationary" and out.kind == "multipliers"
+    pis = [[F(v) for v in p] for p in out.certificate["pi"]]
+    assert len(pis) == 2 and all(sum(p) == 1 and min(p) >= 0 for p in pis)
+    assert sum(p[1] for p in pis) == 1 and sum(p[2] for p in pis) == 1
+    assert all(c.ok for c in recheck_certificate(problem, out.certificate))
+    layers, Xo, yo, act, loss, wd = oracle_of(problem)
+    for d in oracle.probe_directions(problem.n_params, n_random=8, seed=2):
+        assert taylor(layers, Xo, yo, act, loss, wd, list(d))[1] >= 0
+
+
+def test_loss_kink_moved_off_is_reported_near():
+    """absolute_residual_zero with y_0 moved by 2^-60: the residual is no longer exactly 0."""
+    y = np.array(case_inputs(by_name("absolute_residual_zero"))["y"], dtype=np.float64)
+    y[0] += 2.0 ** -60
+    ep = exact_problem(case_problem("absolute_residual_zero", y=y))
+    kinks, near = exact_kinks(ep)
+    assert kinks.n_loss == 1 and kinks.loss_sample.tolist() == [2]     # x = 2 still fits exactly
+    assert near.loss_where == (0, 0) and near.loss_absolute == 2.0 ** -59   # the two pieces +-r differ by 2|r|

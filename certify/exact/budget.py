@@ -16,6 +16,11 @@ machine (``benchmarks/exact_speed.py``):
   multiplier system (twice when it fails: the tangential direction is a second solve); its integers
   grow like the determinant, about ``L r`` machine words, so it runs at :data:`ALGEBRA_RATE` = 2.2e6.
 
+Every part is multiplied by ``max(1, (spread + 53) / 106)`` where ``spread`` is the largest range of
+binary exponents among the nonzero parameters, inputs and labels (an array sharing one denominator
+has integers of about ``spread + 53`` bits: weights of 1e-30 next to 1.0 make every number ~150 bits
+longer).
+
 ``K``, ``Q`` and ``S`` come from a kink structure: the float pipeline's (which contains the exact
 kinks whenever its tolerance is above rounding) or, when none is given, one at the default
 tolerance. :data:`TIME_LIMIT` = 1.5 s. Nested / concave kinks repeat ``rows + algebra`` once per
@@ -48,15 +53,16 @@ class ExactCost:
 
     parts: dict
     limit: float
+    size_factor: float = 1.0
 
     @property
     def seconds(self) -> float:
         p = self.parts
-        return (p["passes"] + p["rows"] + p["candidates"]) / RATE + p["algebra"] / ALGEBRA_RATE
+        return self.size_factor * ((p["passes"] + p["rows"] + p["candidates"]) / RATE + p["algebra"] / ALGEBRA_RATE)
 
     def piece_seconds(self) -> float:
         """Estimated seconds of one piece (rows and algebra again)."""
-        return self.parts["rows"] / RATE + self.parts["algebra"] / ALGEBRA_RATE
+        return self.size_factor * (self.parts["rows"] / RATE + self.parts["algebra"] / ALGEBRA_RATE)
 
     @property
     def fits(self) -> bool:
@@ -67,7 +73,7 @@ class ExactCost:
                 + ", ".join(f"{k} {v:.3g} operations" for k, v in self.parts.items()))
 
     def to_dict(self) -> dict:
-        return {"seconds": self.seconds, "limit_s": self.limit, "fits": self.fits,
+        return {"seconds": self.seconds, "limit_s": self.limit, "fits": self.fits, "size_factor": self.size_factor,
                 **{k: float(v) for k, v in self.parts.items()}}
 
 
@@ -86,7 +92,18 @@ def exact_cost(problem: Problem, kinks: KinkStructure | None = None, *, limit: f
     r = min(J, p)
     parts = {"passes": 16.0 * n * w * (1 + L / 2), "rows": float((K + S * C) * (w + p)),
              "candidates": 12.0 * J * p, "algebra": float(L * r ** 3 * max(1.0, r / 50))}
-    return ExactCost(parts=parts, limit=float(limit))
+    spread = max(_exponent_spread(a) for a in (net.theta, problem.X, np.asarray(problem.Y, dtype=np.float64)))
+    return ExactCost(parts=parts, limit=float(limit), size_factor=max(1.0, (spread + 53) / 106))
+
+
+def _exponent_spread(a: np.ndarray) -> int:
+    """Range of the binary exponents of the nonzero entries (0 for none)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    a = a[a != 0]
+    if a.size == 0:
+        return 0
+    e = np.frexp(a)[1]
+    return int(e.max() - e.min())
 
 
 def fits(problem: Problem, kinks: KinkStructure | None = None, *, limit: float = TIME_LIMIT) -> bool:

@@ -213,6 +213,7 @@ def _certify(ep, fwd, kinks, model, guesses, piece_guesses, cost, float_directio
 
 def _done(timings: dict, t0: float) -> dict:
     timings["total_s"] = time.perf_counter() - t0
+    log.debug("exact first-order decision in %.3f s", timings["total_s"])
     return timings
 
 

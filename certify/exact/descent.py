@@ -192,6 +192,8 @@ def recheck_refutation(problem: Problem, ref: dict, verdict: str) -> list:
     ``L'(theta; d) < 0`` twice (direct tangent pass and tangent network).
     """
     checks = []
+    if not problem.loss.rational:
+        return [Check("refutation", False, f"an exact refutation needs a rational loss, not {problem.loss.name}")]
     p = problem.n_params
     d = _vector(ref, "direction", p, checks)
     e = _vector(ref, "curvature_direction", p, checks, required=False)
