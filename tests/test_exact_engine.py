@@ -571,3 +571,18 @@ def test_loss_kink_moved_off_is_reported_near():
     kinks, near = exact_kinks(ep)
     assert kinks.n_loss == 1 and kinks.loss_sample.tolist() == [2]     # x = 2 still fits exactly
     assert near.loss_where == (0, 0) and near.loss_absolute == 2.0 ** -59   # the two pieces +-r differ by 2|r|
+
+
+def test_piece_multipliers_when_the_least_squares_guess_is_infeasible():
+    """Regression (brute-force seed 39): a local minimum with two concave unit kinks and four absolute
+    residuals at 0; on the piece (-, +) the clipped least-squares guess of the multipliers leaves their
+    bounds, a bounded least-squares guess does not. The oracle proves d-stationarity on all pieces."""
+    from tests import bruteforce
+    inst = bruteforce.random_instance(39)
+    assert bruteforce.oracle(inst).d_stationary is True
+    a = inst.certify_args()
+    problem = problem_of([W for W, _ in a["model"]], [b for _, b in a["model"]], a["X"], a["y"],
+                         a["activation"], a["loss"])
+    out = exact_first_order_decision(problem)
+    assert out.status == "stationary" and out.kind == "piece_multipliers"
+    assert all(c.ok for c in recheck_certificate(problem, out.certificate))

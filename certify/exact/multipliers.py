@@ -129,32 +129,38 @@ def exact_multipliers(one: ExactOneLevel, guess: tuple | None = None, R: QArray 
         return ExactMultipliers(ok, QArray.zeros(0), [], QArray.zeros(lay.m_R) if lay.m_R else None, rho,
                                 None if ok else -rho, "" if ok else "no kink generators and a nonzero gradient", 0)
     col_size = np.abs(lay.Cf).max(axis=0, initial=0.0)
-    size = max(float(np.abs(lay.rhs.to_float()).max(initial=0.0)),
-               float(np.max(col_size * np.where(np.isfinite(lay.upper), 1.0, np.abs(x0)), initial=0.0)), 1e-300)
     tried, best, attempts = set(), None, 0
-    for thr in THRESHOLDS:
-        status = _classify(lay, x0, col_size, size, thr)
-        for _ in range(2 * lay.m + 4):
-            key = status.tobytes()
-            if key in tried:
+    for guess_x in (x0, None):
+        if guess_x is None:                      # the given guess failed: a bounded least-squares one
+            guess_x = _bounded_guess(lay)
+            if guess_x is None:
                 break
-            tried.add(key)
-            out = _solve_status(lay, status, x0)
-            if out is None:
-                break
-            attempts += 1
-            x, rho, low, high, solved = out
-            consistent = not rho.any()
-            if best is None or (consistent and not best[3]) or (
-                    consistent == best[3] and _norm(rho) < _norm(best[1])):
-                best = (x, rho, status.copy(), consistent, solved)
-            if not consistent:
-                break
-            if not low.any() and not high.any():
-                lam, pis, mu = lay.split(x)
-                return ExactMultipliers(True, lam, pis, mu, rho, None, "", attempts)
-            status = status.copy()
-            status[low], status[high] = LOW, HIGH
+        size = max(float(np.abs(lay.rhs.to_float()).max(initial=0.0)),
+                   float(np.max(col_size * np.where(np.isfinite(lay.upper), 1.0, np.abs(guess_x)), initial=0.0)),
+                   1e-300)
+        for thr in THRESHOLDS:
+            status = _classify(lay, guess_x, col_size, size, thr)
+            for _ in range(2 * lay.m + 4):
+                key = status.tobytes()
+                if key in tried:
+                    break
+                tried.add(key)
+                out = _solve_status(lay, status, guess_x)
+                if out is None:
+                    break
+                attempts += 1
+                x, rho, low, high, solved = out
+                consistent = not rho.any()
+                if best is None or (consistent and not best[3]) or (
+                        consistent == best[3] and _norm(rho) < _norm(best[1])):
+                    best = (x, rho, status.copy(), consistent, solved)
+                if not consistent:
+                    break
+                if not low.any() and not high.any():
+                    lam, pis, mu = lay.split(x)
+                    return ExactMultipliers(True, lam, pis, mu, rho, None, "", attempts)
+                status = status.copy()
+                status[low], status[high] = LOW, HIGH
     if best is None:
         return ExactMultipliers(False, reason="no admissible active set (a simplex with every entry at 0)",
                                 attempts=attempts)
@@ -192,6 +198,32 @@ def _initial_guess(lay: _Layout, guess) -> np.ndarray:
         s = x0[idx].sum()
         x0[idx] = x0[idx] / s if s > 0 else 1.0 / idx.size
     return x0
+
+
+def _bounded_guess(lay: _Layout) -> np.ndarray | None:
+    """Float multipliers by bounded least squares (BVLS) with the simplex sums as heavy rows.
+
+    Only a guess of the active set: every number of a certificate is then solved and checked exactly.
+    """
+    from scipy.optimize import lsq_linear    # a float guess only; nothing exact depends on it
+    A, b = lay.Cf, lay.rhs.to_float()
+    w = 1e3 * max(float(np.abs(A).max(initial=0.0)), float(np.abs(b).max(initial=0.0)), 1e-300)
+    rows = [np.zeros(lay.m) for _ in lay.groups]
+    for row, idx in zip(rows, lay.groups):
+        row[idx] = w
+    if rows:
+        A = np.vstack([A, np.array(rows)])
+        b = np.concatenate([b, np.full(len(rows), w)])
+    try:
+        x = lsq_linear(A, b, bounds=(np.zeros(lay.m), lay.upper), method="bvls", tol=1e-14,
+                       max_iter=50 * lay.m + 100).x
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    x = np.clip(x, 0.0, lay.upper)
+    for idx in lay.groups:
+        s = x[idx].sum()
+        x[idx] = x[idx] / s if s > 0 else 1.0 / idx.size
+    return x
 
 
 def _classify(lay: _Layout, x0, col_size, size, thr) -> np.ndarray:
