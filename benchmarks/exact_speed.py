@@ -1,6 +1,7 @@
 """Speed of the exact first-order decision (certify.exact) next to the float one, in one run.
 
-    python -m benchmarks.exact_speed            # prints a Markdown table, writes results/exact_speed.md
+    python -m benchmarks.exact_speed                    # prints a Markdown table, writes results/exact_speed.md
+    python -m benchmarks.exact_speed --bruteforce 1000  # also: agreement with the brute-force oracle
 
 Instances: every reference case (tests/reference/cases.py) and seeded ones around p = 300, n = 50
 with known first-order answers by construction: the affine cell of :func:`benchmarks.families.affine_cell`
@@ -8,6 +9,12 @@ with known first-order answers by construction: the affine cell of :func:`benchm
 fitting every target exactly (50 loss kinks, exactly stationary with multipliers 1/2) and the same with
 one target moved by 2^-40 (not stationary; the float pipeline cannot see it), and a random dyadic point
 with planted kinks. Times on a shared machine are noisy: compare the ratio exact / float within a run.
+
+With ``--bruteforce N`` the exact decision also runs on the first ``N`` seeds of
+``tests/bruteforce.py`` (tiny one-hidden-layer nets with exact kinks), whose d-stationarity the
+enumeration oracle proves with exact Farkas certificates or exact descents: a certified
+``stationary`` where the oracle proves descent, or a ``not_stationary`` where it proves
+d-stationarity, is counted as wrong (must be 0).
 """
 
 from __future__ import annotations
@@ -112,7 +119,37 @@ def measure(name, problem, want) -> dict:
             "estimate_s": cost.seconds, "verified": (out.refutation or {}).get("verified")}
 
 
+def bruteforce(n_seeds: int) -> list:
+    """Agreement of the exact decision with the brute-force oracle's proven d-stationarity."""
+    from tests import bruteforce as bf
+    counts, wrong, t_exact = {}, [], 0.0
+    for seed in range(n_seeds):
+        inst = bf.random_instance(seed)
+        truth = bf.oracle(inst).d_stationary
+        a = inst.certify_args()
+        problem = _problem(a["model"], a["X"], a["y"], a["activation"], a["loss"])
+        fwd = problem.network.forward(problem.X, with_scale=True)
+        kinks = find_kinks(problem, fwd)
+        model = first_order_model(problem, fwd, kinks)
+        fo = decide_first_order(problem, fwd, kinks, model)
+        t0 = time.perf_counter()
+        out = exact_first_order_decision(problem, fo, model=model, kinks=kinks)
+        t_exact += time.perf_counter() - t0
+        key = f"oracle {'unsure' if truth is None else 'stationary' if truth else 'not stationary'} / exact {out.status}"
+        counts[key] = counts.get(key, 0) + 1
+        if truth is not None and out.status == ("not_stationary" if truth else "stationary"):
+            wrong.append(seed)
+    lines = ["", f"## Brute-force seeds 0..{n_seeds - 1} (tests/bruteforce.py)", "",
+             "| oracle / exact | instances |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(counts.items())]
+    lines += ["", f"wrong: {len(wrong)} {wrong if wrong else ''}; exact decision total {t_exact:.1f} s "
+              f"({1000 * t_exact / max(n_seeds, 1):.0f} ms per instance)"]
+    return lines
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    n_bf = int(argv[argv.index("--bruteforce") + 1]) if "--bruteforce" in argv else 0
     rows = [measure(*item) for item in list(_reference()) + list(_seeded())]
     lines = ["| instance | p | n | K | Q | float | exact | kind | expected | float s | exact s | estimate s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -126,6 +163,8 @@ def main(argv=None) -> int:
               f"{sum(r['float_s'] for r in ref):.2f} s",
               f"wrong exact answers on instances with a known first-order answer: "
               f"{sum(1 for r in rows if r['expected'] and r['exact'] != r['expected'])}"]
+    if n_bf:
+        lines += bruteforce(n_bf)
     text = "\n".join(lines)
     print(text)
     RESULTS.write_text("# Exact first-order decision: speed (python -m benchmarks.exact_speed)\n\n" + text + "\n")

@@ -25,9 +25,9 @@ longer).
 kinks whenever its tolerance is above rounding) or, when none is given, one at the default
 tolerance. :data:`TIME_LIMIT` = 1.5 s. Nested / concave kinks repeat ``rows + algebra`` once per
 piece (``2^|B|``); :mod:`certify.exact.decision` checks that against the same limit once it knows
-the branch set ``B``. Measured (one core, machine shared): p = 309, n = 50 (5-14-14-1) with 50 loss
-kinks, about 0.2 s certified and 0.35 s refuted, estimate 0.45 s; with n = 100 (100 kinks) 2.3-4.4 s
--- estimate 3.1 s, over the limit.
+the branch set ``B``. Measured (one core of a shared machine, ``benchmarks/results/exact_speed.md``):
+p = 309, n = 50 (5-14-14-1) with 50 loss kinks, 0.2 s certified and 0.3-0.5 s refuted, estimate
+0.33 s; the same net with n = 100 (100 loss kinks) took 2.3-4.4 s, estimate 3.0 s: over the limit.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from .forward import exact_problem, forward
 from .kinks import NearKinks, compare_kinks, exact_kinks
 from .multipliers import exact_multipliers, float_guesses, guess_for
 from .pieces import MAX_BRANCH, branch_set, piece
-from .rational import QArray, as_q
+from .rational import QArray
 from .tangent import ExactFirstOrderModel, first_order_model, one_level
 
 log = logging.getLogger(__name__)

@@ -252,7 +252,7 @@ def _reduced(lay: _Layout, status: np.ndarray, x0: np.ndarray):
     x_fixed = QArray.zeros(lay.m)
     x_fixed[status == HIGH] = QArray.full(int(np.count_nonzero(status == HIGH)), 1)
     refs = {}
-    for q, idx in enumerate(lay.groups):
+    for idx in lay.groups:
         free_q = idx[status[idx] == FREE]
         if free_q.size == 0:
             if not np.any(status[idx] == HIGH):

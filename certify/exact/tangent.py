@@ -68,7 +68,6 @@ def switching_rows(ep: ExactProblem, fwd: ExactForward, D: list, kinks: KinkStru
     :func:`certify.tangent.switching_rows`.
     """
     layers = ep.layers()
-    L = len(layers)
     T = len(t_sample)
     K = kinks.n_unit
     t_sample = np.asarray(t_sample, dtype=np.int64)
