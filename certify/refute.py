@@ -53,6 +53,10 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
     t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
     best = _search(problem, theta, lambda s: theta + s * d, t, 0.25, max_halvings)
     if best is None:
+        exact = exact_hook(problem, kinks, d)
+        if exact is not None:
+            out.update(exact)
+            return out
         out["note"] = "no step gave a decrease larger than the rounding-error bound"
         return out
     t, dec = best
@@ -107,8 +111,26 @@ def search_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
     if best is not None:
         out.update({"step": best[0], **best[1].to_dict()})
         return out
+    exact = exact_hook(problem, kinks, d, e)
+    if exact is not None:
+        out.update(exact)
+        return out
     out["note"] = "no step gave a decrease larger than the rounding-error bound"
     return out
+
+
+def exact_hook(problem: Problem, kinks: KinkStructure, d: np.ndarray, e: np.ndarray | None = None) -> dict | None:
+    """When floats cannot see the decrease: an exact step (rational point, exact loss), if the problem is small.
+
+    Returns a verified exact refutation (:func:`certify.exact.exact_refutation`: ``exact_point`` set,
+    the step possibly far below float resolution) or None (not rational, over the budget, not an
+    exact local descent curve, or no exact decrease up to ``2^-200``).
+    """
+    from .exact import exact_refutation, fits
+    if not fits(problem, kinks):
+        return None
+    ref = exact_refutation(problem, d, None if e is None or not np.any(e) else e)
+    return ref if ref["verified"] else None
 
 
 def curve_coefficients(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,

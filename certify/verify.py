@@ -126,6 +126,12 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
 # ---------------------------------------------------------------------------- refutations
 def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     ref = report.get("refutation") or {}
+    if ref.get("exact_point"):
+        # an exact refutation: the point theta + t d + t^2/2 e is rational (t may be far below float
+        # resolution); re-checked with fractions only (certify.exact.descent)
+        from .exact.descent import recheck_refutation
+        checks.extend(recheck_refutation(problem, ref, report["verdict"]))
+        return
     if ref.get("direction") is None or ref.get("step") is None:
         checks.append(Check("refutation", False, "the report has no direction and step"))
         return
