@@ -185,6 +185,9 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         fwd = net.forward(problem.X, with_scale=True)
     problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
+    structure = _exact_structure(problem, fwd, kinks)
+    if structure is not None:   # small and rational: the exact zeros are the kinks, the sides are exact
+        kinks, fwd = structure.kinks, structure.fwd
     timings["kinks_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     fo_model = first_order_model(problem, fwd, kinks)
@@ -258,12 +261,138 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     else:
         verdict = Verdict.INCONCLUSIVE
         reason = fo.reason or "first-order test undecided"
+    first_order = fo.to_dict()
+    kinks_info = kinks.summary()
+    if structure is not None:
+        from .exact.structure import exact_kinks_summary
+        kinks_info = exact_kinks_summary(structure)
+        t6 = time.perf_counter()
+        verdict, reason, claim, refutation, exact_info = _exact_stage(
+            problem, fo, fo_model, kinks, verdict, reason, claim, refutation, second_order, deadline)
+        timings["exact_s"] = time.perf_counter() - t6
+        if exact_info is not None:
+            first_order["exact"] = exact_info
+        if verdict != Verdict.LOCAL_MIN:
+            for k in ("global", "spurious", "strict", "flat_directions"):
+                flags.pop(k, None)
     if claim is not None:
         flags["claim"] = claim["level"]
     timings["total_s"] = time.perf_counter() - t0
-    return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
-                  first_order=fo.to_dict(), second_order=second_order, refutation=refutation,
+    return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks_info,
+                  first_order=first_order, second_order=second_order, refutation=refutation,
                   solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
+
+
+def _exact_structure(problem: Problem, fwd, float_kinks):
+    """The exact structure when exact arithmetic fits (rational loss, small problem), else None."""
+    if not problem.loss.rational:
+        return None
+    from . import exact
+    if not exact.fits(problem, float_kinks):
+        return None
+    from .exact.structure import exact_structure
+    return exact_structure(problem, fwd)
+
+
+def _approx(exact_text, fallback) -> str:
+    """A short float rendering of an exact ``"p/q"`` string (the report keeps the string)."""
+    from fractions import Fraction
+    try:
+        return f"{float(Fraction(exact_text)):.3g}"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return f"{fallback:.3g}" if isinstance(fallback, (int, float)) else str(fallback)
+
+
+def _snap_nearby(problem, second_order):
+    """Claim (2) by construction (:mod:`certify.exact.snap`): ``(claim, note)`` or None."""
+    from .exact import exact_first_order_decision
+    from .exact.snap import snap_affine, snap_cell
+    theorem = {"affine_last_layer": "affine cell: the network is affine near theta* at the best affine fit",
+               "cell_u": "one hidden layer, scalar output, convex loss: d-stationarity is a local minimum "
+                         "(REFERENCES A4.5)"}
+    for snap in (snap_affine, snap_cell):
+        res = snap(problem)
+        if not res.ok:
+            continue
+        at = exact_first_order_decision(problem, theta=res.theta_star.to_fractions().tolist(), refute=False)
+        if at.status != "stationary":
+            continue
+        norm = float(np.linalg.norm(problem.theta))
+        claim = {"level": "nearby", "about": "an exact local minimum theta* near the given point",
+                 "method": f"rational_snap:{res.method}", "radius": res.radius,
+                 "relative_radius": res.radius / norm if norm > 0 else None,
+                 "statement": (f"theta* (exact rationals, stored) is a local minimum: {theorem[res.method]}; its "
+                               f"first order closes exactly; ||theta* - theta|| <= radius"),
+                 "theta_star": res.theta_star.to_strings(), "theta_star_first_order": at.certificate}
+        return claim, f"{theorem[res.method].split(':')[0]}, constructed in exact rationals"
+    return None
+
+
+def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutation, second_order, deadline):
+    """Re-decide first order in exact arithmetic where the verdict rests on it (claim (1), "exact").
+
+    * a float ``local_min``: exact multipliers make the claim exact; an exact descent makes the point
+      ``not_stationary`` (float64 could not see it); neither -> ``inconclusive``;
+    * a float ``saddle``: the curve stands (its decrease is verified); if the point is exactly not
+      stationary the verdict says so, with the exact descent;
+    * an unverified float descent: an exact step may verify it.
+    Returns ``(verdict, reason, claim, refutation, exact_info)``.
+    """
+    from .exact import exact_first_order_decision
+    v = verdict.value
+    undecided_descent = v == "inconclusive" and fo.stationary is False
+    if v not in ("local_min", "saddle") and not undecided_descent:
+        return verdict, reason, claim, refutation, None
+    guesses = None
+    cert = (second_order or {}).get("certificate") or {}
+    if cert.get("kind") == "piece_kkt":
+        guesses = cert.get("pieces")
+    ed = exact_first_order_decision(problem, fo, model=fo_model, kinks=kinks, piece_guesses=guesses,
+                                    limit=max(0.5, min(30.0, remaining(deadline))))
+    info = ed.to_dict()
+    if ed.status == "stationary":
+        if v == "local_min":
+            claim = {"level": "exact", "about": "the given point",
+                     "statement": ("theta is a local minimum: every kink is an exact zero and the first-order "
+                                   "certificate closes exactly in rational arithmetic; the second-order margin "
+                                   "exceeds the rounding error of its float64 computation"),
+                     "first_order_certificate": ed.kind}
+            reason += " (first order exact in rational arithmetic)"
+        return verdict, reason, claim, refutation, info
+    if v == "local_min" and ed.status in ("not_stationary", "undecided"):
+        snapped = _snap_nearby(problem, second_order)
+        if snapped is not None:
+            claim, note = snapped
+            reason = (f"an exact local minimum lies within {claim['radius']:.3g} of the given point "
+                      f"({note}); the given float64 point itself is "
+                      + ("exactly not stationary" if ed.status == "not_stationary" else "not exactly decided")
+                      + f" -- {reason}")
+            return verdict, reason, claim, refutation, info
+    if ed.status == "not_stationary" and v == "saddle":
+        # the saddle's verified escape stands (a larger decrease); say that the point is not even stationary
+        reason += (f"; exactly, the float64 point is not even stationary (L'(theta; d) = "
+                   f"{float(ed.directional_derivative):.3g} < 0 in rational arithmetic)")
+        return verdict, reason, claim, refutation, info
+    if ed.status == "not_stationary":
+        ref = ed.refutation or {}
+        if ref.get("verified"):
+            why = {"local_min": "the float64 certificate is only up to rounding", "saddle": "",
+                   "inconclusive": ""}[v]
+            reason = (f"exactly not stationary: L'(theta; d) = {float(ed.directional_derivative):.3g} < 0 in exact "
+                      f"rational arithmetic, and the loss drops by {_approx(ref.get('decrease_exact'), ref.get('decrease'))} "
+                      f"at step {_approx(ref.get('step_exact'), ref.get('step'))} (exact; the report keeps the exact "
+                      f"rationals)" + (f"; {why}" if why else ""))
+            return Verdict.NOT_STATIONARY, reason, None, ref, info
+        if v == "local_min":
+            return (Verdict.INCONCLUSIVE, f"exactly not stationary (L'(theta; d) = {float(ed.directional_derivative):.3g} < 0 "
+                    f"in exact arithmetic) but no decrease was found at a rational step; the float64 certificate is "
+                    f"only up to rounding", None, refutation, info)
+        return verdict, reason, claim, refutation, info
+    if v == "local_min":
+        return (Verdict.INCONCLUSIVE, f"the float64 certificate holds up to rounding, but exact arithmetic could "
+                f"not confirm first order: {ed.reason}", None, refutation, info)
+    return verdict, reason, claim, refutation, info
+
 
 
 def _claim_up_to_rounding(kinks, fo) -> dict:

@@ -121,7 +121,8 @@ class Report:
         k = self.kinks
         if k:
             tol = k.get("tolerance")
-            how = "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}"
+            how = ("exact zeros (rational arithmetic)" if tol == "exact" else
+                   "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}")
             snapped = f", {k.get('near')} snapped beyond rounding" if k.get("near") else ""
             lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss ({how}{snapped})")
         fo = self.first_order

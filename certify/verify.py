@@ -21,7 +21,7 @@ from .data import Dataset, Problem
 from .errors import CertificateError
 from .evaluate import verified_decrease
 from .formulate.first_order import one_level
-from .kinks import find_kinks
+from .exact.structure import structure_for
 from .loaders import as_network, load_data
 from .tangent import directional_derivative, first_order_model
 
@@ -153,8 +153,7 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     if stored is not None:
         checks.append(Check("stored_loss_after", close(dec.after, stored, max(abs(dec.after), 1e-12)),
                             f"L(theta') = {dec.after!r} (report: {stored!r})"))
-    fwd = problem.network.forward(problem.X, with_scale=True)
-    kinks = find_kinks(problem, fwd, report["kinks"]["tolerance"])
+    fwd, kinks = structure_for(problem, report["kinks"]["tolerance"])
     from .refute import curve_coefficients, is_local_descent
     c1, c2, cscale = curve_coefficients(problem, fwd, kinks, d, e)
     local = is_local_descent(c1, c2, cscale)
@@ -169,14 +168,23 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
 
 # ---------------------------------------------------------------------------- local minima
 def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
+    """Re-check what the report's ``claim`` says: about the point (exact or up to rounding), or about
+    an exact minimum near it (``nearby``)."""
     from .secondorder import RECHECK, Context
     fo = report.get("first_order") or {}
     so = report.get("second_order") or {}
-    tol = report["kinks"]["tolerance"]
-    fwd = problem.network.forward(problem.X, with_scale=True)
-    kinks = find_kinks(problem, fwd, tol)
+    claim = report.get("claim") or {}
+    if claim.get("level") == "nearby":
+        _check_nearby(problem, report, claim, checks)
+        return
+    fwd, kinks = structure_for(problem, report["kinks"]["tolerance"])
     model = first_order_model(problem, fwd, kinks)
     _check_first_order(problem, model, fo, checks)
+    if claim.get("level") == "exact":
+        from .exact import recheck_certificate
+        exact = (fo.get("exact") or {}).get("certificate") or {}
+        checks.extend(recheck_certificate(problem, exact) if exact else
+                      [Check("exact_first_order", False, "the claim is exact but the report has no exact certificate")])
     cert = so.get("certificate") or {}
     kind = cert.get("kind")
     module = RECHECK.get(kind)
@@ -188,6 +196,50 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
         module.recheck(ctx, cert, checks, fo_cert=fo.get("certificate") or {})
     else:
         module.recheck(ctx, cert, checks)
+
+
+def _check_nearby(problem: Problem, report: dict, claim: dict, checks: list) -> None:
+    """An exact local minimum within ``radius`` of the point: by construction (``rational_snap:*``, the
+    stored rational ``theta*`` re-checked exactly) or by an existence theorem (``kantorovich``)."""
+    method = str(claim.get("method", ""))
+    if method.startswith("rational_snap:"):
+        from .exact import parse, recheck_certificate
+        from .exact.snap import affine_optimal, distance_upper
+        try:
+            theta_star = parse(claim["theta_star"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            checks.append(Check("nearby_point", False, f"no readable theta* in the claim: {exc}"))
+            return
+        if theta_star.shape != (problem.n_params,):
+            checks.append(Check("nearby_point", False, f"theta* has shape {theta_star.shape}"))
+            return
+        dist = distance_upper(theta_star, problem.theta)
+        radius = float(claim.get("radius", -1.0))
+        checks.append(Check("nearby_radius", dist <= radius, f"||theta* - theta|| <= {dist:.3g} "
+                            f"(claimed radius {radius:.3g})"))
+        checks.extend(recheck_certificate(problem, claim.get("theta_star_first_order") or {},
+                                          theta=theta_star.to_fractions().tolist()))
+        if method.endswith("affine_last_layer"):
+            ok, why = affine_optimal(problem, theta_star)
+            checks.append(Check("nearby_affine_cell", ok, why))
+        elif method.endswith("cell_u"):
+            net = problem.network
+            th = theta_star.to_float()
+            a = net.with_theta(th).weights[1][0] if net.n_layers == 2 else np.zeros(0)
+            ok = (net.n_layers == 2 and net.n_outputs == 1 and problem.loss.name == "square"
+                  and not problem.weight_decay and a.size > 0 and bool(np.all(theta_star[net.offsets[1][0]:
+                                                                                      net.offsets[1][1]].sign() != 0)))
+            checks.append(Check("nearby_cell_convexity", ok, "one hidden layer, scalar output, square loss, no "
+                                "weight decay, every output weight nonzero at theta*" if ok else
+                                "the cell-convexity theorem's conditions fail at theta*"))
+        else:
+            checks.append(Check("nearby_method", False, f"unknown construction {method!r}"))
+        return
+    if method == "kantorovich":
+        from .nearby import recheck as recheck_nearby
+        checks.extend(recheck_nearby(problem, claim.get("certificate") or {}))
+        return
+    checks.append(Check("nearby_method", False, f"unknown nearby method {method!r}"))
 
 
 def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
