@@ -519,7 +519,9 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
         if wd:
             g_b = g_b + wd * theta0
         nu = -np.linalg.lstsq(rows[:, J].T, g_b[J], rcond=None)[0] if m else np.zeros(0)
-    nu = np.asarray(nu, dtype=np.float64).reshape(m)
+    nu = np.asarray(nu, dtype=np.float64).ravel()
+    if nu.size != m or not np.all(np.isfinite(nu)):
+        raise _Fail(f"{nu.size} multipliers for {m} held kinks")
     inj = [None] * (L - 1)
     for k, (l, i, j) in enumerate(held_units):
         if inj[l - 1] is None:
@@ -995,6 +997,9 @@ def recheck(problem: Problem, cert: dict) -> list:
                          nu=nu)
     except _Fail as exc:
         checks.append(Check("nearby", False, f"the nearby proof does not go through: {exc.reason}"))
+        return checks
+    except (ValueError, IndexError, TypeError) as exc:   # a structure that does not fit the network
+        checks.append(Check("nearby", False, f"the nearby certificate does not fit this network: {exc}"))
         return checks
     checks.append(Check("nearby_existence", True,
                         f"Newton–Kantorovich: eta = {out['eta']:.3g}, kappa0 = {out['kappa0']:.3g}, K = {out['K']:.3g}, "
