@@ -192,28 +192,33 @@ class Programs:
             layers.append((V[w0:b0].T.reshape(k, n_out, n_in), V[b0:b0 + n_out].T))
         dxs = [None]
         dz = None
+        n = self.n
         for l in range(self.L):
             dW, db = layers[l]
-            dz = np.einsum("ni,koi->kno", xs[l], dW) + db[:, None, :]
+            n_out, n_in = self.W[l].shape
+            dz = np.matmul(xs[l], dW.transpose(0, 2, 1)) + db[:, None, :]          # (k, n, n_out)
             if l > 0:
-                dz = dz + dxs[l] @ W[l].T
+                dz = dz + (dxs[l].reshape(k * n, n_in) @ W[l].T).reshape(k, n, n_out)
             if l < self.L - 1:
                 dxs.append(D[l] * dz)
         d = np.abs(delta) if absolute else delta
         if Q is None:
-            dd = np.zeros((k,) + d.shape)
+            dd = np.zeros((k,) + d.shape, dtype=self.dtype)
+        elif Q.shape[1] == 1:
+            dd = (np.abs(Q) if absolute else Q)[:, 0, 0][None, :, None] * dz
         else:
             dd = np.einsum("ncd,knd->knc", np.abs(Q) if absolute else Q, dz)
         parts = [None] * self.L
         for l in range(self.L, 0, -1):
-            gW = np.einsum("kno,ni->koi", dd, xs[l - 1])
+            n_out, n_in = self.W[l - 1].shape
+            gW = np.matmul(dd.transpose(0, 2, 1), xs[l - 1])                          # (k, n_out, n_in)
             if l > 1:
-                gW = gW + np.einsum("no,kni->koi", d, dxs[l - 1])
+                gW = gW + np.matmul(d.T, dxs[l - 1])
             parts[l - 1] = np.concatenate([gW.reshape(k, -1), dd.sum(axis=1)], axis=1)
             if l > 1:
                 dW = layers[l - 1][0]
                 a = d @ W[l - 1]
-                da = dd @ W[l - 1] + np.einsum("no,koi->kni", d, dW)
+                da = (dd.reshape(k * n, n_out) @ W[l - 1]).reshape(k, n, n_in) + np.matmul(d, dW)
                 d = D[l - 2] * a
                 if inj is not None and inj[l - 2] is not None:
                     d = d + (np.abs(inj[l - 2]) if absolute else inj[l - 2])
@@ -310,7 +315,7 @@ def lambda_min_lower(A, err: float = 0.0) -> tuple[float, bool]:
     return best, best > 0
 
 
-def inertia(K, err: float = 0.0) -> dict:
+def inertia(K, err: float = 0.0, eig=None) -> dict:
     """Rigorous inertia of a symmetric matrix ``K*`` with ``||K* - K||_2 <= err`` (``K`` a float matrix).
 
     With ``K_s = (K + K^T)/2 = V diag(w) V^T`` computed by ``eigh``: ``V`` is nonsingular when
@@ -319,7 +324,9 @@ def inertia(K, err: float = 0.0) -> dict:
     ``e = ||fl(V^T K_s V) - diag(w)||_F + (product rounding) + ||V||^2 (err + ||K - K_s||)`` of some
     ``w_i``. If every ``|w_i| > e``, the inertia is ``(#{w_i > 0}, #{w_i < 0}, 0)``.
 
-    Returns ``{"certified", "n_pos", "n_neg", "margin" (min |w_i| - e), "error" (e), "w"}``.
+    ``eig``: ``(w, V)`` from ``numpy.linalg.eigh`` of ``(K + K^T)/2`` when the caller has it already.
+    Returns ``{"certified", "n_pos", "n_neg", "margin" (min |w_i| - e), "error" (e), "w"}``; every
+    eigenvalue of ``K*`` lies within ``e`` of some ``w_i`` (so ``||K*^-1||_2 <= 1 / margin``).
     """
     K = np.asarray(K, dtype=np.float64)
     N = K.shape[0]
@@ -327,7 +334,7 @@ def inertia(K, err: float = 0.0) -> dict:
         return {"certified": True, "n_pos": 0, "n_neg": 0, "margin": math.inf, "error": 0.0, "w": np.zeros(0)}
     Ks = 0.5 * (K + K.T)
     bounds_asym = fro(K - Ks) + U * fro(Ks)
-    w, V = np.linalg.eigh(Ks)
+    w, V = np.linalg.eigh(Ks) if eig is None else eig
     G = V.T @ V
     orth = fro(G - np.eye(N)) * (1 + U) + product_error(V.T, V)
     if not orth < 0.5:

@@ -102,10 +102,11 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.special import expit, softmax
+from scipy.special import softmax
 
 from . import bounds
 from .bounds import SAFETY, U, Programs, gamma, up
@@ -133,7 +134,8 @@ class NearbyResult:
     ``proved``: the certificate's claim holds (an exact local minimum within ``radius``).
     ``applicable``: False when the point is outside the scope (``reason`` says why).
     ``theta_newton``: one Newton step from ``theta0`` on the slice (the best float estimate of
-    ``theta*``), also returned when the proof fails for lack of precision.
+    ``theta*``); also returned when the proof fails after the KKT matrix was inverted (e.g. too far
+    from a KKT point: iterate and try again).
     """
 
     proved: bool
@@ -147,28 +149,6 @@ class NearbyResult:
     @property
     def radius(self) -> float | None:
         return None if self.certificate is None else self.certificate.get("radius")
-
-
-@dataclass(frozen=True)
-class Structure:
-    """What a certificate fixes: held kinks, gauge, scaling and the centre multipliers.
-
-    ``held_units``: ``(l, i, j)`` (hidden layer ``l`` 1-based, sample, unit); ``held_loss``:
-    ``(i, g, a0, a1)``; ``families``: ``("orbit" | "translation" | "dead", l, j)``; ``pivots``: fixed
-    coordinates of the slice; ``alpha_exp``: ``alpha_k = 2^alpha_exp[k]`` (units, then loss kinks);
-    ``nu``: centre multipliers ``nu0`` (exact floats; sign convention of the module docstring).
-    """
-
-    held_units: tuple
-    held_loss: tuple
-    families: tuple
-    pivots: tuple
-    alpha_exp: tuple
-    nu: tuple
-
-    @property
-    def m(self) -> int:
-        return len(self.held_units) + len(self.held_loss)
 
 
 # ---------------------------------------------------------------------------- scope
@@ -245,13 +225,14 @@ def _loss_sources(problem: Problem, F: np.ndarray, e_F: np.ndarray, held_loss, u
         delta = Rs / n
         e_delta = SAFETY * (e_F + 2 * u * np.abs(Rs)) / n * (1 + 4 * u)
         Q = np.zeros((n, C, C), dtype=F.dtype)
-        Q[:, np.arange(C), np.arange(C)] = 1.0 / n
+        Q[:, np.arange(C), np.arange(C)] = F.dtype.type(1) / n
         e_Q = np.zeros_like(Q)
         e_Q[:, np.arange(C), np.arange(C)] = SAFETY * u / n
         l1 = np.sqrt(np.sum((np.abs(Rs) + e_F) ** 2, axis=1))
     elif loss.name == "logistic":
         y = Y[:, 0]
-        s = expit(-y * F[:, 0])
+        with np.errstate(over="ignore"):
+            s = 1 / (1 + np.exp(y * F[:, 0]))      # sigma(-y f) in the working precision
         delta = (-y * s / n)[:, None]
         e_delta = (SAFETY * (e_F[:, 0] / 4 + 8 * u * s + 4 * u) / n)[:, None]
         Q = (s * (1 - s) / n)[:, None, None]
@@ -423,50 +404,85 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
 
     ``families``, ``pivots``, ``alpha_exp`` and ``nu`` are chosen here when None (the prover) and
     taken as given when stored in a certificate (the re-check; any choice gives a valid proof).
+    Stages: :func:`_first_order` (values, rows, gradient at ``x0`` with rounding bounds),
+    :func:`_kkt_matrix` (``F'(x0)``), :func:`_existence` (Newton–Kantorovich radius),
+    :func:`_margins` (sides, multipliers, transversality on the ball), :func:`_inertia`.
     """
-    timings = {}
-    t_start = time.perf_counter()
+    t0 = time.perf_counter()
+    st = SimpleNamespace(problem=problem, timings={})
+    _first_order(st, held_units, held_loss, families, pivots, nu)
+    st.timings["first_order_s"] = time.perf_counter() - t0
+    _check_time(deadline)
+    t = time.perf_counter()
+    _kkt_matrix(st, alpha_exp)
+    st.timings["hessian_s"] = time.perf_counter() - t
+    _check_time(deadline)
+    t = time.perf_counter()
+    try:
+        _existence(st)
+        st.timings["existence_s"] = time.perf_counter() - t
+        _check_time(deadline)
+        t = time.perf_counter()
+        _margins(st)
+        st.timings["margins_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _inertia(st)
+        st.timings["inertia_s"] = time.perf_counter() - t
+    except _Fail as exc:
+        if getattr(st, "theta_newton", None) is not None:
+            exc.data.update(theta_newton=st.theta_newton, nu_newton=st.nu_newton)
+        raise
+    st.timings["total_s"] = time.perf_counter() - t0
+    return _summary(st)
+
+
+def _first_order(st, held_units, held_loss, families, pivots, nu) -> None:
+    """At ``x0``: forward values, loss sources, switching values and rows, gauge, centre multipliers,
+    the Lagrangian's gradient (in extended precision), each with its rounding bound."""
+    problem = st.problem
     net = problem.network
-    L, n, C, p = net.n_layers, problem.n_samples, net.n_outputs, net.n_params
-    s_pos, s_neg = net.activation.slopes
-    s_max = max(abs(s_pos), abs(s_neg))
-    wd = problem.weight_decay
-    theta0 = net.theta
-    held_units = tuple(tuple(int(v) for v in k) for k in held_units)
-    held_loss = tuple(tuple(int(v) for v in k) for k in held_loss)
-    mU, mL = len(held_units), len(held_loss)
-    m = mU + mL
+    st.net = net
+    st.L, st.n, st.C, st.p = net.n_layers, problem.n_samples, net.n_outputs, net.n_params
+    L, n, C, p = st.L, st.n, st.C, st.p
+    st.s_pos, st.s_neg = net.activation.slopes
+    st.s_max = max(abs(st.s_pos), abs(st.s_neg))
+    st.wd = problem.weight_decay
+    st.theta0 = net.theta
+    st.held_units = held_units = tuple(tuple(int(v) for v in k) for k in held_units)
+    st.held_loss = held_loss = tuple(tuple(int(v) for v in k) for k in held_loss)
+    st.mU, st.mL = mU, mL = len(held_units), len(held_loss)
+    st.m = m = mU + mL
     why = scope_reason(problem, held_units, held_loss)
     if why:
         raise _Fail(f"not applicable: {why}", applicable=False)
     if not net.activation.has_kink and mU:
         raise _Fail("not applicable: a unit kink of an activation without a kink", applicable=False)
+    for l, i, j in held_units:
+        if not (1 <= l < L and 0 <= i < n and 0 <= j < net.widths[l]):
+            raise _Fail(f"held kink (layer {l}, sample {i}, unit {j}) is not a hidden unit of this network")
 
-    # ---- forward pass of the base piece, with rounding bounds: the residual in extended precision
+    # forward pass of the base piece: float64 (rows, Hessian) and extended precision (residual, signs)
     D = base_slopes(problem, held_units)
-    progs = Programs(net.weights, net.biases, problem.X, D)                    # float64: rows, Hessian
-    px = Programs(net.weights, net.biases, problem.X, D, dtype=np.longdouble)  # residual, signs
+    st.progs = progs = Programs(net.weights, net.biases, problem.X, D)
+    px = Programs(net.weights, net.biases, problem.X, D, dtype=np.longdouble)
     gam, gx, ux = progs.gamma, px.gamma, px.u
     z_ld, _ = px.forward()
     z_ld_abs, _ = px.forward(absolute=True)
-    z = [np.asarray(v, dtype=np.float64) for v in z_ld]
-    e_z = [np.asarray(px.abs_to_bound(gx * va), dtype=np.float64) * (1 + 4 * U) + U * np.abs(v)
-           for v, va in zip(z, z_ld_abs)]
-    F_ld = z_ld[-1]
-    e_F_ld = px.abs_to_bound(gx * z_ld_abs[-1])
-    F, e_F = z[-1], e_z[-1]
+    st.z = [np.asarray(v, dtype=np.float64) for v in z_ld]
+    st.e_z = [np.asarray(px.abs_to_bound(gx * va), dtype=np.float64) * (1 + 4 * U) + 2 * U * np.abs(v)
+              for v, va in zip(st.z, z_ld_abs)]
+    F_ld, e_F_ld = z_ld[-1], px.abs_to_bound(gx * z_ld_abs[-1])
+    st.F, st.e_F = st.z[-1], st.e_z[-1]
     delta_x, e_delta_x, _, _, l1_at = _loss_sources(problem, F_ld, e_F_ld, held_loss, ux)
-    l1_at = np.asarray(l1_at, dtype=np.float64) * (1 + 4 * U)
+    st.l1_at = np.asarray(l1_at, dtype=np.float64) * (1 + 4 * U)
     zd, _ = progs.forward()
     zd_abs, _ = progs.forward(absolute=True)
     F_d, e_F_d = zd[-1], progs.abs_to_bound(gam * zd_abs[-1])
-    delta, e_delta, Q, e_Q, _ = _loss_sources(problem, F_d, e_F_d, held_loss, U)
+    delta, e_delta, st.Q, st.e_Q, _ = _loss_sources(problem, F_d, e_F_d, held_loss, U)
 
-    # ---- switching functions: values (extended precision) and rows (float64)
-    rows = np.zeros((m, p))
-    rows_abs = np.zeros((m, p))
-    phi = np.zeros(m)
-    e_phi = np.zeros(m)
+    # switching functions: values (extended precision) and rows (float64)
+    rows, rows_abs = np.zeros((m, p)), np.zeros((m, p))
+    phi, e_phi = np.zeros(m), np.zeros(m)
     for l in sorted({k[0] for k in held_units}):
         ks = [t for t, k in enumerate(held_units) if k[0] == l]
         smp = np.array([held_units[t][1] for t in ks])
@@ -474,14 +490,16 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
         seeds = np.eye(net.widths[l])[unit]
         rows[ks] = progs.rows(l, smp, seeds)
         rows_abs[ks] = progs.rows(l, smp, seeds, absolute=True)
-        phi[ks] = z[l - 1][smp, unit]
-        e_phi[ks] = e_z[l - 1][smp, unit]
-    w_loss = np.zeros((mL, C))
+        phi[ks] = st.z[l - 1][smp, unit]
+        e_phi[ks] = st.e_z[l - 1][smp, unit]
+    st.w_loss = w_loss = np.zeros((mL, C))
     if mL:
         v_off, S = piece_offsets(problem)
-        smp = np.array([k[0] for k in held_loss])
         for q, (i, g, a0, a1) in enumerate(held_loss):
+            if not (0 <= i < n and 0 <= g < S.shape[1] and 0 <= a0 < S.shape[2] and 0 <= a1 < S.shape[2]):
+                raise _Fail(f"held loss kink {held_loss[q]} does not fit this loss")
             w_loss[q] = S[i, g, a1] - S[i, g, a0]
+        smp = np.array([k[0] for k in held_loss])
         dv = np.array([v_off[i, g, a1] - v_off[i, g, a0] for i, g, a0, a1 in held_loss])
         rows[mU:] = progs.rows(L, smp, w_loss)
         rows_abs[mU:] = progs.rows(L, smp, w_loss, absolute=True)
@@ -490,36 +508,33 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
         e_psi = np.sum(np.abs(w_ld) * e_F_ld[smp], axis=1) + SAFETY * gamma(C + 3, ux) * (
             np.abs(dv) + np.sum(np.abs(w_ld * F_ld[smp]), axis=1))
         phi[mU:] = np.asarray(psi, dtype=np.float64)
-        e_phi[mU:] = np.asarray(e_psi, dtype=np.float64) * (1 + 4 * U) + U * np.abs(phi[mU:])
-    g_rows = np.zeros(m)
-    for t, (l, _, _) in enumerate(held_units):
-        g_rows[t] = progs.rows_gamma(l)
-    g_rows[mU:] = progs.rows_gamma(L)
-    e_rows = progs.abs_to_bound(g_rows[:, None] * rows_abs)
+        e_phi[mU:] = np.asarray(e_psi, dtype=np.float64) * (1 + 4 * U) + 2 * U * np.abs(phi[mU:])
+    g_rows = np.array([progs.rows_gamma(l) for l, _, _ in held_units] + [progs.rows_gamma(L)] * mL)
+    st.rows, st.e_rows = rows, progs.abs_to_bound(g_rows[:, None] * rows_abs)
+    st.phi, st.e_phi = phi, e_phi
 
-    # ---- gauge and slice
-    fams = gauge_families(problem, z, held_units)
+    # gauge and slice
+    st.families = fams = gauge_families(problem, st.z, held_units)
     if families is not None and [tuple(f) for f in families] != [tuple(f) for f in fams]:
         raise _Fail("the symmetry families stored do not match the data")
-    T0 = tangent_matrix(problem, theta0, fams, z)
-    r_dim = T0.shape[1]
-    if pivots is None:
-        pivots = choose_pivots(T0)
-    pivots = sorted(int(c) for c in pivots)
+    st.T0 = tangent_matrix(problem, st.theta0, fams, st.z)
+    r_dim = st.T0.shape[1]
+    pivots = choose_pivots(st.T0) if pivots is None else pivots
+    st.pivots = pivots = sorted(int(c) for c in pivots)
     if len(pivots) != r_dim or len(set(pivots)) != r_dim or any(not 0 <= c < p for c in pivots):
         raise _Fail(f"the slice needs {r_dim} distinct pivot coordinates; got {len(pivots)}")
-    J = np.setdiff1d(np.arange(p), pivots)
-    nJ = J.size
-    if m > nJ:
-        raise _Fail(f"LIKQ fails: {m} held kinks but only {nJ} free coordinates", applicable=False)
+    st.J = J = np.setdiff1d(np.arange(p), pivots)
+    st.nJ = J.size
+    if m > st.nJ:
+        raise _Fail(f"LIKQ fails: {m} held kinks but only {st.nJ} free coordinates", applicable=False)
 
-    # ---- centre multipliers (least squares on the slice) and their scope
+    # centre multipliers (least squares on the slice) and the injections they define
     if nu is None:
         g_b, _ = progs.gradient(delta)
-        if wd:
-            g_b = g_b + wd * theta0
+        if st.wd:
+            g_b = g_b + st.wd * st.theta0
         nu = -np.linalg.lstsq(rows[:, J].T, g_b[J], rcond=None)[0] if m else np.zeros(0)
-    nu = np.asarray(nu, dtype=np.float64).ravel()
+    st.nu = nu = np.asarray(nu, dtype=np.float64).ravel()
     if nu.size != m or not np.all(np.isfinite(nu)):
         raise _Fail(f"{nu.size} multipliers for {m} held kinks")
     inj = [None] * (L - 1)
@@ -530,66 +545,68 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
     inj_out = np.zeros((n, C))
     for q, (i, *_rest) in enumerate(held_loss):
         inj_out[i] += nu[mU + q] * w_loss[q]
-    # float64 sources (Hessian program)
-    delta_tot = delta + inj_out
-    e_tot = e_delta + U * (np.abs(delta_tot) + np.abs(inj_out))
-    src_delta = gam * np.abs(delta_tot) + e_tot
-    src_inj = [None if a is None else gam * np.abs(a) for a in inj]
-    # extended-precision sources (residual program)
+    st.inj = inj
+    st.delta_tot = delta + inj_out                      # float64 sources of the Hessian program
+    e_tot = e_delta + U * (np.abs(st.delta_tot) + np.abs(inj_out))
+    st.src_delta = gam * np.abs(st.delta_tot) + e_tot
+    st.src_inj = [None if a is None else gam * np.abs(a) for a in inj]
+
+    # the Lagrangian's gradient in extended precision, and the loss adjoints at the held units
     inj_x = [None if a is None else a.astype(np.longdouble) for a in inj]
     delta_tot_x = delta_x + inj_out.astype(np.longdouble)
     e_tot_x = e_delta_x + ux * (np.abs(delta_tot_x) + np.abs(inj_out))
     g_ld, adj = px.gradient(delta_tot_x, inj_x)
     g_abs, adj_abs = px.gradient(gx * np.abs(delta_tot_x) + e_tot_x,
                                  [None if a is None else gx * np.abs(a) for a in inj_x], absolute=True)
-    if wd:
-        th_ld = theta0.astype(np.longdouble)
-        g_ld = g_ld + np.longdouble(wd) * th_ld
-        g_abs = g_abs + gx * np.longdouble(wd) * np.abs(th_ld)
-    g = np.asarray(g_ld, dtype=np.float64)
-    e_g = np.asarray(px.abs_to_bound(g_abs), dtype=np.float64) * (1 + 4 * U) + U * np.abs(g)
-    # loss adjoints at the held units (their slopes' coefficients), with errors
-    c_unit = np.array([float(adj[l - 1][i, j]) for l, i, j in held_units])
-    e_c = np.array([float(px.abs_to_bound(adj_abs[l - 1][i, j])) * (1 + 4 * U) for l, i, j in held_units])
-    e_c = e_c + U * np.abs(c_unit)
-    ds = s_pos - s_neg
-    ds_lb = ds * (1 - 2 * U)
-    gamma_unit = ds * c_unit
-    for k, (l, i, j) in enumerate(held_units):
-        if abs(c_unit[k]) <= e_c[k]:
-            raise _Fail(f"not applicable: held kink (layer {l}, sample {i}, unit {j}) has a zero coefficient "
-                        f"(|c| = {abs(c_unit[k]):.3g} within its rounding bound)", applicable=False)
-        if gamma_unit[k] < 0:
-            raise _Fail(f"not applicable: concave kink (layer {l}, sample {i}, unit {j})", applicable=False)
-        lam = 1.0 + nu[k] / gamma_unit[k]
+    if st.wd:
+        th_ld = st.theta0.astype(np.longdouble)
+        g_ld = g_ld + np.longdouble(st.wd) * th_ld
+        g_abs = g_abs + gx * np.longdouble(st.wd) * np.abs(th_ld)
+    st.g = np.asarray(g_ld, dtype=np.float64)
+    st.e_g = np.asarray(px.abs_to_bound(g_abs), dtype=np.float64) * (1 + 4 * U) + 2 * U * np.abs(st.g)
+    st.c_unit = np.array([float(adj[l - 1][i, j]) for l, i, j in held_units])
+    st.e_c = np.array([float(px.abs_to_bound(adj_abs[l - 1][i, j])) * (1 + 4 * U) for l, i, j in held_units])
+    st.e_c = st.e_c + 2 * U * np.abs(st.c_unit)
+    _multiplier_scope(st)
+
+
+def _multiplier_scope(st) -> None:
+    """Convex kinks with a nonzero coefficient and a multiplier inside its interval (else not applicable)."""
+    st.ds = st.s_pos - st.s_neg
+    st.ds_lb = st.ds * (1 - 2 * U)
+    for k, (l, i, j) in enumerate(st.held_units):
+        c = st.c_unit[k]
+        where = f"(layer {l}, sample {i}, unit {j})"
+        if abs(c) <= st.e_c[k]:
+            raise _Fail(f"not applicable: held kink {where} has a zero coefficient (|c| = {abs(c):.3g} within its "
+                        f"rounding bound)", applicable=False)
+        if c < 0:
+            raise _Fail(f"not applicable: concave kink {where}", applicable=False)
+        lam = 1.0 + st.nu[k] / (st.ds * c)
         if not ENDPOINT_REL < lam < 1 - ENDPOINT_REL:
-            raise _Fail(f"not applicable: the multiplier of kink (layer {l}, sample {i}, unit {j}) is at or "
-                        f"beyond an endpoint (lambda = {lam:.6g})", applicable=False)
-    for q, (i, g_, _, _) in enumerate(held_loss):
-        lam = n * nu[mU + q]
+            raise _Fail(f"not applicable: the multiplier of kink {where} is at or beyond an endpoint "
+                        f"(lambda = {lam:.6g})", applicable=False)
+    for q, (i, *_r) in enumerate(st.held_loss):
+        lam = st.n * st.nu[st.mU + q]
         if not ENDPOINT_REL < lam < 1 - ENDPOINT_REL:
             raise _Fail(f"not applicable: the multiplier of the loss kink at sample {i} is at or beyond an "
                         f"endpoint (lambda = {lam:.6g})", applicable=False)
-    timings["first_order_s"] = time.perf_counter() - t_start
-    _check_time(deadline)
 
-    # ---- Hessian of the Lagrangian on the slice: F'(x0)
-    t1 = time.perf_counter()
+
+def _kkt_matrix(st, alpha_exp) -> None:
+    """``F(x0)`` and ``F'(x0) = [[A, B^T], [B, 0]]`` on the slice, with their rounding bounds."""
+    p, J, nJ, m, wd, progs = st.p, st.J, st.nJ, st.m, st.wd, st.progs
     EJ = np.zeros((p, nJ))
     EJ[J, np.arange(nJ)] = 1.0
-    H = bounds.hvp_blocks(progs, delta_tot, Q, inj, EJ)
-    H_abs = bounds.hvp_blocks(progs, src_delta, None if Q is None else gam * np.abs(Q) + e_Q, src_inj, EJ,
-                              absolute=True)
+    H = bounds.hvp_blocks(progs, st.delta_tot, st.Q, st.inj, EJ)
+    Q_src = None if st.Q is None else progs.gamma * np.abs(st.Q) + st.e_Q
+    H_abs = bounds.hvp_blocks(progs, st.src_delta, Q_src, st.src_inj, EJ, absolute=True)
     if wd:
         H = H + wd * EJ
-        H_abs = H_abs + gam * wd * EJ
+        H_abs = H_abs + progs.gamma * wd * EJ
     E_H = progs.abs_to_bound(H_abs)
     A, E_A = H[J], E_H[J]
-    timings["hessian_s"] = time.perf_counter() - t1
-    _check_time(deadline)
-
-    t2 = time.perf_counter()
-    rows_J, e_rows_J = rows[:, J], e_rows[:, J]
+    rows_J, e_rows_J = st.rows[:, J], st.e_rows[:, J]
     if alpha_exp is None:
         s_H = float(np.linalg.norm(A)) / math.sqrt(max(nJ, 1))
         s_H = s_H if s_H > 0 else 1.0
@@ -598,77 +615,75 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
             raise _Fail("LIKQ fails: a held kink's switching function has a zero gradient on the slice",
                         applicable=False)
         alpha_exp = [int(np.round(np.log2(s_H / v))) for v in rn]
-    alpha_exp = [int(e) for e in alpha_exp]
+    st.alpha_exp = alpha_exp = [int(e) for e in alpha_exp]
     if len(alpha_exp) != m:
         raise _Fail(f"{len(alpha_exp)} scale exponents stored for {m} held kinks")
-    alpha = np.array([2.0 ** e for e in alpha_exp])
+    st.alpha = alpha = np.array([2.0 ** e for e in alpha_exp])
     B, E_B = alpha[:, None] * rows_J, alpha[:, None] * e_rows_J
-    nu_hat = nu / alpha if m else np.zeros(0)
     N = nJ + m
     Fp = np.zeros((N, N))
     Fp[:nJ, :nJ] = A
     Fp[:nJ, nJ:] = B.T
     Fp[nJ:, :nJ] = B
-    e_Fp = math.sqrt(bounds.fro(E_A) ** 2 + 2 * bounds.fro(E_B) ** 2)
-    f = np.concatenate([g[J], alpha * phi])
-    e_f = np.concatenate([e_g[J], alpha * e_phi])
+    st.A, st.B, st.Fp = A, B, Fp
+    st.e_Fp = math.sqrt(bounds.fro(E_A) ** 2 + 2 * bounds.fro(E_B) ** 2)
+    st.f = np.concatenate([st.g[J], alpha * st.phi])
+    st.e_f = np.concatenate([st.e_g[J], alpha * st.e_phi])
 
-    # ---- Urabe / Newton–Kantorovich: R, kappa0, eta
+
+def _existence(st) -> None:
+    """Urabe / Newton–Kantorovich: ``R``, ``kappa0``, ``eta``, ``K`` and the radius (docstring, (1)).
+
+    ``R = V diag(1/w) V^T`` from the eigendecomposition of ``F'(x0)`` (which the inertia certificate
+    needs anyway); ``||R||_2 <= (1 + kappa0) / (min |w| - e)`` from the certified spectrum enclosure
+    (``R - F'^-1 = (R F' - I) F'^-1``); the residual's rounding enters elementwise, ``|R e| <= |R| e``.
+    """
+    Fp, nJ, m, f = st.Fp, st.nJ, st.m, st.f
+    N = Fp.shape[0]
     singular = "the KKT matrix F'(x0) is singular (flat directions beyond the symmetries, or LIKQ fails)"
+    Ks = 0.5 * (Fp + Fp.T)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", sla.LinAlgWarning)
-            R = sla.inv(Fp)
-    except (sla.LinAlgError, ValueError):
-        raise _Fail(singular + _flat_hint(Fp, J, net)) from None
-    if not np.all(np.isfinite(R)):
-        raise _Fail(singular + _flat_hint(Fp, J, net))
-    RF = R @ Fp
-    Dm = np.eye(N) - RF
+        w, V = np.linalg.eigh(Ks)
+    except np.linalg.LinAlgError:
+        raise _Fail(singular) from None
+    st.eig = (w, V)
+    w_min = float(np.abs(w).min()) if N else math.inf
+    if not (w_min > 0 and np.all(np.isfinite(w))) or w_min <= 1e-300 * max(float(np.abs(w).max()), 1.0):
+        raise _Fail(singular + _flat_hint(Fp, st.J, st.net))
+    R = (V / w) @ V.T
+    Rf = R @ f
+    st.theta_newton = st.theta0.copy()
+    st.theta_newton[st.J] = st.theta0[st.J] - Rf[:nJ]
+    st.nu_newton = st.nu - st.alpha * Rf[nJ:] if m else np.zeros(0)
+    Dm = np.eye(N) - R @ Fp
     err_RF = bounds.product_error(R, Fp)
     if err_RF > 1e-3:
         err_RF = bounds.product_error(R, Fp, tight=True)
     absR = np.abs(R)
-    norm_R = min(bounds.fro(R), up(math.sqrt(float(absR.sum(axis=0).max()) * float(absR.sum(axis=1).max())),
-                                   2 * N + 8))
-    kappa0 = up(bounds.fro(Dm) * (1 + U) + err_RF + norm_R * e_Fp)
+    norm_R_crude = min(bounds.fro(R), up(math.sqrt(float(absR.sum(axis=0).max()) * float(absR.sum(axis=1).max())),
+                                         2 * N + 8))
+    st.kappa0 = kappa0 = up(bounds.fro(Dm) * (1 + U) + err_RF + norm_R_crude * st.e_Fp)
     if not kappa0 < 1:
         raise _Fail(f"the KKT matrix is too ill-conditioned for the rounding bounds (||I - R F'|| <= {kappa0:.3g} "
                     f"is not < 1): flat directions beyond the symmetries, or LIKQ nearly fails"
-                    + _flat_hint(Fp, J, net), data={"kappa0": kappa0})
-    Rf = R @ f
-    err_Rf = bounds.product_error(R, f[:, None])
-    eta_y = up(bounds.fro(Rf[:nJ]) + err_Rf + norm_R * bounds.fro(e_f))
-    eta_nu = up(bounds.fro(Rf[nJ:]) + err_Rf + norm_R * bounds.fro(e_f)) if m else 0.0
-    eta = up(math.hypot(eta_y, eta_nu))
-    timings["linear_algebra_s"] = time.perf_counter() - t2
-    _check_time(deadline)
-
-    # ---- Lipschitz constant of F' on B(x0, rho), and the radius
-    norms = _layer_norms(net, 0.0, s_max)
-    Xhat = np.sqrt(np.sum(problem.X ** 2, axis=1) + 1.0) * (1 + 4 * gamma(problem.X.shape[1] + 3))
-    l2, l3 = bounds.loss_derivative_sup(problem.loss.name)
-    w_norm = np.sqrt(np.sum(w_loss ** 2, axis=1)) if mL else np.zeros(0)
-
-    def lipschitz(rho: float):
-        Bf, Bu = _ball_bounds(net, norms, rho, s_max)
-        l1 = l1_at + (Bf[1] * Xhat * rho if problem.loss.name == "square" else 0.0)
-        T_L = float(np.sum(l3 * (Bf[1] * Xhat) ** 3 + 3 * l2 * Bf[1] * Bf[2] * Xhat ** 2 + l1 * Bf[3] * Xhat)) / n
-        S_k, T_k = np.zeros(m), np.zeros(m)
-        for k, (l, i, j) in enumerate(held_units):
-            S_k[k] = Bu[l - 1][j, 2] * Xhat[i]
-            T_k[k] = Bu[l - 1][j, 3] * Xhat[i]
-        for q, (i, *_r) in enumerate(held_loss):
-            S_k[mU + q] = w_norm[q] * Bf[2] * Xhat[i]
-            T_k[mU + q] = w_norm[q] * Bf[3] * Xhat[i]
-        K = T_L + float(np.sum((np.abs(nu) + alpha * rho) * T_k)) + 3 * math.sqrt(float(np.sum((alpha * S_k) ** 2)))
-        return up(K, 4 * (n + m) + 16), Bf, Bu, l1
-
+                    + _flat_hint(Fp, st.J, st.net), data={"kappa0": kappa0})
+    # the spectrum of F'(x0), certified (also the second-order argument, _inertia)
+    st.inert = bounds.inertia(Fp, st.e_Fp, eig=st.eig)
+    norm_R = norm_R_crude
+    if st.inert["margin"] > 0:
+        norm_R = min(norm_R, up((1 + kappa0) / st.inert["margin"]))
+    st.norm_R = norm_R
+    # eta: |R F(x0) - fl(R f)| <= gamma_N |R| |f| + |R| e_f, elementwise
+    err_vec = absR @ (SAFETY * gamma(N + 2) * np.abs(f) + st.e_f) * (1 + 2 * gamma(N + 2))
+    st.eta_y = up(bounds.fro(Rf[:nJ]) + bounds.fro(err_vec[:nJ]))
+    st.eta_nu = up(bounds.fro(Rf[nJ:]) + bounds.fro(err_vec[nJ:])) if m else 0.0
+    st.eta = eta = up(math.hypot(st.eta_y, st.eta_nu))
+    st.norms = _layer_norms(st.net, 0.0, st.s_max)
+    st.Xhat = np.sqrt(np.sum(st.problem.X ** 2, axis=1) + 1.0) * (1 + 4 * gamma(st.problem.X.shape[1] + 3))
     one = 1.0 - kappa0
     rho = max(2.0 * eta / one, 1e-300)
-    result = None
     for _ in range(8):
-        K, Bf, Bu, l1 = lipschitz(rho)
+        K, Bf, Bu, l1 = _lipschitz(st, rho)
         h = up(norm_R * K)
         disc = one * one - 2.0 * h * eta
         if not disc > SLACK * one * one:
@@ -676,147 +691,165 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
                         f"below 1/2 (eta = {eta:.3g}, K = {K:.3g})", data={"eta": eta, "K": K, "kappa0": kappa0})
         r = 2.0 * eta / (one + math.sqrt(disc)) * (1 + SLACK)
         if r <= rho:
-            result = (K, h, r, Bf, Bu, l1)
             break
         rho = 2.0 * r
-    if result is None:
+    else:
         raise _Fail("the existence radius did not settle inside the ball of the Lipschitz bound")
-    K, h, r, Bf, Bu, l1 = result
-    contraction = kappa0 + h * r
-    unique_radius = rho if kappa0 + h * rho < 1 else r
-    r_y = min(r, up(eta_y + (kappa0 + h * r / 2) * r))
-    r_nu = min(r, up(eta_nu + (kappa0 + h * r / 2) * r)) if m else 0.0
-    r_theta = r_y
+    st.K, st.h, st.r, st.rho, st.Bf, st.Bu, st.l1 = K, h, r, rho, Bf, Bu, l1
+    st.contraction = kappa0 + h * r
+    st.unique_radius = rho if kappa0 + h * rho < 1 else r
+    st.r_y = min(r, up(st.eta_y + (kappa0 + h * r / 2) * r))
+    st.r_nu = min(r, up(st.eta_nu + (kappa0 + h * r / 2) * r)) if m else 0.0
 
-    # ---- margins on the ball: pre-activations, loss pieces, multipliers, transversality
-    held_set = set(held_units)
-    pre_margin, pre_where = math.inf, None
+
+def _lipschitz(st, rho: float):
+    """``K >= sup ||F''||`` on ``B(x0, rho)`` (docstring), with the chain bounds it used."""
+    n, m, mU = st.n, st.m, st.mU
+    l2, l3 = bounds.loss_derivative_sup(st.problem.loss.name)
+    Bf, Bu = _ball_bounds(st.net, st.norms, rho, st.s_max)
+    Xhat = st.Xhat
+    l1 = st.l1_at + (Bf[1] * Xhat * rho if st.problem.loss.name == "square" else 0.0)
+    T_L = float(np.sum(l3 * (Bf[1] * Xhat) ** 3 + 3 * l2 * Bf[1] * Bf[2] * Xhat ** 2 + l1 * Bf[3] * Xhat)) / n
+    S_k, T_k = np.zeros(m), np.zeros(m)
+    for k, (l, i, j) in enumerate(st.held_units):
+        S_k[k] = Bu[l - 1][j, 2] * Xhat[i]
+        T_k[k] = Bu[l - 1][j, 3] * Xhat[i]
+    w_norm = np.sqrt(np.sum(st.w_loss ** 2, axis=1))
+    for q, (i, *_r) in enumerate(st.held_loss):
+        S_k[mU + q] = w_norm[q] * Bf[2] * Xhat[i]
+        T_k[mU + q] = w_norm[q] * Bf[3] * Xhat[i]
+    K = T_L + float(np.sum((np.abs(st.nu) + st.alpha * rho) * T_k)) + 3 * math.sqrt(float(np.sum((st.alpha * S_k) ** 2)))
+    return up(K, 4 * (n + m) + 16), Bf, Bu, l1
+
+
+def _margins(st) -> None:
+    """On the ``theta``-ball of radius ``r_theta``: free pre-activations and loss pieces keep their side,
+    the multipliers at ``x*`` are inside their intervals, the slice is transversal (docstring (2)-(4))."""
+    n, C, L, r_theta = st.n, st.C, st.L, st.r_y
+    Bf, Bu, Xhat = st.Bf, st.Bu, st.Xhat
+    st.pre_margin, st.pre_where = math.inf, None
     for l in range(1, L):
-        B1 = Bu[l - 1][:, 1]
-        marg = np.abs(z[l - 1]) - e_z[l - 1] - (Xhat[:, None] * B1[None, :]) * r_theta
-        for (hl, hi, hj) in held_units:
+        marg = np.abs(st.z[l - 1]) - st.e_z[l - 1] - (Xhat[:, None] * Bu[l - 1][:, 1][None, :]) * r_theta
+        for (hl, hi, hj) in st.held_units:
             if hl == l:
                 marg[hi, hj] = math.inf
         if marg.size:
             idx = np.unravel_index(int(np.argmin(marg)), marg.shape)
-            if marg[idx] < pre_margin:
-                pre_margin, pre_where = float(marg[idx]), (l, int(idx[0]), int(idx[1]))
-    if not pre_margin > 0:
-        l, i, j = pre_where
+            if marg[idx] < st.pre_margin:
+                st.pre_margin, st.pre_where = float(marg[idx]), (l, int(idx[0]), int(idx[1]))
+    if not st.pre_margin > 0:
+        l, i, j = st.pre_where
         raise _Fail(f"a pre-activation left free may reach its kink within the radius: unit {j} of layer {l} at "
-                    f"sample {i} (|z| = {abs(z[l - 1][i, j]):.3g}, radius {r_theta:.3g})",
+                    f"sample {i} (|z| = {abs(st.z[l - 1][i, j]):.3g}, radius {r_theta:.3g})",
                     data={"near_kink": ("unit", l, i, j), "radius": r_theta})
-    loss_margin, loss_where = math.inf, None
-    if problem.loss.piecewise_linear:
-        vals, S = problem.loss.pieces(F, problem.Y)
-        v_off, _ = piece_offsets(problem)
+    st.loss_margin = math.inf
+    loss = st.problem.loss
+    if loss.piecewise_linear:
+        F, e_F = st.F, st.e_F
+        vals, S = loss.pieces(F, st.problem.Y)
+        v_off, _ = piece_offsets(st.problem)
         choice = vals.argmax(axis=2)
-        tied = {(i, g_): (a0, a1) for i, g_, a0, a1 in held_loss}
+        tied = {(i, g): (a0, a1) for i, g, a0, a1 in st.held_loss}
+        where = None
         for i in range(n):
-            for g_ in range(vals.shape[1]):
-                act = tied.get((i, g_), (int(choice[i, g_]),))
+            for g in range(vals.shape[1]):
+                act = tied.get((i, g), (int(choice[i, g]),))
                 for a in act:
-                    for bb in range(vals.shape[2]):
-                        if bb in act:
+                    for b in range(vals.shape[2]):
+                        if b in act:
                             continue
-                        dS = S[i, g_, a] - S[i, g_, bb]
-                        gap = (v_off[i, g_, a] - v_off[i, g_, bb]) + float(dS @ F[i])
+                        dS, dv = S[i, g, a] - S[i, g, b], v_off[i, g, a] - v_off[i, g, b]
+                        gap = dv + float(dS @ F[i])
                         e_gap = float(np.abs(dS) @ e_F[i]) + SAFETY * gamma(C + 3) * (
-                            abs(v_off[i, g_, a] - v_off[i, g_, bb]) + float(np.abs(dS) @ np.abs(F[i])))
+                            abs(dv) + float(np.abs(dS) @ np.abs(F[i])))
                         marg = gap - e_gap - float(np.linalg.norm(dS)) * (1 + 4 * U) * Bf[1] * Xhat[i] * r_theta
-                        if marg < loss_margin:
-                            loss_margin, loss_where = marg, (i, g_, a, bb)
-        if not loss_margin > 0:
-            raise _Fail(f"a loss piece left free may tie within the radius (sample {loss_where[0]}, group "
-                        f"{loss_where[1]})", data={"near_kink": ("loss",) + loss_where, "radius": r_theta})
+                        if marg < st.loss_margin:
+                            st.loss_margin, where = marg, (i, g, a, b)
+        if not st.loss_margin > 0:
+            raise _Fail(f"a loss piece left free may tie within the radius (sample {where[0]}, group {where[1]})",
+                        data={"near_kink": ("loss",) + where, "radius": r_theta})
     # multipliers at x*: |nu*_k - nu_k| <= alpha_k r_nu
-    mult = []
-    for k, (l, i, j) in enumerate(held_units):
-        Bv = _adjoint_chain(net, norms, l, rho, s_max)
-        lip_c = (l2 * Bf[1] * Xhat[i] * Bv[0] + l1[i] * Bv[1]) / n * (1 + 8 * U)
-        c_lo = c_unit[k] - e_c[k] - lip_c * r_theta
+    l2, _ = bounds.loss_derivative_sup(loss.name)
+    st.mult = []
+    for k, (l, i, j) in enumerate(st.held_units):
+        Bv = _adjoint_chain(st.net, st.norms, l, st.rho, st.s_max)
+        lip_c = (l2 * Bf[1] * Xhat[i] * Bv[0] + st.l1[i] * Bv[1]) / n * (1 + 8 * U)
+        c_lo = st.c_unit[k] - st.e_c[k] - lip_c * r_theta
         if not c_lo > 0:
             raise _Fail(f"the coefficient of kink (layer {l}, sample {i}, unit {j}) is not provably positive on "
                         f"the ball (lower bound {c_lo:.3g})")
-        gam_lo = ds_lb * c_lo
-        low = nu[k] - alpha[k] * r_nu + gam_lo
-        high = -(nu[k] + alpha[k] * r_nu)
-        mult.append({"kink": ["unit", l, i, j], "nu": float(nu[k]), "gamma_lower": gam_lo,
-                     "margin_low": low, "margin_high": high})
+        gam_lo = st.ds_lb * c_lo
+        st.mult.append({"kink": ["unit", l, i, j], "nu": float(st.nu[k]), "gamma_lower": gam_lo,
+                        "margin_low": st.nu[k] - st.alpha[k] * st.r_nu + gam_lo,
+                        "margin_high": -(st.nu[k] + st.alpha[k] * st.r_nu)})
     inv_n = (1.0 / n) * (1 - 2 * U)
-    for q, (i, g_, a0, a1) in enumerate(held_loss):
-        k = mU + q
-        low = nu[k] - alpha[k] * r_nu
-        high = inv_n - nu[k] - alpha[k] * r_nu
-        mult.append({"kink": ["loss", i, g_, a0, a1], "nu": float(nu[k]), "gamma_lower": inv_n,
-                     "margin_low": low, "margin_high": high})
-    for mm in mult:
+    for q, (i, g, a0, a1) in enumerate(st.held_loss):
+        k = st.mU + q
+        st.mult.append({"kink": ["loss", i, g, a0, a1], "nu": float(st.nu[k]), "gamma_lower": inv_n,
+                        "margin_low": st.nu[k] - st.alpha[k] * st.r_nu,
+                        "margin_high": inv_n - st.nu[k] - st.alpha[k] * st.r_nu})
+    for mm in st.mult:
         scale = abs(mm["gamma_lower"])
         if not (mm["margin_low"] > SLACK * scale and mm["margin_high"] > SLACK * scale):
             raise _Fail(f"the multiplier of kink {mm['kink']} is not provably inside its interval on the ball "
                         f"(margins {mm['margin_low']:.3g}, {mm['margin_high']:.3g})")
     # transversality of the slice to the symmetry orbits at theta*
-    if r_dim:
-        scales = _column_scales(T0)
-        Ts = (T0 * scales)[pivots]
-        e_T = U * bounds.fro(Ts) if s_neg not in (0.0, 1.0, -1.0) else 0.0
+    st.transversal = math.inf
+    if st.T0.shape[1]:
+        scales = _column_scales(st.T0)
+        Ts = (st.T0 * scales)[st.pivots]
+        e_T = U * bounds.fro(Ts) if st.s_neg not in (0.0, 1.0, -1.0) else 0.0
         sig = bounds.sigma_min_lower(Ts, e_T)
-        drift = up(float(scales.max()) * math.sqrt(2.0 + s_max ** 2) * r_theta)
-        transversal = sig - drift
-        if not transversal > 0:
+        drift = up(float(scales.max()) * math.sqrt(2.0 + st.s_max ** 2) * r_theta)
+        st.transversal = sig - drift
+        if not st.transversal > 0:
             raise _Fail(f"the slice is not provably transversal to the symmetry orbits (sigma_min {sig:.3g}, "
                         f"drift {drift:.3g})")
-    else:
-        sig, transversal = math.inf, math.inf
-    timings["bounds_s"] = time.perf_counter() - t2 - timings["linear_algebra_s"]
-    _check_time(deadline)
 
-    # ---- second order: the inertia of F'(x0) is (|J|, m, 0); F' is nonsingular along [x0, x*]
-    t3 = time.perf_counter()
-    inert = bounds.inertia(Fp, e_Fp)
-    curv_est = _reduced_estimate(A, B)
+
+def _inertia(st) -> None:
+    """Second order: ``F'(x0)`` has inertia ``(|J|, m, 0)`` (docstring (5)); with (i) it carries to ``x*``."""
+    inert = st.inert
+    st.curv_est = _reduced_estimate(st.A, st.B)
     if not inert["certified"]:
         raise _Fail(f"the inertia of the KKT matrix could not be certified above the rounding bounds (least "
                     f"|eigenvalue| {float(np.abs(inert['w']).min()):.3g}, error bound {inert['error']:.3g})",
-                    data={"reduced_min_eigenvalue": curv_est})
-    if inert["n_neg"] != m or inert["n_pos"] != nJ:
+                    data={"reduced_min_eigenvalue": st.curv_est})
+    if inert["n_neg"] != st.m or inert["n_pos"] != st.nJ:
         raise _Fail(f"the reduced Lagrangian Hessian is not positive definite on the tangent space of the held "
-                    f"kinks modulo symmetry: the KKT matrix has {inert['n_neg']} negative eigenvalue(s) for {m} "
-                    f"held kink(s) (least reduced eigenvalue about {curv_est:.3g})",
-                    data={"reduced_min_eigenvalue": curv_est})
-    curv = {"lower": inert["margin"], "estimate": curv_est, "error": inert["error"]}
-    timings["curvature_s"] = time.perf_counter() - t3
+                    f"kinks modulo symmetry: the KKT matrix has {inert['n_neg']} negative eigenvalue(s) for {st.m} "
+                    f"held kink(s) (least reduced eigenvalue about {st.curv_est:.3g})",
+                    data={"reduced_min_eigenvalue": st.curv_est})
+    st.inertia_margin, st.inertia_error = inert["margin"], inert["error"]
 
-    # ---- one Newton step: the improved point
-    step = -Rf
-    theta_newton = theta0.copy()
-    theta_newton[J] = theta0[J] + step[:nJ]
-    nu_newton = nu + alpha * step[nJ:] if m else np.zeros(0)
-    norm_theta = float(np.linalg.norm(theta0))
+
+def _summary(st) -> dict:
+    norm_theta = float(np.linalg.norm(st.theta0))
+    fams = st.families
     dead = sum(1 for f_ in fams if f_[0] == "dead")
     shifts = sum(1 for f_ in fams if f_[0] == "translation")
     orbits = sum(1 for f_ in fams if f_[0] == "orbit")
-    timings["total_s"] = time.perf_counter() - t_start
+    progs = st.progs
     return {
-        "held_units": [list(k) for k in held_units], "held_loss": [list(k) for k in held_loss],
-        "families": [list(f_) for f_ in fams], "pivots": list(pivots), "alpha_exp": alpha_exp,
-        "nu": [float(v) for v in nu], "nu_hat": nu_hat,
-        "radius": float(r_theta), "radius_x": float(r), "radius_nu": float(r_nu),
-        "radius_relative": float(r_theta / norm_theta) if norm_theta > 0 else math.inf,
-        "uniqueness_radius": float(unique_radius), "eta": eta, "eta_theta": eta_y, "eta_nu": eta_nu,
-        "kappa0": kappa0, "norm_R": norm_R, "beta": norm_R / one, "K": K, "h": h * eta / one ** 2,
-        "rho": rho, "contraction": contraction,
-        "margins": {"pre_activation": pre_margin, "pre_activation_at": list(pre_where) if pre_where else None,
-                    "loss_piece": loss_margin if math.isfinite(loss_margin) else None,
-                    "multipliers": mult, "transversality": transversal if math.isfinite(transversal) else None},
-        "inertia_margin": curv["lower"], "inertia_error": curv["error"],
-        "reduced_curvature_estimate": curv["estimate"],
-        "dimensions": {"p": p, "symmetry": r_dim, "free": int(nJ), "held": m, "orbits": orbits,
-                       "translations": shifts, "dead_units": dead},
-        "rounding": {"unit_roundoff": U, "program_depth": progs.depth, "gamma": gam, "safety": SAFETY,
-                     "F_error": bounds.fro(e_f), "Fprime_error": e_Fp},
+        "held_units": [list(k) for k in st.held_units], "held_loss": [list(k) for k in st.held_loss],
+        "families": [list(f_) for f_ in fams], "pivots": list(st.pivots), "alpha_exp": st.alpha_exp,
+        "nu": [float(v) for v in st.nu],
+        "radius": float(st.r_y), "radius_x": float(st.r), "radius_nu": float(st.r_nu),
+        "radius_relative": float(st.r_y / norm_theta) if norm_theta > 0 else math.inf,
+        "uniqueness_radius": float(st.unique_radius), "eta": st.eta, "eta_theta": st.eta_y, "eta_nu": st.eta_nu,
+        "kappa0": st.kappa0, "norm_R": st.norm_R, "beta": st.norm_R / (1 - st.kappa0), "K": st.K,
+        "h": st.h * st.eta / (1 - st.kappa0) ** 2, "rho": st.rho, "contraction": st.contraction,
+        "margins": {"pre_activation": st.pre_margin, "pre_activation_at": list(st.pre_where) if st.pre_where else None,
+                    "loss_piece": st.loss_margin if math.isfinite(st.loss_margin) else None,
+                    "multipliers": st.mult, "transversality": st.transversal if math.isfinite(st.transversal) else None},
+        "inertia_margin": st.inertia_margin, "inertia_error": st.inertia_error,
+        "reduced_curvature_estimate": st.curv_est,
+        "dimensions": {"p": st.p, "symmetry": int(st.T0.shape[1]), "free": int(st.nJ), "held": st.m,
+                       "orbits": orbits, "translations": shifts, "dead_units": dead},
+        "rounding": {"unit_roundoff": U, "program_depth": progs.depth, "gamma": progs.gamma, "safety": SAFETY,
+                     "F_error": bounds.fro(st.e_f), "Fprime_error": st.e_Fp},
         "strict": dead == 0 and shifts == 0,
-        "theta_newton": theta_newton, "nu_newton": nu_newton, "timings": timings,
+        "theta_newton": st.theta_newton, "nu_newton": st.nu_newton, "timings": st.timings,
     }
 
 
@@ -899,12 +932,12 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
         seen.add(key)
         why = scope_reason(problem, held_units, held_loss, counts)
         if why:
-            failures.append((k_tol, f"not applicable: {why}", False))
+            failures.append((k_tol, f"not applicable: {why}", False, {}))
             continue
         try:
             out = _establish(problem, held_units, held_loss, deadline=deadline)
         except _Fail as exc:
-            failures.append((k_tol, exc.reason, exc.applicable))
+            failures.append((k_tol, exc.reason, exc.applicable, exc.data))
             if kinks is not None or "time budget" in exc.reason:
                 break
             continue     # a larger tolerance may hold a near-kink this attempt left free
@@ -915,11 +948,12 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
         return res
     if not failures:
         return NearbyResult(False, True, "no held structure could be tried", timings={"total_s": time.perf_counter() - t0})
-    first_tol, reason, applicable = failures[0]
+    first_tol, reason, applicable, data = failures[0]
     if len(failures) > 1:
         reason += "; holding the near-kinks of larger tolerances did not help (" + "; ".join(
-            f"tolerance {t:g}: {r}" for t, r, _ in failures[1:]) + ")"
-    return NearbyResult(False, applicable, reason, timings={"total_s": time.perf_counter() - t0})
+            f"tolerance {t:g}: {r}" for t, r, _, _ in failures[1:]) + ")"
+    return NearbyResult(False, applicable, reason, theta_newton=data.get("theta_newton"),
+                        nu_newton=data.get("nu_newton"), timings={"total_s": time.perf_counter() - t0})
 
 
 def _certificate(out: dict, k_tol: float) -> dict:

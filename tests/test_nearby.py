@@ -657,3 +657,107 @@ def test_certificate_kind_module():
     fwd = nested.network.forward(nested.X, with_scale=True)
     kinks = find_kinks(nested, fwd, 1e-9)
     assert "nested" in kind.applies(Context(nested, fwd, kinks, first_order_model(nested, fwd, kinks)))
+
+
+# =============================================================================================
+# Smooth losses, weight decay, leaky ReLU and abs: trained points, Newton steps of the prover
+# =============================================================================================
+def _trained(seed, widths, act, loss, wd, n=30):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, widths[0]))
+    if loss == "logistic":
+        y = np.sign(X[:, 0] * X[:, 1] + 0.3 * rng.normal(size=n))
+        y[y == 0] = 1
+    elif loss == "cross_entropy":
+        y = np.argmax(X @ rng.normal(size=(widths[0], widths[-1])) + rng.normal(size=(n, widths[-1])), axis=1)
+    else:
+        y = np.sin(X @ rng.normal(size=widths[0]))
+    Ws = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(widths[:-1], widths[1:])]
+    bs = [0.1 * rng.normal(size=o) for o in widths[1:]]
+    problem = Problem(Network(Ws, bs, act), Dataset(X, y), loss, wd)
+    from certify.tangent import loss_gradient
+    res = so.minimize(problem.value, problem.theta, jac=lambda t: loss_gradient(problem.at(t)), method="L-BFGS-B",
+                      options={"maxiter": 5000, "gtol": 1e-13, "ftol": 1e-16})
+    return problem.at(res.x), X, y
+
+
+@pytest.mark.parametrize("seed,widths,act,loss,wd", [
+    (1, (2, 2, 1), "leaky_relu:0.1", "logistic", 0.05),
+    (2, (2, 4, 3), "relu", "cross_entropy", 0.01),
+    (0, (2, 3, 1), "abs", "square", 0.001),
+    (0, (2, 3, 1), "leaky_relu:0.2", "square", 0.0),
+])
+def test_trained_smooth_losses_weight_decay_and_other_activations(seed, widths, act, loss, wd):
+    problem, X, y = _trained(seed, widths, act, loss, wd)
+    for _ in range(6):
+        res = prove_nearby(problem)
+        if res.proved or res.theta_newton is None:
+            break
+        problem = problem.at(res.theta_newton)
+    assert res.proved, res.reason
+    assert all(c.ok for c in recheck(problem, res.certificate))
+    assert res.certificate["dimensions"]["symmetry"] == (0 if wd else widths[1])
+    # independent probe: around the Newton iterate (within ~1e-15 of theta*) the exact loss does not drop
+    centre = problem.at(res.theta_newton)
+    layers = [([[Fraction(float(v)) for v in row] for row in W], [Fraction(float(v)) for v in b])
+              for W, b in centre.network.split(centre.theta)]
+    Xq = [[Fraction(float(v)) for v in row] for row in X]
+    yq = [int(v) for v in y] if loss in ("logistic", "cross_entropy") else [Fraction(float(v)) for v in y]
+    act_q = ("leaky_relu", Fraction(float(act.split(":")[1]))) if act.startswith("leaky") else act
+    probe = exact.probe(layers, Xq, yq, act_q, loss, Fraction(float(wd)),
+                        radii=(Fraction(1, 10 ** 3),), n_random=5)
+    assert probe.min_difference > -1e-20, probe.min_difference
+
+
+@pytest.mark.parametrize("loss", ["logistic", "cross_entropy", "square", "hinge"])
+def test_loss_source_bounds_against_50_digit_values(loss):
+    """``delta = l'(f)/n`` and ``Q = l''(f)/n`` in float64 and long double lie within their stated error
+    bounds of the values computed with 50-digit decimals (outputs taken exactly, ``e_F = 0``)."""
+    from decimal import Decimal, localcontext
+
+    from certify.nearby import _loss_sources
+    rng = np.random.default_rng(5)
+    n, C = 6, (3 if loss == "cross_entropy" else 1)
+    F = rng.normal(size=(n, C)) * 3
+    if loss in ("logistic", "hinge"):
+        y = rng.choice([-1.0, 1.0], size=n)
+    elif loss == "cross_entropy":
+        y = rng.integers(0, C, size=n)
+    else:
+        y = rng.normal(size=n)
+    net = Network([np.zeros((C, 1))], [np.zeros(C)], "relu")
+    problem = Problem(net, Dataset(np.zeros((n, 1)), y), loss)
+    with localcontext() as ctx:
+        ctx.prec = 50
+        Fd = [[Decimal(float(v)) for v in row] for row in F]
+        if loss == "logistic":
+            s = [1 / (1 + (Decimal(float(y[i])) * Fd[i][0]).exp()) for i in range(n)]
+            d_ex = [[-Decimal(float(y[i])) * s[i] / n] for i in range(n)]
+            q_ex = [[[s[i] * (1 - s[i]) / n]] for i in range(n)]
+        elif loss == "cross_entropy":
+            P = []
+            for i in range(n):
+                e = [v.exp() for v in Fd[i]]
+                P.append([v / sum(e) for v in e])
+            d_ex = [[(P[i][c] - (1 if c == y[i] else 0)) / n for c in range(C)] for i in range(n)]
+            q_ex = [[[(P[i][c] * (1 if c == d else 0) - P[i][c] * P[i][d]) / n for d in range(C)] for c in range(C)]
+                    for i in range(n)]
+        elif loss == "square":
+            d_ex = [[(Fd[i][0] - Decimal(float(y[i]))) / n] for i in range(n)]
+            q_ex = [[[Decimal(1) / n]] for i in range(n)]
+        else:
+            d_ex = [[(-Decimal(float(y[i])) if 1 - y[i] * F[i, 0] > 0 else Decimal(0)) / n] for i in range(n)]
+            q_ex = None
+        for dtype in (np.float64, np.longdouble):
+            u = float(np.finfo(dtype).eps) / 2
+            delta, e_delta, Q, e_Q, _ = _loss_sources(problem, F.astype(dtype), np.zeros((n, C)), (), u)
+            for i in range(n):
+                for c in range(C):
+                    fr = Fraction(*np.asarray(delta[i, c]).item().as_integer_ratio())
+                    got = Decimal(fr.numerator) / Decimal(fr.denominator)
+                    assert abs(got - d_ex[i][c]) <= Decimal(float(e_delta[i, c])), (dtype, i, c)
+                    if q_ex is not None:
+                        for d in range(C):
+                            fr = Fraction(*np.asarray(Q[i, c, d]).item().as_integer_ratio())
+                            qv = Decimal(fr.numerator) / Decimal(fr.denominator)
+                            assert abs(qv - q_ex[i][c][d]) <= Decimal(float(e_Q[i, c, d])), (dtype, i, c, d)
