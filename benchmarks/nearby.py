@@ -8,9 +8,10 @@ handed to :func:`certify.nearby.prove_nearby`. Reported per seed: the radius ``r
 ``r / ||theta||``, the kinks held, and the time of the proof against ONE dense Hessian
 (``certify.tangent.dense_hessian`` at the same point, ``p`` Hessian-vector products), measured in the
 same process one after the other (a ratio; the machine is shared, absolute times are noisy).
-``--large`` adds two kink-free instances near the dense limit (:func:`teacher`: the labels are the
-network's own outputs, a zero-loss minimum; 10-40-40-1 with p = 2,121, n = 2,500 and 12-150-1 with
-p = 2,101, n = 2,200).
+``--large`` adds two kink-free instances toward the dense limit (:func:`teacher`: the labels are the
+network's own outputs, a zero-loss minimum; 10-100-1 with p = 1,201, n = 4,000 and 12-150-1 with
+p = 2,101, n = 6,000: ``n`` well above ``p`` keeps the Gauss–Newton Hessian well conditioned).
+BLAS threads: run with ``OMP_NUM_THREADS=1`` on a shared machine (the ratio is what is reported).
 
 :func:`kkt_point` is a benchmark helper, not certify's polisher: one hidden layer, scalar output,
 square loss. For a fixed activation pattern the output is linear in ``x = (u, c)``, the loss a convex
@@ -213,8 +214,8 @@ def main(argv=None) -> int:
     for seed in range(args.seeds):
         rows.append(run_one(make(seed), f"relu 4-8-1 n=40 seed={seed}"))
     if args.large:
-        rows.append(run_point(teacher(0, (10, 40, 40, 1), 2500), "teacher relu 10-40-40-1 n=2500 (kink-free, L=0)"))
-        rows.append(run_point(teacher(1, (12, 150, 1), 2200), "teacher relu 12-150-1 n=2200 (kink-free, L=0)"))
+        rows.append(run_point(teacher(1, (10, 100, 1), 4000), "teacher relu 10-100-1 n=4000 (kink-free, L=0)"))
+        rows.append(run_point(teacher(1, (12, 150, 1), 6000), "teacher relu 12-150-1 n=6000 (kink-free, L=0)"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as fh:
         for r in rows:

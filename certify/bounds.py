@@ -41,6 +41,7 @@ bound on ``||D^k f [d, ..., d]||`` over unit ``d`` is the norm of the whole form
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -231,11 +232,19 @@ class Programs:
         return SAFETY * np.asarray(value_abs) / (1.0 - self.gamma)
 
 
-def hvp_blocks(progs: Programs, delta, Q, inj, V, *, absolute: bool = False, max_entries: float = 4e6):
-    """:meth:`Programs.hvp` over the columns of ``V`` in blocks small enough for memory."""
+def hvp_blocks(progs: Programs, delta, Q, inj, V, *, absolute: bool = False, max_entries: float = 4e6,
+               deadline: float | None = None):
+    """:meth:`Programs.hvp` over the columns of ``V`` in blocks small enough for memory.
+
+    Raises ``TimeoutError`` when ``time.perf_counter()`` passes ``deadline`` between blocks.
+    """
     per_col = progs.n * max(progs.widths) * 4 + progs.p
     step = max(1, int(max_entries // max(per_col, 1)))
-    cols = [progs.hvp(delta, Q, inj, V[:, s:s + step], absolute=absolute) for s in range(0, V.shape[1], step)]
+    cols = []
+    for s in range(0, V.shape[1], step):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise TimeoutError("deadline passed")
+        cols.append(progs.hvp(delta, Q, inj, V[:, s:s + step], absolute=absolute))
     return np.hstack(cols) if cols else np.zeros((progs.p, 0))
 
 
@@ -325,13 +334,16 @@ def inertia(K, err: float = 0.0, eig=None) -> dict:
     ``w_i``. If every ``|w_i| > e``, the inertia is ``(#{w_i > 0}, #{w_i < 0}, 0)``.
 
     ``eig``: ``(w, V)`` from ``numpy.linalg.eigh`` of ``(K + K^T)/2`` when the caller has it already.
-    Returns ``{"certified", "n_pos", "n_neg", "margin" (min |w_i| - e), "error" (e), "w"}``; every
-    eigenvalue of ``K*`` lies within ``e`` of some ``w_i`` (so ``||K*^-1||_2 <= 1 / margin``).
+    Returns ``{"certified", "n_pos", "n_neg", "margin" (min |w_i| - e), "error" (e), "w", "inv_norm"}``:
+    ``M`` has every eigenvalue at least ``margin`` in modulus and, by Ostrowski's theorem
+    (``lambda_k(V^T K* V) = t_k lambda_k(K*)`` with ``t_k <= sigma_max(V)^2 <= 1 + ||V^T V - I||``),
+    ``||K*^-1||_2 <= inv_norm = (1 + ||V^T V - I||) / margin`` (``inf`` when not certified).
     """
     K = np.asarray(K, dtype=np.float64)
     N = K.shape[0]
     if N == 0:
-        return {"certified": True, "n_pos": 0, "n_neg": 0, "margin": math.inf, "error": 0.0, "w": np.zeros(0)}
+        return {"certified": True, "n_pos": 0, "n_neg": 0, "margin": math.inf, "error": 0.0, "w": np.zeros(0),
+                "inv_norm": 0.0}
     Ks = 0.5 * (K + K.T)
     bounds_asym = fro(K - Ks) + U * fro(Ks)
     w, V = np.linalg.eigh(Ks) if eig is None else eig
@@ -339,7 +351,7 @@ def inertia(K, err: float = 0.0, eig=None) -> dict:
     orth = fro(G - np.eye(N)) * (1 + U) + product_error(V.T, V)
     if not orth < 0.5:
         return {"certified": False, "n_pos": int(np.sum(w > 0)), "n_neg": int(np.sum(w < 0)), "margin": -math.inf,
-                "error": math.inf, "w": w}
+                "error": math.inf, "w": w, "inv_norm": math.inf}
     normV2 = 1.0 + orth                      # ||V||_2^2 = ||V^T V||_2 <= 1 + ||V^T V - I||
     KV = Ks @ V
     M = V.T @ KV
@@ -347,7 +359,7 @@ def inertia(K, err: float = 0.0, eig=None) -> dict:
     e = up(fro(M - np.diag(w)) * (1 + U) + prod + normV2 * (err + bounds_asym))
     margin = float(np.abs(w).min()) - e
     return {"certified": margin > 0, "n_pos": int(np.sum(w > 0)), "n_neg": int(np.sum(w < 0)), "margin": margin,
-            "error": e, "w": w}
+            "error": e, "w": w, "inv_norm": up(normV2 / margin) if margin > 0 else math.inf}
 
 
 def sigma_min_lower(M, err: float = 0.0) -> float:

@@ -26,9 +26,13 @@ Gauge. The exact symmetries (no weight decay; :func:`gauge_families`): the resca
 hidden unit (``(w_j, b_j) -> c (w_j, b_j)``, ``W_{l+1}[:, j] -> W_{l+1}[:, j] / c``); for a unit
 with one slope ``s`` on every sample (none of its pre-activations held) the translation
 ``b_l[j] += e, b_{l+1} -= s W_{l+1}[:, j] e``; for a dead ReLU unit every incoming and outgoing
-coordinate. Each is a family ``Phi_i(t, .)`` of maps with ``L(Phi_i(t, theta)) = L(theta)`` near
-``theta*``, ``L_b`` and every ``phi_k`` invariant as polynomials except that a rescaling multiplies
-the ``phi_k`` of its own unit by ``c``; its tangent ``T_i(theta)`` is linear in ``theta``. The slice
+coordinate; for cross-entropy and multiclass hinge (functions of the logits' differences) the logit
+shifts ``b_L += t 1`` and ``W_L[:, j] += t 1``. Each is a family ``Phi_i(t, .)`` of maps with
+``L(Phi_i(t, theta)) = L(theta)`` near ``theta*``, ``L_b`` and every ``phi_k`` invariant as
+polynomials (a loss kink's ``phi`` is a difference of logits) except that a rescaling multiplies the
+``phi_k`` of its own unit by ``c``; its tangent ``T_i(theta)`` is linear in ``theta`` (constant for
+dead units and logit shifts), with ``||T(theta) - T(theta')||_F <= sqrt(2 + s_max^2) ||theta - theta'||``
+(a weight enters at most one incoming orbit, one outgoing orbit and one translation). The slice
 fixes ``r`` *pivot coordinates* ``I`` (chosen by QR with column pivoting on ``T(theta0)^T``):
 ``S = {theta : theta_I = theta0_I}``, free coordinates ``J``; ``theta = theta0 + E_J y``.
 
@@ -38,10 +42,11 @@ The square system (``x = (y, nu^)``, ``nu = diag(alpha) nu^``, ``alpha_k`` power
 
 Theorem (what a certificate proves)
 -----------------------------------
-Suppose, with ``R`` any matrix, ``||F(x0) ...|| `` bounds as below on the ball ``B(x0, rho)``:
+Let ``x0 = (0, nu^0)`` (``theta0`` itself, centre multipliers ``nu0``), ``R`` any matrix, and suppose:
 
-1. ``eta >= ||R F(x0)||``, ``kappa0 >= ||I - R F'(x0)||``, ``K >= sup_B ||F''||``, ``h = ||R|| K``
-   and ``(1 - kappa0)^2 > 2 h eta``; ``r = 2 eta / ((1 - kappa0) + sqrt((1 - kappa0)^2 - 2 h eta)) <= rho``.
+1. ``eta >= ||R F(x0)||``, ``kappa0 >= ||I - R F'(x0)||``, ``K >= sup ||F''||`` over ``B(x0, rho)``,
+   ``h = ||R|| K``, ``(1 - kappa0)^2 > 2 h eta`` and
+   ``r = 2 eta / ((1 - kappa0) + sqrt((1 - kappa0)^2 - 2 h eta)) <= rho``.
 2. Every non-held pre-activation and every non-held loss piece keeps its strict side on the
    ``theta``-ball of radius ``r_theta`` (>= the ``y``-part of ``||x* - x0||``).
 3. Multipliers strictly inside at ``x*``: unit kinks ``-gamma_k(theta*) < nu*_k < 0`` with
@@ -67,19 +72,22 @@ nonsingular (``||I - R F'(x)|| < 1``). (ii) *Full KKT*: ``F(x*) = 0`` gives ``ph
 ``d/dt Lag(Phi_i(t, theta*), nu*) = g . T_i(theta*) = sum_k nu*_k (scale) phi_k(theta*) = 0``, so
 ``T(theta*)[I, :]^T g_I = 0`` and (4) gives ``g = 0``. (iii) *Pieces*: by (2), near ``theta*`` the loss
 is ``L_sigma`` on ``D_sigma = {sigma_k phi_k >= 0}``; on ``phi = 0`` all pieces agree with ``L_b`` and
-``grad L_sigma(theta*) = grad L_b(theta*) - sum_{sigma_k = -} gamma_k grad phi_k`` (unit kinks; loss
-kinks analogous with ``gamma_q = 1/n``), so ``grad L_sigma = sum_k mu^sigma_k sigma_k grad phi_k`` with
-``mu^sigma_k = -nu*_k`` or ``nu*_k + gamma_k``: strictly positive by (3) — KKT for every piece with
-strict complementarity. (iv) *LIKQ*: ``F'(x*)`` nonsingular forces ``J(theta*) E_J`` to have full row
+``grad L_sigma(theta*) = grad L_b(theta*) - sum_{sigma_k = -} gamma_k grad phi_k`` for unit kinks (the
+base is their ``+`` side), so ``grad L_sigma = sum_k mu^sigma_k sigma_k grad phi_k`` with
+``mu^sigma_k = -nu*_k`` (``+`` side) or ``nu*_k + gamma_k`` (``-`` side); for a loss kink the base
+piece ``a0`` is the ``-`` side, ``L_+ = L_b + phi_q / n``, and the multipliers are ``nu*_q`` and
+``1/n - nu*_q``. All are strictly positive by (3): KKT for every piece with strict complementarity. (iv) *LIKQ*: ``F'(x*)`` nonsingular forces ``J(theta*) E_J`` to have full row
 rank. (v) *Second order*: on ``ker J(theta*)`` every piece's Lagrangian Hessian equals
 ``H = grad^2 Lag(theta*, nu*)`` (the pieces differ by ``ell' c_k (s_sigma - s_pos) phi_k``, whose
 second derivative on ``ker J`` is ``-gamma_k grad^2 phi_k``, cancelled by the change of multiplier;
 DESIGN.md §4). ``F'`` is symmetric and nonsingular on the whole segment ``[x0, x*]`` (i), so no
 eigenvalue crosses 0 and ``F'(x*)`` has the inertia ``(|J|, m, 0)`` of (5); with ``B* = diag(alpha)
 J(theta*) E_J`` of full row rank, ``In(F'(x*)) = In(Z^T A* Z) + (m, m, 0)`` for a basis ``Z`` of
-``ker B*`` (Gould, Math. Prog. 32, 1985), so ``E_J^T H E_J`` is positive definite on ``ker B*``. So ``y*`` is a strict local minimum of every piece
-problem on the slice (second-order sufficient conditions with strict complementarity, e.g.
-Nocedal–Wright Thm 12.6) and, the pieces covering a neighbourhood, of ``L`` on the slice.
+``ker B*`` (Gould, Math. Prog. 32, 1985), so ``E_J^T H E_J`` is positive definite on ``ker B*``.
+So ``y*`` is a strict local minimum of every piece problem on the slice (second-order sufficient
+conditions with strict complementarity and LICQ, e.g. Nocedal–Wright Thm 12.6) and, the pieces
+covering a neighbourhood, of ``L`` on the slice. The KKT point is also the only zero of ``F`` in
+``B(x0, rho)`` when ``kappa0 + h rho < 1`` (reported as ``uniqueness_radius``).
 (vi) *Modulo symmetry*: the map ``(t, s) -> Phi_1(t_1, ... Phi_r(t_r, s))`` from ``R^r x S`` has
 differential ``[T(theta*), E_J]`` at ``(0, theta*)``, nonsingular by (4): a local diffeomorphism
 onto a neighbourhood of ``theta*``, on which ``L(Phi(t, s)) = L(s) >= L(theta*)`` with equality only
@@ -272,6 +280,10 @@ def gauge_families(problem: Problem, z: list, held_units) -> list:
     s_pos, s_neg = net.activation.slopes
     held = {(l, j) for l, _, j in held_units}
     fams = []
+    if problem.loss.name in ("cross_entropy", "multiclass_hinge"):
+        # the loss sees the logits only through their differences: f -> f + t 1 through the output
+        # bias (j = n_{L-1}) or through a column j of W_L (adds t x^{L-1}_j to every logit)
+        fams += [("logit_shift", net.n_layers, j) for j in range(net.widths[-2] + 1)]
     for l in range(1, net.n_layers):
         zl = z[l - 1]
         for j in range(zl.shape[1]):
@@ -306,6 +318,13 @@ def tangent_matrix(problem: Problem, theta: np.ndarray, families, z: list) -> np
     s_pos, s_neg = net.activation.slopes
     cols = []
     for kind, l, j in families:
+        if kind == "logit_shift":
+            w0, b0 = net.offsets[l - 1]
+            n_out, n_in = net.weights[l - 1].shape
+            c = np.zeros(p)
+            c[(b0 + np.arange(n_out)) if j == n_in else (w0 + np.arange(n_out) * n_in + j)] = 1.0
+            cols.append(c)
+            continue
         inc, out = _unit_coords(net, l, j)
         if kind == "dead":
             for idx in np.concatenate([inc, out]):
@@ -409,7 +428,7 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
     :func:`_margins` (sides, multipliers, transversality on the ball), :func:`_inertia`.
     """
     t0 = time.perf_counter()
-    st = SimpleNamespace(problem=problem, timings={})
+    st = SimpleNamespace(problem=problem, timings={}, deadline=deadline)
     _first_order(st, held_units, held_loss, families, pivots, nu)
     st.timings["first_order_s"] = time.perf_counter() - t0
     _check_time(deadline)
@@ -598,9 +617,12 @@ def _kkt_matrix(st, alpha_exp) -> None:
     p, J, nJ, m, wd, progs = st.p, st.J, st.nJ, st.m, st.wd, st.progs
     EJ = np.zeros((p, nJ))
     EJ[J, np.arange(nJ)] = 1.0
-    H = bounds.hvp_blocks(progs, st.delta_tot, st.Q, st.inj, EJ)
     Q_src = None if st.Q is None else progs.gamma * np.abs(st.Q) + st.e_Q
-    H_abs = bounds.hvp_blocks(progs, st.src_delta, Q_src, st.src_inj, EJ, absolute=True)
+    try:
+        H = bounds.hvp_blocks(progs, st.delta_tot, st.Q, st.inj, EJ, deadline=st.deadline)
+        H_abs = bounds.hvp_blocks(progs, st.src_delta, Q_src, st.src_inj, EJ, absolute=True, deadline=st.deadline)
+    except TimeoutError:
+        raise _Fail("the time budget ran out during the nearby proof (Hessian of the Lagrangian)") from None
     if wd:
         H = H + wd * EJ
         H_abs = H_abs + progs.gamma * wd * EJ
@@ -608,7 +630,10 @@ def _kkt_matrix(st, alpha_exp) -> None:
     A, E_A = H[J], E_H[J]
     rows_J, e_rows_J = st.rows[:, J], st.e_rows[:, J]
     if alpha_exp is None:
-        s_H = float(np.linalg.norm(A)) / math.sqrt(max(nJ, 1))
+        # balance the blocks: alpha_k ||row_k|| ~ the Hessian's size; when the Hessian vanishes (a vertex of
+        # a piecewise-linear loss) or nearly, the size of the terms it sums (its absolute-value twin) sets it
+        terms = float(np.linalg.norm(H_abs[J])) / max(progs.gamma, 1e-300)
+        s_H = max(float(np.linalg.norm(A)), 1e-3 * terms) / math.sqrt(max(nJ, 1))
         s_H = s_H if s_H > 0 else 1.0
         rn = np.linalg.norm(rows_J, axis=1)
         if m and np.any(rn == 0):
@@ -635,8 +660,9 @@ def _existence(st) -> None:
     """Urabe / Newton–Kantorovich: ``R``, ``kappa0``, ``eta``, ``K`` and the radius (docstring, (1)).
 
     ``R = V diag(1/w) V^T`` from the eigendecomposition of ``F'(x0)`` (which the inertia certificate
-    needs anyway); ``||R||_2 <= (1 + kappa0) / (min |w| - e)`` from the certified spectrum enclosure
-    (``R - F'^-1 = (R F' - I) F'^-1``); the residual's rounding enters elementwise, ``|R e| <= |R| e``.
+    needs anyway); ``||R||_2 <= (1 + kappa0) ||F'(x0)^-1||`` (``R - F'^-1 = (R F' - I) F'^-1``) with the
+    bound on ``||F'(x0)^-1||`` of :func:`certify.bounds.inertia`; the residual's rounding enters
+    elementwise, ``|R e| <= |R| e``.
     """
     Fp, nJ, m, f = st.Fp, st.nJ, st.m, st.f
     N = Fp.shape[0]
@@ -669,9 +695,7 @@ def _existence(st) -> None:
                     + _flat_hint(Fp, st.J, st.net), data={"kappa0": kappa0})
     # the spectrum of F'(x0), certified (also the second-order argument, _inertia)
     st.inert = bounds.inertia(Fp, st.e_Fp, eig=st.eig)
-    norm_R = norm_R_crude
-    if st.inert["margin"] > 0:
-        norm_R = min(norm_R, up((1 + kappa0) / st.inert["margin"]))
+    norm_R = min(norm_R_crude, up((1 + kappa0) * st.inert["inv_norm"]))
     st.norm_R = norm_R
     # eta: |R F(x0) - fl(R f)| <= gamma_N |R| |f| + |R| e_f, elementwise
     err_vec = absR @ (SAFETY * gamma(N + 2) * np.abs(f) + st.e_f) * (1 + 2 * gamma(N + 2))
@@ -745,26 +769,7 @@ def _margins(st) -> None:
     st.loss_margin = math.inf
     loss = st.problem.loss
     if loss.piecewise_linear:
-        F, e_F = st.F, st.e_F
-        vals, S = loss.pieces(F, st.problem.Y)
-        v_off, _ = piece_offsets(st.problem)
-        choice = vals.argmax(axis=2)
-        tied = {(i, g): (a0, a1) for i, g, a0, a1 in st.held_loss}
-        where = None
-        for i in range(n):
-            for g in range(vals.shape[1]):
-                act = tied.get((i, g), (int(choice[i, g]),))
-                for a in act:
-                    for b in range(vals.shape[2]):
-                        if b in act:
-                            continue
-                        dS, dv = S[i, g, a] - S[i, g, b], v_off[i, g, a] - v_off[i, g, b]
-                        gap = dv + float(dS @ F[i])
-                        e_gap = float(np.abs(dS) @ e_F[i]) + SAFETY * gamma(C + 3) * (
-                            abs(dv) + float(np.abs(dS) @ np.abs(F[i])))
-                        marg = gap - e_gap - float(np.linalg.norm(dS)) * (1 + 4 * U) * Bf[1] * Xhat[i] * r_theta
-                        if marg < st.loss_margin:
-                            st.loss_margin, where = marg, (i, g, a, b)
+        st.loss_margin, where = _loss_piece_margin(st, r_theta)
         if not st.loss_margin > 0:
             raise _Fail(f"a loss piece left free may tie within the radius (sample {where[0]}, group {where[1]})",
                         data={"near_kink": ("loss",) + where, "radius": r_theta})
@@ -807,6 +812,38 @@ def _margins(st) -> None:
                         f"drift {drift:.3g})")
 
 
+def _loss_piece_margin(st, r_theta: float):
+    """Least margin by which an active loss piece stays above every other piece of its group on the
+    ball: ``(v_a - v_b) + (S_a - S_b) . f_i`` minus its rounding bound minus ``||S_a - S_b|| ||df_i||``."""
+    F, e_F, C = st.F, st.e_F, st.C
+    vals, S = st.problem.loss.pieces(F, st.problem.Y)
+    v_off, _ = piece_offsets(st.problem)
+    n, G, P = vals.shape
+    first = vals.argmax(axis=2)
+    second = first.copy()
+    held = np.zeros((n, G), dtype=bool)
+    for i, g, a0, a1 in st.held_loss:
+        first[i, g], second[i, g], held[i, g] = a0, a1, True
+    df = st.Bf[1] * st.Xhat * r_theta * (1 + 4 * U)                  # bound on ||f_i(theta) - f_i(theta0)||
+    g_C = SAFETY * gamma(C + 3)
+    best, where = math.inf, None
+    for act in (first, second):
+        Sa = np.take_along_axis(S, act[:, :, None, None], axis=2)       # (n, G, 1, C)
+        va = np.take_along_axis(v_off, act[:, :, None], axis=2)        # (n, G, 1)
+        dS, dv = Sa - S, va - v_off                                     # (n, G, P, C), (n, G, P)
+        gap = dv + np.einsum("ngpc,nc->ngp", dS, F)
+        e_gap = np.einsum("ngpc,nc->ngp", np.abs(dS), e_F) + g_C * (np.abs(dv) + np.einsum("ngpc,nc->ngp", np.abs(dS),
+                                                                                             np.abs(F)))
+        marg = gap - e_gap - np.sqrt(np.sum(dS * dS, axis=3)) * df[:, None, None]
+        pidx = np.arange(P)[None, None, :]
+        marg[(pidx == first[:, :, None]) | (held[:, :, None] & (pidx == second[:, :, None]))] = math.inf
+        k = int(np.argmin(marg))
+        if marg.size and marg.flat[k] < best:
+            i, g, b = np.unravel_index(k, marg.shape)
+            best, where = float(marg.flat[k]), (int(i), int(g), int(act[i, g]), int(b))
+    return best, where
+
+
 def _inertia(st) -> None:
     """Second order: ``F'(x0)`` has inertia ``(|J|, m, 0)`` (docstring (5)); with (i) it carries to ``x*``."""
     inert = st.inert
@@ -829,6 +866,7 @@ def _summary(st) -> dict:
     dead = sum(1 for f_ in fams if f_[0] == "dead")
     shifts = sum(1 for f_ in fams if f_[0] == "translation")
     orbits = sum(1 for f_ in fams if f_[0] == "orbit")
+    logit = sum(1 for f_ in fams if f_[0] == "logit_shift")
     progs = st.progs
     return {
         "held_units": [list(k) for k in st.held_units], "held_loss": [list(k) for k in st.held_loss],
@@ -845,7 +883,7 @@ def _summary(st) -> dict:
         "inertia_margin": st.inertia_margin, "inertia_error": st.inertia_error,
         "reduced_curvature_estimate": st.curv_est,
         "dimensions": {"p": st.p, "symmetry": int(st.T0.shape[1]), "free": int(st.nJ), "held": st.m,
-                       "orbits": orbits, "translations": shifts, "dead_units": dead},
+                       "orbits": orbits, "translations": shifts, "dead_units": dead, "logit_shifts": logit},
         "rounding": {"unit_roundoff": U, "program_depth": progs.depth, "gamma": progs.gamma, "safety": SAFETY,
                      "F_error": bounds.fro(st.e_f), "Fprime_error": st.e_Fp},
         "strict": dead == 0 and shifts == 0,
@@ -996,8 +1034,9 @@ def _down(v, down):
 
 def _claim_text(cert: dict) -> str:
     dims = cert["dimensions"]
-    what = "strict modulo rescaling" if cert["strict"] else (
-        f"strict modulo rescaling, {dims['translations']} bias translation(s) and the weights of "
+    sym = "rescaling" + (" and logit shifts" if dims.get("logit_shifts") else "")
+    what = f"strict modulo {sym}" if cert["strict"] else (
+        f"strict modulo {sym}, {dims['translations']} bias translation(s) and the weights of "
         f"{dims['dead_units']} dead unit(s)")
     kinks = dims["held"]
     return (f"an exact local minimum ({what}; {kinks} kink(s) held with interior multipliers) lies within "

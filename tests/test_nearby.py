@@ -81,6 +81,18 @@ CONSTRUCTIONS = {
     # multipliers 1/2, 1/2 in (-1, 1): a sharp minimum in (A, B); strict modulo orbit and shift.
     "abs_vertex": dict(layers=[([[3]], [3]), ([["1/6"]], ["-1/2"])], X=[[0], [1], [2]], y=[0, 2, 1], act="relu",
                        loss="absolute", families=[("orbit", 1, 0), ("shift", 1, 0)]),
+    # Multiclass hinge vertex: x = (1,4,0,2,0,3,4,3), labels (2,0,2,1,0,1,1,0); the unit (1/3, 1/3) is active
+    # everywhere, logits f = (0, (x-1)/3, 1 - x/2) = A x + B. Sample losses 1/2, 2, 0, 2/3, 2, 1/3, 0, 5/3
+    # (sum 43/6); samples 0, 2, 3, 6 tie two pieces ((0,1), (0,2), (0,2), (0,1)). In (A1, A2, B1, B2) (class 0
+    # fixed by the logit shift) the free pieces sum to (4, 0, 1, 1), the base pieces of the ties to
+    # (-6, -1, -2, -2), the tie generators are (1,0,1,0), (0,0,0,1), (0,2,0,1), (4,0,1,0) (independent, det 6)
+    # and 0 = (-2, -1, -1, -1) + sum lambda_k gen_k gives lambda = (2/3, 1/2, 1/2, 1/3), all interior: 0 is
+    # interior to the subdifferential of the convex loss, a sharp minimum modulo logit shifts; in the network,
+    # strict modulo the unit's orbit and shift and the two logit shifts.
+    "mc_vertex": dict(layers=[([["1/3"]], ["1/3"]), ([[0], [1], ["-3/2"]], [0, "-2/3", "3/2"])],
+                      X=[[1], [4], [0], [2], [0], [3], [4], [3]], y=[2, 0, 2, 1, 0, 1, 1, 0], act="relu",
+                      loss="multiclass_hinge",
+                      families=[("orbit", 1, 0), ("shift", 1, 0), ("logit_w", 2, 0), ("logit_b", 2, 0)]),
 }
 
 
@@ -104,8 +116,11 @@ def _problem(name) -> Problem:
                   [np.array([float(v) for v in b]) for _, b in L], c["act"])
     X = np.array([[float(Fraction(v)) for v in r] for r in c["X"]])
     y = c["y"]
-    yf = (np.array([[float(Fraction(v)) for v in r] for r in y]) if isinstance(y[0], list)
-          else np.array([float(Fraction(v)) for v in y]))
+    if c["loss"] == "multiclass_hinge":
+        yf = np.array(y, dtype=np.int64)
+    else:
+        yf = (np.array([[float(Fraction(v)) for v in r] for r in y]) if isinstance(y[0], list)
+              else np.array([float(Fraction(v)) for v in y]))
     return Problem(net, Dataset(X, yf), c["loss"])
 
 
@@ -113,6 +128,13 @@ def _apply(layers, families, params):
     """The exact point ``Phi(params, theta*)``: families applied in order, Fractions throughout."""
     L = copy.deepcopy(layers)
     for (kind, l, j), t in zip(families, params):
+        if kind in ("logit_w", "logit_b"):           # every logit + t (x_j of the last hidden layer, or 1)
+            W, b = L[l - 1]
+            for row in W if kind == "logit_w" else []:
+                row[j] = row[j] + t
+            if kind == "logit_b":
+                L[l - 1] = (W, [v + t for v in b])
+            continue
         W, b = L[l - 1]
         Wn, bn = L[l]
         if kind == "orbit":
@@ -158,8 +180,8 @@ def test_constructions_are_local_minima_for_the_exact_oracle(name):
     c = CONSTRUCTIONS[name]
     layers = _fr_layers(c["layers"])
     X = [[Fraction(v) for v in r] for r in c["X"]]
-    y = [[Fraction(v) for v in r] if isinstance(r, list) else (int(r) if c["loss"] == "hinge" else Fraction(r))
-         for r in c["y"]]
+    y = [[Fraction(v) for v in r] if isinstance(r, list) else
+         (int(r) if c["loss"] in ("hinge", "multiclass_hinge") else Fraction(r)) for r in c["y"]]
     res = exact.probe(layers, X, y, c["act"], c["loss"], radii=(Fraction(1, 100), Fraction(1, 10 ** 4)),
                       n_random=40)
     assert not res.found_decrease, (name, res.min_difference, res.direction)
@@ -217,7 +239,7 @@ def test_perturbed_exact_minima(name):
         checks = recheck(moved, res.certificate)
         assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
         flags = CONSTRUCTIONS[name]["families"]
-        assert res.certificate["strict"] == all(f[0] == "orbit" for f in flags)
+        assert res.certificate["strict"] == all(f[0] in ("orbit", "logit_w", "logit_b") for f in flags)
         radii.append(r)
     assert radii[0] > radii[1] > radii[2]
 
