@@ -24,7 +24,8 @@ other unit and loss group the side it has at ``theta0``. The Lagrangian is
 
 Gauge. The exact symmetries (no weight decay; :func:`gauge_families`): the rescaling orbit of every
 hidden unit (``(w_j, b_j) -> c (w_j, b_j)``, ``W_{l+1}[:, j] -> W_{l+1}[:, j] / c``); for a unit
-with one slope ``s`` on every sample (none of its pre-activations held) the translation
+with one slope ``s`` on every sample (none of its pre-activations held; every unit of a network with
+the identity activation) the translation
 ``b_l[j] += e, b_{l+1} -= s W_{l+1}[:, j] e``; for a dead ReLU unit every incoming and outgoing
 coordinate; for cross-entropy and multiclass hinge (functions of the logits' differences) the logit
 shifts ``b_L += t 1`` and ``W_L[:, j] += t 1``. Each is a family ``Phi_i(t, .)`` of maps with
@@ -295,7 +296,8 @@ def gauge_families(problem: Problem, z: list, held_units) -> list:
             W, Wn = net.weights[l - 1], net.weights[l]
             if np.any(W[j]) or net.biases[l - 1][j] != 0 or np.any(Wn[:, j]):
                 fams.append(("orbit", l, j))
-            if not has_held and (np.all(col > 0) or np.all(col < 0)):
+            one_slope = s_pos == s_neg or np.all(col > 0) or np.all(col < 0)
+            if not has_held and one_slope:
                 fams.append(("translation", l, j))
     return fams
 
@@ -752,7 +754,7 @@ def _margins(st) -> None:
     n, C, L, r_theta = st.n, st.C, st.L, st.r_y
     Bf, Bu, Xhat = st.Bf, st.Bu, st.Xhat
     st.pre_margin, st.pre_where = math.inf, None
-    for l in range(1, L):
+    for l in range(1, L if st.net.activation.has_kink else 1):   # an activation without a kink has no sides
         marg = np.abs(st.z[l - 1]) - st.e_z[l - 1] - (Xhat[:, None] * Bu[l - 1][:, 1][None, :]) * r_theta
         for (hl, hi, hj) in st.held_units:
             if hl == l:

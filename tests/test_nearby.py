@@ -282,6 +282,21 @@ def test_no_proof_without_a_strict_minimum(name, applicable, why):
     assert why in res.reason
 
 
+def test_linear_network_least_squares_fit():
+    """tests/reference "linear_global_min": identity 2-1-1 at the least-squares fit of OR. f = a (w . x + b) + c
+    depends on theta through (A, B) = (a w, a b + c), a submersion whose fibres are the unit's rescaling and
+    translation; the least-squares (A, B) is unique (full-rank design): strict modulo those two families."""
+    problem = _reference_problem("linear_global_min")
+    res = prove_nearby(problem)
+    assert res.proved, res.reason
+    dims = res.certificate["dimensions"]
+    assert (dims["orbits"], dims["translations"], dims["held"]) == (1, 1, 0)
+    case = by_name("linear_global_min")
+    dist2 = sum((Fraction(s) - Fraction(float(t))) ** 2 for s, t in zip(case.theta, problem.theta))
+    assert dist2 <= Fraction(res.radius) ** 2
+    assert all(c.ok for c in recheck(problem, res.certificate))
+
+
 def test_three_way_tie_is_out_of_scope():
     # f = (1, 0, 0) with label 0: the pieces f_j + [j != y] - f_y are 0, 0, 0 (a three-way tie)
     net = Network([np.array([[1.0]]), np.zeros((3, 1))], [np.zeros(1), np.array([1.0, 0.0, 0.0])], "relu")
