@@ -67,10 +67,13 @@ def up(x: float, ops: int = 8) -> float:
 def program_depth(widths, n_samples: int, n_outputs: int) -> int:
     """Upper bound on the roundings of any monomial in the forward, gradient, row and HVP programs.
 
-    A length-``k`` inner product costs at most ``k`` roundings per term; a forward layer
-    ``n_{l-1} + 2`` (sum, bias, slope); the tangent pass doubles the inner products; the backward
-    pass mirrors them and multiplies forward and backward quantities (their depths add); the
-    sums over samples cost ``n``. ``3 sum (n_{l-1} + n_l + 4) + 2n + 2C + 10`` covers all of it.
+    A length-``k`` inner product costs at most ``k`` roundings per term and the product of two
+    computed quantities adds their depths. Forward: ``d(x^l) <= Fx(l) = sum_{t<=l} (n_{t-1} + 2)``
+    (sum, bias, slope); tangent ``d(dx^l) <= sum_{t<=l} (n_{t-1} + 3)``; backward adjoints
+    ``d(delta^l) <= sum_{t>l} (n_t + 2)``, ``d(ddelta^l) <= d(dF) + C + sum_{t>l} (n_t + 2)``; an entry
+    of the gradient or of ``H v`` is a sum over ``n`` samples of a backward times a forward quantity:
+    at most ``sum_t (2 n_{t-1} + n_t + 7) + n + C + 1`` roundings. The bound returned,
+    ``3 sum_t (n_{t-1} + n_t + 4) + 2n + 2C + 10``, covers that with room for the weight-decay term.
     """
     w = list(widths)
     total = sum(w[l - 1] + w[l] + 4 for l in range(1, len(w)))
@@ -274,7 +277,7 @@ def norm2_upper(A) -> float:
     M = A if A.shape[0] >= A.shape[1] else A.T
     s = float(np.linalg.norm(M, 2)) * (1 + 1e-6) + 1e-300
     G = M.T @ M
-    err_G = gamma(M.shape[0] + 2) * fro(M) ** 2
+    err_G = SAFETY * gamma(M.shape[0] + 2) * fro(M) ** 2
     lo, ok = lambda_min_lower(s * s * np.eye(G.shape[0]) - G, err_G + 4 * U * s * s)
     if ok and lo > 0:
         return min(crude, up(s))

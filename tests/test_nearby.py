@@ -313,9 +313,12 @@ def test_no_proof_near_a_saddle():
 
 def test_no_proof_far_from_stationarity():
     problem = _problem("gt16")
-    res = prove_nearby(problem.at(problem.theta + 0.3 * _direction(4, 1)))
-    assert not res.proved and res.applicable
-    assert "1/2" in res.reason or "margin" in res.reason or "kink" in res.reason
+    for delta in (0.3, 0.01):
+        res = prove_nearby(problem.at(problem.theta + delta * _direction(4, 1)))
+        assert not res.proved and res.applicable
+        assert "is not below 1/2" in res.reason           # h = beta K eta > 1/2
+    res = prove_nearby(problem.at(problem.theta + 1e-3 * _direction(4, 1)))
+    assert res.proved and 1e-3 / 2 < res.radius < 1e-2
 
 
 def test_the_given_structure_is_used_as_is():
