@@ -17,6 +17,8 @@ import numpy as np
 from . import __version__
 from .data import Dataset, Problem
 from .first_order import decide_first_order
+from .budget import DEFAULT_TIME_LIMIT, OutOfTime, remaining
+from .first_order import FirstOrder
 from .kinks import DEFAULT_TOL, find_kinks
 from .loaders import as_network
 from .report import Report, Verdict
@@ -28,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 def check(model, X=None, y=None, *, data=None, activation=None, loss="square", weight_decay=0.0,
-          tol: float = DEFAULT_TOL, time_limit: float = 60.0, polish: bool = False) -> Report:
+          tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT, polish: bool = False) -> Report:
     """Decide whether the network's parameters are a local minimum of its training loss.
 
     Parameters
@@ -47,10 +49,14 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         ``"cross_entropy"``; the training loss is the mean over samples.
     weight_decay : float
         ``lambda`` in ``+ lambda/2 ||theta||^2``.
-    tol : float
-        Relative kink tolerance (see :mod:`certify.kinks`).
+    tol : float or None
+        Kinks are the values zero up to their rounding-error bound; a relative tolerance ``tol``
+        also snaps values within it (see :mod:`certify.kinks`). A certificate is never about a point
+        snapped beyond rounding.
     time_limit : float
-        Seconds allowed to each MILP; a budget ends in ``inconclusive``, never a hang.
+        Seconds for the whole check, polishing included (default 300); when the budget runs out the
+        answer is the best one proved so far (a verified refutation stands; otherwise
+        ``inconclusive`` naming what ran out), never a hang.
     polish : bool
         First move to a nearby point with exact kinks and zero reduced gradient (the cell program
         for one-hidden-layer nets, Newton on the kink manifold otherwise; :mod:`certify.polish`) and
@@ -90,17 +96,34 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0):
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit)
 
 
-def check_polished(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
-    """Polish (:func:`certify.polish.polish_point`), then check the polished point."""
+#: share of the budget polishing may use (the rest is for certifying the polished point)
+POLISH_SHARE = 0.5
+#: a trained checkpoint has converged when the certified point is this close, relative to ||theta||
+NEAR_DISTANCE = 0.05
+#: ... and its loss this close, relative to the checkpoint's loss
+NEAR_LOSS_GAP = 0.01
+
+
+def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
+    """Polish (:mod:`certify.polish`), certify the polished point, and say what it means for the checkpoint.
+
+    The report's ``trained`` section answers for the given point: ``near_minimum`` (a certified local
+    minimum within ``NEAR_DISTANCE`` of it, relative to its norm, and within ``NEAR_LOSS_GAP`` of its
+    loss), ``near_saddle`` (the polished point is a saddle: its escape is verified), ``not_converged``
+    (a verified lower point further away or clearly lower: keep training; the end point's own verdict
+    is kept), or ``undecided``.
+    """
     t0 = time.perf_counter()
+    deadline = t0 + time_limit
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
-    pol = polish_problem(problem, time_limit=min(time_limit, 5.0))
-    report = check_problem(problem.at(pol.theta), tol=tol, time_limit=time_limit)
+    pol = polish_problem(problem, time_limit=max(1e-3, min(POLISH_SHARE * time_limit, 5.0)))
+    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
     report.polish = info
+    report.trained = trained_answer(problem, pol.theta, report)
     report.reason = (f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g}): "
                      + report.reason)
     report.timings["polish_s"] = time.perf_counter() - t0 - report.timings.get("total_s", 0.0)
@@ -108,9 +131,54 @@ def check_polished(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: fl
     return report
 
 
-def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: float = 60.0) -> Report:
-    """:func:`check` on an assembled :class:`Problem`."""
+def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
+    """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
+    from .evaluate import verified_decrease
+    theta0 = problem.theta
+    norm0 = float(np.linalg.norm(theta0))
+    claim = report.claim or {}
+    radius = float(claim.get("radius") or 0.0)
+    distance = float(np.linalg.norm(theta_end - theta0)) + radius
+    dec = verified_decrease(problem, theta0, theta_end) if not np.array_equal(theta_end, theta0) else None
+    loss0 = problem.value()
+    loss_end = problem.value(theta_end)
+    gap = loss0 - loss_end
+    rel_d = distance / norm0 if norm0 > 0 else (0.0 if distance == 0 else float("inf"))
+    rel_gap = gap / abs(loss0) if loss0 != 0 else (0.0 if gap == 0 else float("inf"))
+    verdict = report.verdict.value
+    out = {"distance": distance, "relative_distance": rel_d, "loss_checkpoint": loss0, "loss_end": loss_end,
+           "loss_gap": gap, "relative_loss_gap": rel_gap, "end_verdict": verdict,
+           "lower_point_verified": bool(dec is not None and dec.verified),
+           "thresholds": {"relative_distance": NEAR_DISTANCE, "relative_loss_gap": NEAR_LOSS_GAP}}
+    near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
+    where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
+    lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
+    if verdict == "local_min" and near:
+        out["outcome"] = "near_minimum"
+        out["summary"] = f"a certified local minimum {where}, {lower}"
+    elif verdict == "saddle":
+        out["outcome"] = "near_saddle"
+        out["summary"] = (f"near a saddle: the point {where} is a saddle and its escape is verified; resume "
+                          f"training from the lower point (--escape)")
+    elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
+        out["outcome"] = "not_converged"
+        end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
+               "inconclusive": "an undecided point"}.get(verdict, verdict)
+        out["summary"] = (f"training has not converged: a verified lower point {where}, {lower}; carried on to "
+                          f"{end} there; keep training")
+    else:
+        out["outcome"] = "undecided"
+        out["summary"] = (f"undecided: the polished point {where} ({lower}) is {verdict}"
+                          + ("" if verdict != "local_min" else " but not near enough to call the checkpoint converged"))
+    return out
+
+
+def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
+                  deadline: float | None = None) -> Report:
+    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``)."""
     t0 = time.perf_counter()
+    if deadline is None:
+        deadline = t0 + time_limit
     timings = {}
     net = problem.network
     with np.errstate(over="ignore", invalid="ignore"):
@@ -122,7 +190,10 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
     fo_model = first_order_model(problem, fwd, kinks)
     timings["tangent_s"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=time_limit)
+    try:
+        fo = decide_first_order(problem, fwd, kinks, fo_model, time_limit=remaining(deadline))
+    except OutOfTime as exc:
+        fo = FirstOrder(None, "budget", reason=f"the time budget ({time_limit:g} s) ran out during {exc.what}")
     timings["first_order_s"] = time.perf_counter() - t2
     loss_value = float(np.mean(problem.loss.values(fwd.output, problem.Y)))
     if problem.weight_decay:
@@ -133,6 +204,7 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
              "approximate": kinks.n_total > kinks.n_exact}
     refutation = None
     second_order = None
+    claim = None
     if fo.direction is not None and not fo.stationary:  # a slope within the tolerance cannot be verified
         t3 = time.perf_counter()
         refutation = refute(problem, fwd, kinks, fo_model, fo.direction)
@@ -145,17 +217,27 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
         flags["method"] = fo.method
     elif fo.stationary:
         t4 = time.perf_counter()
-        so = decide_second_order(problem, fwd, kinks, fo_model, fo, time_limit=time_limit)
+        so = decide_second_order(problem, fwd, kinks, fo_model, fo, time_limit=remaining(deadline),
+                                 deadline=deadline)
         timings["second_order_s"] = time.perf_counter() - t4
         second_order = so.to_dict()
         fo.solver_calls.extend(so.solver_calls)
         flags.update({k: v for k, v in so.flags.items() if v is not None or k not in flags})
         flags["method"] = so.method
-        if so.verdict == "local_min":
+        if so.verdict == "local_min" and kinks.n_near:
+            # the certificate holds for the point with its near kinks snapped onto their surfaces, which
+            # is not the given point: a tolerance never certifies
+            verdict = Verdict.INCONCLUSIVE
+            reason = (f"a local minimum only up to the tolerance {kinks.tol:g}: {kinks.n_near} kink(s) were snapped "
+                      f"onto their surfaces from up to {kinks.summary()['max_abs_value']:.3g} away, beyond rounding "
+                      f"({so.method} holds for the snapped point, not for the given one); polish the point "
+                      f"(--polish) to certify a nearby exact point")
+        elif so.verdict == "local_min":
             verdict, reason = Verdict.LOCAL_MIN, so.reason
+            claim = _claim_up_to_rounding(kinks, fo)
             flags.setdefault("global", None)
             flags.setdefault("spurious", None)
-            if not flags.get("global"):
+            if not flags.get("global") and remaining(deadline) > 0:
                 from .secondorder.spurious import spurious_lower_point
                 t5 = time.perf_counter()
                 lower = spurious_lower_point(problem)
@@ -172,18 +254,37 @@ def check_problem(problem: Problem, *, tol: float = DEFAULT_TOL, time_limit: flo
             verdict, reason = Verdict.INCONCLUSIVE, so.reason
     elif fo.direction is not None:
         verdict = Verdict.INCONCLUSIVE
-        reason = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g}) but no "
-                  f"decrease of the loss could be verified along it; the point is stationary only up to "
-                  f"rounding")
+        reason = _unverified_descent_reason(fo, refutation)
     else:
         verdict = Verdict.INCONCLUSIVE
         reason = fo.reason or "first-order test undecided"
+    if claim is not None:
+        flags["claim"] = claim["level"]
     timings["total_s"] = time.perf_counter() - t0
     return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
                   first_order=fo.to_dict(), second_order=second_order, refutation=refutation,
-                  solver_calls=fo.solver_calls,
-                  timings=timings, version=__version__)
+                  solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
 
+
+def _claim_up_to_rounding(kinks, fo) -> dict:
+    """What a float64 certificate proves: about the given point, every zero up to its rounding bound."""
+    return {"level": "up_to_rounding", "about": "the given point",
+            "statement": ("theta is a local minimum, with every kink and the first-order residual zero to within "
+                          "the rigorous rounding-error bound of its float64 computation"),
+            "kinks_within_rounding": kinks.n_total - kinks.n_near,
+            "first_order_rounding_ratio": (fo.certificate or {}).get("rounding_ratio",
+                                                                     (fo.certificate or {}).get("residual_ratio"))}
+
+
+def _unverified_descent_reason(fo, refutation) -> str:
+    note = (refutation or {}).get("note") or ""
+    where = (f"a descent direction was found ({fo.method}, L'(theta; d) = {fo.min_value:.3g} beyond the rounding "
+             f"bound) but no decrease of the loss could be verified along it")
+    if "rounding" in note:
+        return (where + ": the descent region is too small for float64 to show a decrease (a kink or the "
+                "next piece is very close); polish the point (--polish) or try an exact re-check on a smaller "
+                "problem")
+    return where + (f" ({note})" if note else "")
 
 
 def _problem_info(problem: Problem, loss_value: float) -> dict:

@@ -236,17 +236,23 @@ class Network:
     def forward(self, X: np.ndarray, *, with_scale: bool = False) -> "ForwardPass":
         """Pre-activations of every layer for inputs ``X`` of shape ``(n, n_0)``.
 
-        With ``with_scale``, also the magnitudes ``|W_l| |x^{l-1}| + |b_l|`` used to judge
-        whether a pre-activation is zero up to rounding (the kink tolerance is relative to them).
+        With ``with_scale``, also the *absolute forward pass* ``S^1 = |W_1| |X| + |b_1|``,
+        ``S^l = |W_l| (lip S^{l-1}) + |b_l|`` (``lip`` the largest |slope|): it bounds ``|z^l|`` and
+        the size of the terms ``z^l`` is computed from, so a rounding-error bound of ``z^l`` is a
+        multiple of it (:mod:`certify.rounding`; the kink tolerance is relative to it).
         """
         act = self.activation
+        lip = max(abs(s) for s in act.slopes)
         x = X
         pre, post, scale = [], [X], []
+        s_prev = np.abs(X) if with_scale else None
         for l, (W, b) in enumerate(zip(self.weights, self.biases), start=1):
             z = x @ W.T + b
             pre.append(z)
             if with_scale:
-                scale.append(np.abs(x) @ np.abs(W).T + np.abs(b))
+                s = s_prev @ np.abs(W).T + np.abs(b)
+                scale.append(s)
+                s_prev = lip * s
             if l < self.n_layers:
                 x = act(z)
                 post.append(x)

@@ -388,7 +388,7 @@ def _cone_directions(problem, fwd, report, k, exclude) -> list:
     fo_cert = (report.get("first_order") or {}).get("certificate") or {}
     if fo_cert.get("kind") != "multipliers":
         return []
-    kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance", 1e-9))
+    kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance"))
     model = first_order_model(problem, fwd, kinks)
     lam = np.asarray(fo_cert.get("lambda", []), dtype=np.float64)
     pis = [np.asarray(x, dtype=np.float64) for x in fo_cert.get("pi", [])]
@@ -422,7 +422,7 @@ def _one_sided_slope(problem: Problem, report: dict, d: np.ndarray) -> float | N
     from .tangent import directional_derivative
     try:
         fwd = problem.network.forward(problem.X, with_scale=True)
-        kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance", 1e-9))
+        kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance"))
         return float(directional_derivative(problem, fwd, kinks, d))
     except Exception:  # noqa: BLE001 -- the model line is a decoration
         return None

@@ -152,8 +152,9 @@ def curve_coefficients(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
     else:
         vals, slopes = loss.pieces(F, Y)
         best = vals.max(axis=2, keepdims=True)
-        tol = kinks.tol * (np.max(fwd.scale[-1], axis=1) + 1.0)[:, None, None] if fwd.scale is not None else 0.0
-        active = vals >= best - tol
+        active = vals >= best
+        for q in range(kinks.n_loss):   # the tied pieces of every loss kink (within rounding or snapped)
+            active[kinks.loss_sample[q], kinks.loss_group[q], kinks.loss_active[q]] = True
         d1 = np.einsum("igpc,ic->igp", slopes, dF)
         d2 = np.einsum("igpc,ic->igp", slopes, ddF)
         # lexicographic max of (d1, d2) over the active pieces of every group

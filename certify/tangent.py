@@ -243,9 +243,11 @@ class FirstOrderModel:
     kink_ids : (K,) int array
         Which kinks of the :class:`KinkStructure` the rows belong to (kinks with no first-order
         effect are left out).
-    g_scale : (p,) array
-        Size of the terms every gradient entry is a sum of (``|g| <= g_scale``): the scale against
-        which a gradient counts as zero.
+    twin_fn : callable or None
+        Builds the *absolute twin* (:attr:`absolute`), on first use.
+    rounding : float
+        ``2 gamma_N`` (:mod:`certify.rounding`): ``rounding * absolute`` coefficient by coefficient
+        bounds the rounding error of this model's coefficients.
     """
 
     g: np.ndarray
@@ -261,15 +263,38 @@ class FirstOrderModel:
     n: int
     n_outputs: int
     kink_ids: np.ndarray
-    g_scale_fn: object  # () -> (p,) array; evaluated once, on first use (an extra absolute backprop)
+    twin_fn: object = None
+    rounding: float = 0.0
+
+    @property
+    def absolute(self) -> "FirstOrderModel":
+        """The absolute twin restricted to this model's kinks (every coefficient >= 0)."""
+        cached = self.__dict__.get("_absolute")
+        if cached is None:
+            if self.twin_fn is None:
+                raise ValueError("this model has no absolute twin")
+            full = self.twin_fn()
+            keep = self.kink_ids
+            cached = FirstOrderModel(
+                g=full.g, A=full.A[keep], M=full.M[keep][:, keep] if full.M.shape[0] else full.M, c=full.c[keep],
+                s_pos=abs(self.s_pos), s_neg=abs(self.s_neg), lk_sample=full.lk_sample, G=full.G,
+                N=full.N[:, keep], groups=full.groups, n=full.n, n_outputs=full.n_outputs, kink_ids=keep)
+            object.__setattr__(self, "_absolute", cached)
+        return cached
 
     @property
     def g_scale(self) -> np.ndarray:
-        cached = self.__dict__.get("_g_scale")
-        if cached is None:
-            cached = self.g_scale_fn() if callable(self.g_scale_fn) else np.asarray(self.g_scale_fn)
-            object.__setattr__(self, "_g_scale", cached)
-        return cached
+        """``|g|``'s absolute twin: the size of the terms every gradient entry is computed from."""
+        return self.absolute.g
+
+    @property
+    def g_error(self) -> np.ndarray:
+        """A rigorous bound on the rounding error of every entry of ``g``."""
+        return self.rounding * self.absolute.g
+
+    def tolerance(self) -> float:
+        """Rounding-error bound of ``L'(theta; d)`` as computed by :meth:`evaluate`, over the unit box."""
+        return self.rounding * self.absolute.size()
 
     @property
     def n_params(self) -> int:
@@ -335,9 +360,9 @@ class FirstOrderModel:
     def _psi(self, v):
         return self.s_neg * v + (self.s_pos - self.s_neg) * np.maximum(v, 0.0)
 
-    def scale(self) -> float:
-        """A size of ``L'`` over the unit box: the sum of absolute coefficients (for tolerances)."""
-        s = float(np.abs(self.g_scale).sum())
+    def size(self) -> float:
+        """The sum of this model's absolute coefficients over the unit box (of ``g``, ``c A``, ``S G``)."""
+        s = float(np.abs(self.g).sum())
         if self.n_kinks:
             bound = np.asarray(abs(self.A).sum(axis=1)).ravel()
             s += float(np.abs(self.c) @ bound) * max(abs(self.s_pos), abs(self.s_neg))
@@ -345,6 +370,10 @@ class FirstOrderModel:
             Gb = np.asarray(abs(self.G).sum(axis=1)).ravel().reshape(-1, self.n_outputs)
             s += sum(float(np.abs(S).max(axis=0) @ Gb[s_]) for s_, S in self.groups) / self.n
         return s
+
+    def scale(self) -> float:
+        """The size of the terms ``L'`` over the unit box is computed from: the absolute twin's size."""
+        return self.absolute.size() if self.twin_fn is not None else self.size()
 
 
 def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,
@@ -354,30 +383,47 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, 
     With ``drop_inert`` (default) kinks that cannot affect ``L'`` are left out (see ``kink_ids``).
     ``slopes`` fixes the activation slopes of every unit that is not one of ``kinks`` (default: the
     slopes at the point); this is how a *piece* fixes the side of kinks it branches on.
+
+    The model carries its *absolute twin* (built on first use, :attr:`FirstOrderModel.absolute`):
+    the same computation on ``|W|``, the absolute forward pass and an absolute loss adjoint
+    (:func:`certify.rounding.absolute_twin`); ``rounding`` times it bounds the rounding error of
+    every coefficient of the model (``fwd`` must have been made ``with_scale`` for that).
     """
-    net = problem.network
-    n, C = problem.n_samples, net.n_outputs
-    loss = problem.loss
+    from .rounding import factor
     if slopes is None:
         D = blocked_slopes(problem, fwd, kinks)
     else:
         D = [np.where(m, 0.0, s) for s, m in zip(slopes, kinks.masks)] if kinks.masks else [s.copy() for s in slopes]
+    delta = problem.loss.gradient(fwd.output, problem.Y) / problem.n_samples
+
+    def twin():
+        from .rounding import absolute_twin
+        tp, tf, tdelta = absolute_twin(problem, fwd)
+        full = _assemble(tp, tf, kinks, [np.abs(d) for d in D], tdelta / problem.n_samples, absolute=True,
+                         groups_from=fwd)
+        return full
+
+    model = _assemble(problem, fwd, kinks, D, delta, twin_fn=twin, rounding=factor(problem))
+    return _drop_inert(model) if drop_inert else model
+
+
+def _assemble(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, D: list, delta: np.ndarray, *,
+              absolute: bool = False, groups_from: ForwardPass | None = None, twin_fn=None,
+              rounding: float = 0.0) -> FirstOrderModel:
+    """The model's arrays from slopes ``D`` and the loss adjoint ``delta`` (dl/df / n per sample).
+
+    ``absolute``: the absolute twin (every coefficient non-negative: ``|S|`` for the loss pieces,
+    whose active set is read from ``groups_from``, the real forward pass).
+    """
+    net = problem.network
+    n, C = problem.n_samples, net.n_outputs
+    loss = problem.loss
     lk_samples = kinks.loss_kink_samples
-    delta = loss.gradient(fwd.output, problem.Y) / n
+    delta = np.array(delta, dtype=np.float64)
     delta[lk_samples] = 0.0
-    g, adj = backprop(problem, fwd, D, delta)
-
-    def g_scale_fn():
-        s_max = max(abs(v) for v in net.activation.slopes)
-        D_abs = [np.where(m, s_max, np.abs(d)) if m is not None else np.abs(d)
-                 for d, m in zip(D, kinks.masks or [None] * len(D))]
-        gs, _ = backprop(problem, fwd, D_abs, np.abs(loss.gradient(fwd.output, problem.Y)) / n, absolute=True)
-        if problem.weight_decay:
-            gs = gs + problem.weight_decay * np.abs(problem.theta)
-        return gs
-
+    g, adj = backprop(problem, fwd, D, delta, absolute=absolute)
     if problem.weight_decay:
-        g = g + problem.weight_decay * problem.theta
+        g = g + problem.weight_decay * (np.abs(problem.theta) if absolute else problem.theta)
     K = kinks.n_unit
     c = np.zeros(K)
     for l in range(1, net.n_layers):
@@ -402,20 +448,22 @@ def first_order_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, 
         t_sample = np.repeat(lk_samples, C)
         t_unit = np.tile(np.arange(C), lk_samples.size)
         G, N = switching_rows(problem, fwd, D, kinks, t_sample, net.n_layers, t_unit)
-        vals, slopes = loss.pieces(fwd.output, problem.Y)
+        real = groups_from if groups_from is not None else fwd
+        vals, slopes = loss.pieces(real.output, problem.Y)
         kinked = {(int(i), int(gr)): act for i, gr, act in zip(kinks.loss_sample, kinks.loss_group, kinks.loss_active)}
-        for s, i in enumerate(lk_samples):
+        for s_, i in enumerate(lk_samples):
             for gr in range(vals.shape[1]):
                 active = kinked.get((int(i), gr))
                 if active is None:
                     active = np.array([int(np.argmax(vals[i, gr]))])
-                groups.append((s, slopes[i, gr, active]))
+                S = slopes[i, gr, active]
+                groups.append((s_, np.abs(S) if absolute else S))
     else:
         G, N = sp.csr_matrix((0, net.n_params)), sp.csr_matrix((0, K))
     s_pos, s_neg = net.activation.slopes
-    model = FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
-                            groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), g_scale_fn=g_scale_fn)
-    return _drop_inert(model) if drop_inert else model
+    return FirstOrderModel(g=g, A=A, M=M, c=c, s_pos=s_pos, s_neg=s_neg, lk_sample=lk_samples, G=G, N=N,
+                           groups=groups, n=n, n_outputs=C, kink_ids=np.arange(K), twin_fn=twin_fn,
+                           rounding=rounding)
 
 
 def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
@@ -439,7 +487,8 @@ def _drop_inert(model: FirstOrderModel) -> FirstOrderModel:
     return FirstOrderModel(
         g=model.g, A=model.A[keep], M=model.M[keep][:, keep], c=model.c[keep], s_pos=model.s_pos,
         s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G, N=model.N[:, keep], groups=model.groups,
-        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], g_scale_fn=model.g_scale_fn)
+        n=model.n, n_outputs=model.n_outputs, kink_ids=model.kink_ids[keep], twin_fn=model.twin_fn,
+        rounding=model.rounding)
 
 
 # ---------------------------------------------------------------------------- second order
@@ -496,17 +545,24 @@ def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.nd
 
 
 def dense_hessian(problem: Problem, fwd: ForwardPass, D: list, basis: np.ndarray | None = None,
-                  loss_grad: np.ndarray | None = None, inject: list | None = None) -> np.ndarray:
-    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column."""
+                  loss_grad: np.ndarray | None = None, inject: list | None = None,
+                  deadline: float | None = None) -> np.ndarray:
+    """``H`` (p x p), or ``H @ basis`` when a basis (p x r) is given, column by column.
+
+    ``deadline`` is checked every few columns (:class:`certify.budget.OutOfTime`)."""
+    from .budget import check
     p = problem.n_params
     cols = np.eye(p) if basis is None else basis
     if cols.shape[1] == 0:
         return np.zeros((p, 0))
     if loss_grad is None:
         loss_grad = problem.loss.gradient(fwd.output, problem.Y)
-    HB = np.column_stack([hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject)
-                          for j in range(cols.shape[1])])
-    return HB
+    out = []
+    for j in range(cols.shape[1]):
+        if j % 16 == 0:
+            check(deadline, "a dense Hessian")
+        out.append(hessian_vector_product(problem, fwd, D, cols[:, j], loss_grad, inject))
+    return np.column_stack(out)
 
 
 def second_tangent(problem: Problem, fwd: ForwardPass, D: list, d: np.ndarray) -> list:

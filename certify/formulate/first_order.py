@@ -37,6 +37,11 @@ class OneLevel:
 
     ``source[j]`` says where generator ``j`` comes from: ``("unit", k)`` for row ``k`` of the
     :class:`FirstOrderModel` or ``("loss", group)`` for a two-piece loss kink.
+
+    ``twin`` is the *absolute twin* (a OneLevel with non-negative ``g``, ``a``, ``gamma`` and
+    ``|S|``; or a callable building it): ``rounding`` times it bounds the rounding errors of this
+    one's coefficients (:mod:`certify.rounding`), which is what "zero up to rounding" is measured
+    against.
     """
 
     g: np.ndarray
@@ -45,17 +50,22 @@ class OneLevel:
     multi: list  # (G_q (C, p) csr, S_q (m, C))
     n: int
     source: list
-    scale_src: object = None  # (p,) array, a callable giving it, or None (then |g| is used)
+    twin: object = None
+    rounding: float = 0.0
+
+    @property
+    def absolute(self) -> "OneLevel | None":
+        tw = self.twin
+        if callable(tw):
+            tw = tw()
+            object.__setattr__(self, "twin", tw)
+        return tw
 
     @property
     def g_scale(self):
-        src = self.scale_src
-        if src is None:
-            return None
-        if callable(src):
-            src = src()
-            object.__setattr__(self, "scale_src", src)
-        return src
+        """The absolute twin's ``g``: the size of the terms each entry of ``g`` is computed from."""
+        tw = self.absolute
+        return None if tw is None else tw.g
 
     @property
     def n_generators(self) -> int:
@@ -78,13 +88,31 @@ class OneLevel:
             out = out + (G.T @ (S.T @ pi)) / self.n
         return np.asarray(out).ravel()
 
-    def scale(self) -> float:
-        s = float(np.abs(self.g if self.g_scale is None else self.g_scale).sum())
+    def residual_bound(self, lam: np.ndarray, pis: list) -> np.ndarray:
+        """Coordinatewise bound on the rounding error of :meth:`subgradient` (0 without a twin)."""
+        tw = self.absolute
+        if tw is None:
+            return np.zeros_like(self.g)
+        return self.rounding * tw.subgradient(np.abs(lam), [np.abs(p) for p in pis])
+
+    def size(self) -> float:
+        """Sum of the absolute coefficients over the unit box."""
+        s = float(np.abs(self.g).sum())
         if self.n_generators:
             s += float(np.abs(self.gamma) @ np.asarray(abs(self.a).sum(axis=1)).ravel())
         for G, S in self.multi:
             s += float(np.abs(S).max(axis=0) @ np.asarray(abs(G).sum(axis=1)).ravel()) / self.n
         return s
+
+    def scale(self) -> float:
+        """The size of the terms ``L'`` is computed from (the twin's size, else this one's)."""
+        tw = self.absolute
+        return tw.size() if tw is not None else self.size()
+
+    def tolerance(self) -> float:
+        """Rounding-error bound of :meth:`evaluate` over the unit box."""
+        tw = self.absolute
+        return self.rounding * tw.size() if tw is not None else 0.0
 
 
 def one_level(fo: FirstOrderModel) -> OneLevel:
@@ -111,8 +139,31 @@ def one_level(fo: FirstOrderModel) -> OneLevel:
         rows.append(sp.vstack(extra_rows, format="csr"))
         gammas.append(np.full(len(extra_rows), 1.0 / fo.n))
     a = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, fo.n_params))
+    twin = (lambda: _one_level_twin(fo)) if fo.twin_fn is not None else None
     return OneLevel(g=np.asarray(g).ravel(), a=a, gamma=np.concatenate(gammas), multi=multi, n=fo.n,
-                    source=source, scale_src=lambda: fo.g_scale)
+                    source=source, twin=twin, rounding=fo.rounding)
+
+
+def _one_level_twin(fo: FirstOrderModel) -> OneLevel:
+    """The absolute twin of :func:`one_level` (the loss pieces' slopes read from the real model)."""
+    T = fo.absolute
+    g = T.g + T.A.T @ (T.c * abs(fo.s_neg))
+    rows, gammas, multi = [T.A], [T.c * abs(fo.s_pos - fo.s_neg)], []
+    C = fo.n_outputs
+    extra = []
+    for (s, S), (_, S_abs) in zip(fo.groups, T.groups):
+        Gs = T.G[s * C:(s + 1) * C]
+        g = g + (Gs.T @ S_abs[0]) / fo.n
+        if S.shape[0] == 2:
+            extra.append(sp.csr_matrix(np.asarray(Gs.T @ np.abs(S[1] - S[0])).reshape(1, -1)))
+        elif S.shape[0] > 2:
+            multi.append((Gs, np.abs(S - S[0])))
+    if extra:
+        rows.append(sp.vstack(extra, format="csr"))
+        gammas.append(np.full(len(extra), 1.0 / fo.n))
+    a = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, fo.n_params))
+    return OneLevel(g=np.asarray(g).ravel(), a=a, gamma=np.concatenate(gammas), multi=multi, n=fo.n,
+                    source=[])
 
 
 # ---------------------------------------------------------------------------- LP

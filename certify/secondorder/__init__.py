@@ -15,6 +15,7 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 
 from __future__ import annotations
 
+from ..budget import OutOfTime
 from . import affine, cell, cone, copositive, lanczos, pieces, smooth, spurious, zero_loss
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
@@ -67,7 +68,11 @@ def decide(ctx: Context) -> SecondOrder:
             notes.append(f"the time budget ran out before the {kind.NAME} test")
             break
         tried.add(kind.NAME)
-        res = kind.run(ctx)
+        try:
+            res = kind.run(ctx)
+        except OutOfTime as exc:
+            notes.append(f"the time budget ran out during the {kind.NAME} test ({exc.what})")
+            break
         if res.verdict is not None:
             res.notes = notes + res.notes
             return res

@@ -17,6 +17,7 @@ from ..formulate.first_order import OneLevel
 from ..kinks import KinkStructure
 from ..network import ForwardPass
 from ..tangent import piece_slopes
+from ..rounding import absolute_twin, factor
 from .base import Context, SecondOrder
 
 NAME = "affine_cell"
@@ -58,39 +59,53 @@ def affine_cell_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure):
         if Dl.size and np.any(Dl != Dl[0:1, :]):
             return None, (f"hidden layer {l} has units with different slopes on different samples: the network "
                           f"is not affine near theta")
-    n, C = problem.n_samples, net.n_outputs
+    n = problem.n_samples
     xbar = np.hstack([problem.X, np.ones((n, 1))])
+    grad = problem.loss.gradient(fwd.output, problem.Y)
+
+    def twin():
+        _, _, delta_abs = absolute_twin(problem, fwd)
+        return _fit_model(problem, fwd, kinks, delta_abs, np.abs(xbar), absolute=True)
+
+    one = _fit_model(problem, fwd, kinks, grad, xbar)
+    object.__setattr__(one, "twin", twin)
+    object.__setattr__(one, "rounding", factor(problem))
+    return one, None
+
+
+def _fit_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, grad: np.ndarray, xbar: np.ndarray,
+               *, absolute: bool = False) -> OneLevel:
+    """``L'`` of the affine-fit loss in ``vec(M, m)`` (or its absolute twin: ``|S|``, ``|xbar|``)."""
+    n, C = problem.n_samples, problem.network.n_outputs
     dim = C * xbar.shape[1]
     loss = problem.loss
     F = fwd.output
     lk = set(int(i) for i in kinks.loss_kink_samples)
     smooth_rows = np.array([i for i in range(n) if i not in lk], dtype=int)
-    grad = loss.gradient(F, problem.Y)
+    mag = np.abs if absolute else (lambda x: x)
     g = np.zeros(dim)
     if smooth_rows.size:
         g = (grad[smooth_rows].T @ xbar[smooth_rows]).ravel() / n
-    g_scale = (np.abs(grad).T @ np.abs(xbar)).ravel() / n
     rows, gammas, multi, source = [], [], [], []
     if lk:
         vals, slopes = loss.pieces(F, problem.Y)
         kinked = {(int(i), int(gr)): act for i, gr, act in zip(kinks.loss_sample, kinks.loss_group, kinks.loss_active)}
         for i in sorted(lk):
             Gi = sp.csr_matrix(np.kron(np.eye(C), xbar[i]))  # df = Gi vec(M m)
-            g_scale = g_scale + np.abs(np.asarray(Gi.T @ np.abs(slopes[i]).max(axis=(0, 1))).ravel()) / n
             for gr in range(vals.shape[1]):
                 act = kinked.get((i, gr))
                 if act is None:
                     act = np.array([int(np.argmax(vals[i, gr]))])
                 S = slopes[i, gr, act]
-                g = g + np.asarray(Gi.T @ S[0]).ravel() / n
+                g = g + np.asarray(Gi.T @ mag(S[0])).ravel() / n
                 if S.shape[0] == 2:
-                    rows.append(np.asarray(Gi.T @ (S[1] - S[0])).ravel())
+                    rows.append(np.asarray(Gi.T @ mag(S[1] - S[0])).ravel())
                     gammas.append(1.0 / n)
                     source.append(("loss", i))
                 elif S.shape[0] > 2:
-                    multi.append((Gi, S - S[0]))
+                    multi.append((Gi, mag(S - S[0])))
     a = sp.csr_matrix(np.array(rows)) if rows else sp.csr_matrix((0, dim))
-    return OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source, scale_src=g_scale), None
+    return OneLevel(g=g, a=a, gamma=np.array(gammas), multi=multi, n=n, source=source)
 
 
 def affine_cell_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *,

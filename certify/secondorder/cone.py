@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
+from ..budget import check as budget_check
 from ..checks import Check, close
 from ..data import Problem
 from ..formulate.first_order import OneLevel
@@ -162,7 +163,8 @@ def piece_of(model: dict, signs, slopes) -> tuple[list, np.ndarray, list]:
     return D, np.vstack(rows), desc
 
 
-def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: float = TOL_CURVATURE) -> dict:
+def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: float = TOL_CURVATURE,
+                   deadline: float | None = None) -> dict:
     """Minimum of ``d' H_sigma d`` over each piece's critical cone (modulo symmetry), by faces.
 
     For every piece (sign pattern of the two-sided kinks) and every face ``S`` of its cone (a subset of
@@ -195,7 +197,8 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
         r = Fp.shape[0]
         if r > MAX_FACES_ROWS:
             return {"error": f"{r} one-sided kink rows: 2^{r} faces is over the limit ({MAX_FACES_ROWS} rows)"}
-        HZ = dense_hessian(problem, fwd, D, basis=Z0, loss_grad=model["loss_grad"], inject=model["inject"])
+        HZ = dense_hessian(problem, fwd, D, basis=Z0, loss_grad=model["loss_grad"], inject=model["inject"],
+                           deadline=deadline)
         H0 = Z0.T @ HZ
         H0 = 0.5 * (H0 + H0.T)
         # the scale of the curvature is that of H on the whole slice (H Z0), not of the reduced block,
@@ -207,6 +210,8 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
         for k in range(r, -1, -1):
             for held in itertools.combinations(range(r), k):
                 n_faces += 1
+                if n_faces % 64 == 0:
+                    budget_check(deadline, "the faces of the critical cone")
                 free = [x for x in range(r) if x not in held]
                 Zs = sla.null_space(F0[list(held)]) if held else np.eye(Z0.shape[1])
                 if Zs.shape[1] == 0:
@@ -239,7 +244,7 @@ def cone_curvature(problem: Problem, fwd: ForwardPass, model: dict, *, tol_rel: 
 
 
 def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, first,
-                       cache: dict | None = None) -> SecondOrder:
+                       cache: dict | None = None, deadline: float | None = None) -> SecondOrder:
     """Second-order conditions on the critical cone of every piece (DESIGN.md §4).
 
     When the cone has too many faces to enumerate, the model is left in ``cache["cone_model"]`` for
@@ -255,7 +260,7 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
     model = cone_model(problem, fwd, kinks, fo, lam, pis)
     if isinstance(model, str):
         return SecondOrder(None, "critical_cone", reason=f"critical-cone test not applicable: {model}")
-    res = cone_curvature(problem, fwd, model)
+    res = cone_curvature(problem, fwd, model, deadline=deadline)
     if "error" in res:
         # too many faces: the copositivity kind (certify.secondorder.copositive) reads this model
         if cache is not None:
@@ -326,7 +331,8 @@ def applies(ctx: Context) -> str | None:
 
 
 def run(ctx: Context) -> SecondOrder:
-    return critical_cone_test(ctx.problem, ctx.fwd, ctx.kinks, ctx.fo, ctx.first, cache=ctx.cache)
+    return critical_cone_test(ctx.problem, ctx.fwd, ctx.kinks, ctx.fo, ctx.first, cache=ctx.cache,
+                              deadline=ctx.deadline)
 
 
 def recheck(ctx: Context, cert: dict, checks: list, fo_cert: dict | None = None) -> None:

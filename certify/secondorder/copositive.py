@@ -30,7 +30,7 @@ def applies(ctx: Context) -> str | None:
 
 
 def run(ctx: Context) -> SecondOrder:
-    cop = cone_copositivity(ctx.problem, ctx.fwd, ctx.cache["cone_model"])
+    cop = cone_copositivity(ctx.problem, ctx.fwd, ctx.cache["cone_model"], deadline=ctx.deadline)
     if cop["ok"]:
         return SecondOrder("local_min", NAME, reason=(
             "the critical cone has too many faces to enumerate; instead the Lagrangian Hessian is certified "
@@ -53,7 +53,8 @@ def recheck(ctx: Context, cert: dict, checks: list, fo_cert: dict | None = None)
                         "does not re-check"))
 
 
-def cone_copositivity(problem: Problem, fwd: ForwardPass, model: dict, stored: list | None = None) -> dict:
+def cone_copositivity(problem: Problem, fwd: ForwardPass, model: dict, stored: list | None = None,
+                      deadline: float | None = None) -> dict:
     """Certify ``d' H d > 0`` on every piece's cone by ``H = S + F' N F + eps I`` (S PSD, N >= 0).
 
     Used when a cone has too many one-sided rows for face enumeration. On ``{F d >= 0}`` the form
@@ -75,13 +76,14 @@ def cone_copositivity(problem: Problem, fwd: ForwardPass, model: dict, stored: l
     signs_all = list(itertools.product((1, -1), repeat=len(model["inert"])))
     for k, signs in enumerate(signs_all):
         D, Fp, _ = piece_of(model, signs, slopes)
-        HZ = dense_hessian(problem, fwd, D, basis=Z0, loss_grad=model["loss_grad"], inject=model["inject"])
+        HZ = dense_hessian(problem, fwd, D, basis=Z0, loss_grad=model["loss_grad"], inject=model["inject"],
+                           deadline=deadline)
         H0 = Z0.T @ HZ
         H0 = 0.5 * (H0 + H0.T)
         F0 = Fp @ Z0
         scale = max(float(np.linalg.norm(HZ)), 1e-300)
         if stored is None:
-            N, eps = _copositive_factor(H0, F0, scale)
+            N, eps = _copositive_factor(H0, F0, scale, deadline)
         else:
             N = np.asarray(stored[k]["N"], dtype=np.float64) if k < len(stored) else None
             eps = float(stored[k]["eps"]) if k < len(stored) else 0.0
@@ -98,7 +100,7 @@ def cone_copositivity(problem: Problem, fwd: ForwardPass, model: dict, stored: l
             "symmetry": counts}
 
 
-def _copositive_factor(H0: np.ndarray, F0: np.ndarray, scale: float):
+def _copositive_factor(H0: np.ndarray, F0: np.ndarray, scale: float, deadline: float | None = None):
     """Largest ``eps`` (and ``N``) with ``H0 - F0' N F0 - eps I`` PSD, ``N >= 0``; (None, 0) on failure."""
     try:
         import cvxpy as cp
@@ -112,7 +114,11 @@ def _copositive_factor(H0: np.ndarray, F0: np.ndarray, scale: float):
     S = H0 - F0.T @ N @ F0 - eps * np.eye(m)
     prob = cp.Problem(cp.Maximize(eps), [N >= 0, 0.5 * (S + S.T) >> 0, eps <= scale])
     try:
-        prob.solve(solver="CLARABEL")
+        from ..budget import remaining
+        left = remaining(deadline, default=3600.0)
+        if left <= 0:
+            return None, 0.0
+        prob.solve(solver="CLARABEL", time_limit=left)
     except Exception:  # noqa: BLE001 - any solver failure just means no certificate
         return None, 0.0
     if N.value is None or eps.value is None or eps.value <= 0:

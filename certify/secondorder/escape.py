@@ -17,6 +17,7 @@ from ..formulate.first_order import OneLevel
 from ..kinks import KinkStructure
 from ..network import ForwardPass
 from ..refute import search_curve
+from ..rounding import absolute_twin, factor
 
 
 def escape_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, j: int, s: int) -> OneLevel:
@@ -34,8 +35,16 @@ def escape_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, j: in
     idx = np.nonzero(on)[0]
     a = sp.csr_matrix(xbar[idx])
     gamma = r[idx] * (hi - lo)
+
+    def twin():
+        _, _, delta_abs = absolute_twin(problem, fwd)
+        r_abs = delta_abs[:, 0] / n
+        return OneLevel(g=(r_abs * np.abs(np.where(on, lo, slope))) @ np.abs(xbar),
+                        a=sp.csr_matrix(np.abs(xbar[idx])), gamma=r_abs[idx] * abs(hi - lo), multi=[], n=n,
+                        source=[])
+
     return OneLevel(g=g, a=a, gamma=gamma, multi=[], n=n, source=[("sample", int(i)) for i in idx],
-                    scale_src=np.abs(r) @ np.abs(xbar))
+                    twin=twin, rounding=factor(problem))
 
 
 def escape_curve(problem, fwd, kinks, j: int, s: int, v: np.ndarray) -> dict:

@@ -31,16 +31,16 @@ def applies(ctx: Context) -> str | None:
 
 
 def run(ctx: Context) -> SecondOrder:
-    return smooth_hessian_test(ctx.problem, ctx.fwd)
+    return smooth_hessian_test(ctx.problem, ctx.fwd, deadline=ctx.deadline)
 
 
-def smooth_hessian_test(problem: Problem, fwd: ForwardPass) -> SecondOrder:
+def smooth_hessian_test(problem: Problem, fwd: ForwardPass, deadline: float | None = None) -> SecondOrder:
     """Hessian on the complement of the symmetry directions (no kinks: ``L`` is C^2 here)."""
     p = problem.n_params
     D = piece_slopes(problem, fwd)
     Q, counts = symmetry_basis(problem, fwd)
     N = sla.null_space(Q.T) if Q.shape[1] else np.eye(p)
-    H = dense_hessian(problem, fwd, D)
+    H = dense_hessian(problem, fwd, D, deadline=deadline)
     H = 0.5 * (H + H.T)
     Hr = N.T @ H @ N
     Hr = 0.5 * (Hr + Hr.T)
