@@ -129,8 +129,8 @@ log = logging.getLogger(__name__)
 DENSE_P = 2500
 #: relative slack on every strict inequality of the final scalar checks; the radius is rounded up by it
 SLACK = 1e-9
-#: kink tolerances tried in turn when a near-kink left free has no margin
-AUTO_TOLERANCES = (1e-7, 1e-5, 1e-3)
+#: kink tolerances tried in turn after the caller's when the proof fails
+AUTO_TOLERANCES = (1e-9, 1e-7, 1e-5, 1e-3)
 #: multipliers closer than this (relative) to an end of their interval count as "at the endpoint"
 ENDPOINT_REL = 1e-6
 
@@ -142,9 +142,10 @@ class NearbyResult:
 
     ``proved``: the certificate's claim holds (an exact local minimum within ``radius``).
     ``applicable``: False when the point is outside the scope (``reason`` says why).
+    ``out_of_time``: the deadline passed before the proof was complete.
     ``theta_newton``: one Newton step from ``theta0`` on the slice (the best float estimate of
     ``theta*``); also returned when the proof fails after the KKT matrix was inverted (e.g. too far
-    from a KKT point: iterate and try again).
+    from a KKT point: iterate and try again), from the attempt with the smallest ``eta``.
     """
 
     proved: bool
@@ -154,6 +155,7 @@ class NearbyResult:
     theta_newton: np.ndarray | None = None
     nu_newton: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
+    out_of_time: bool = False
 
     @property
     def radius(self) -> float | None:
@@ -376,7 +378,7 @@ class _Fail(Exception):
 
 def _check_time(deadline):
     if deadline is not None and time.perf_counter() > deadline:
-        raise _Fail("the time budget ran out during the nearby proof")
+        raise _Fail("the time budget ran out during the nearby proof", data={"out_of_time": True})
 
 
 def _layer_norms(net, rho: float, s_max: float):
@@ -451,7 +453,8 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
         st.timings["inertia_s"] = time.perf_counter() - t
     except _Fail as exc:
         if getattr(st, "theta_newton", None) is not None:
-            exc.data.update(theta_newton=st.theta_newton, nu_newton=st.nu_newton)
+            exc.data.update(theta_newton=st.theta_newton, nu_newton=st.nu_newton,
+                            eta=getattr(st, "eta", exc.data.get("eta", math.inf)))
         raise
     st.timings["total_s"] = time.perf_counter() - t0
     return _summary(st)
@@ -624,7 +627,8 @@ def _kkt_matrix(st, alpha_exp) -> None:
         H = bounds.hvp_blocks(progs, st.delta_tot, st.Q, st.inj, EJ, deadline=st.deadline)
         H_abs = bounds.hvp_blocks(progs, st.src_delta, Q_src, st.src_inj, EJ, absolute=True, deadline=st.deadline)
     except TimeoutError:
-        raise _Fail("the time budget ran out during the nearby proof (Hessian of the Lagrangian)") from None
+        raise _Fail("the time budget ran out during the nearby proof (Hessian of the Lagrangian)",
+                    data={"out_of_time": True}) from None
     if wd:
         H = H + wd * EJ
         H_abs = H_abs + progs.gamma * wd * EJ
@@ -933,9 +937,10 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
         The objective at ``theta0`` (the stored float64 parameters, taken exactly).
     kinks : KinkStructure, optional
         The held structure (every kink in it is held on its surface). Without it the kinks are found
-        with ``tol`` and, when a near-kink left free has no margin, with the larger tolerances of
-        :data:`AUTO_TOLERANCES` in turn (a tolerance only chooses which kinks are *held*; the proof
-        checks everything else rigorously).
+        with ``tol`` (:func:`certify.kinks.find_kinks`; None: the values zero up to their rounding
+        bound) and, when that attempt fails, with the larger tolerances of :data:`AUTO_TOLERANCES` in
+        turn (a tolerance only chooses which kinks are *held*; the proof checks everything else
+        rigorously).
     deadline : float, optional
         ``time.perf_counter()`` value after which the attempt gives up.
 
@@ -959,12 +964,13 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
     fwd = problem.network.forward(problem.X, with_scale=True)
     if kinks is not None:
         tols = [kinks.tol]
-    else:
-        tols = [float(tol)] + [t for t in AUTO_TOLERANCES if t > tol]
+    else:   # tol None: the kinks zero up to their rounding bound (certify.kinks), then larger tolerances
+        tols = [tol] + [t for t in AUTO_TOLERANCES if tol is None or t > tol]
     seen = set()
     failures = []      # (tolerance, reason, applicable), in the order tried
     for k_tol in tols:
-        ks = kinks if kinks is not None else find_kinks(problem, fwd, k_tol)
+        ks = kinks if kinks is not None else (find_kinks(problem, fwd) if k_tol is None else
+                                              find_kinks(problem, fwd, k_tol))
         held_units, held_loss, counts = held_from_kinks(problem, ks)
         key = (held_units, held_loss)
         if key in seen:
@@ -978,7 +984,7 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
             out = _establish(problem, held_units, held_loss, deadline=deadline)
         except _Fail as exc:
             failures.append((k_tol, exc.reason, exc.applicable, exc.data))
-            if kinks is not None or "time budget" in exc.reason:
+            if kinks is not None or exc.data.get("out_of_time"):
                 break
             continue     # a larger tolerance may hold a near-kink this attempt left free
         cert = _certificate(out, k_tol)
@@ -988,12 +994,16 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
         return res
     if not failures:
         return NearbyResult(False, True, "no held structure could be tried", timings={"total_s": time.perf_counter() - t0})
-    first_tol, reason, applicable, data = failures[0]
+    first_tol, reason, applicable, _ = failures[0]
     if len(failures) > 1:
         reason += "; holding the near-kinks of larger tolerances did not help (" + "; ".join(
-            f"tolerance {t:g}: {r}" for t, r, _, _ in failures[1:]) + ")"
-    return NearbyResult(False, applicable, reason, theta_newton=data.get("theta_newton"),
-                        nu_newton=data.get("nu_newton"), timings={"total_s": time.perf_counter() - t0})
+            f"tolerance {t}: {r}" for t, r, _, _ in failures[1:]) + ")"
+    # the Newton iterate of the attempt closest to a KKT point (smallest eta), for a caller that iterates
+    newton = [d for *_, d in failures if d.get("theta_newton") is not None]
+    best = min(newton, key=lambda d: d.get("eta", math.inf)) if newton else {}
+    return NearbyResult(False, applicable, reason, theta_newton=best.get("theta_newton"),
+                        nu_newton=best.get("nu_newton"), timings={"total_s": time.perf_counter() - t0},
+                        out_of_time=any(d.get("out_of_time") for *_, d in failures))
 
 
 def _certificate(out: dict, k_tol: float) -> dict:

@@ -382,6 +382,13 @@ def test_certificate_for_another_point_fails(proved_gt08):
     assert not all(c.ok for c in recheck(other, cert))
 
 
+def test_deadline_ends_the_proof():
+    import time
+    problem = _problem("gt16")
+    res = prove_nearby(problem, deadline=time.perf_counter() - 1.0)
+    assert not res.proved and res.out_of_time and "time budget" in res.reason
+
+
 def test_certificate_is_json_serialisable(proved_gt08):
     import json
     _, cert = proved_gt08

@@ -12,6 +12,7 @@ Not in :data:`certify.secondorder.KINDS` yet: the driver decides where claim (2)
 
 from __future__ import annotations
 
+from ..budget import OutOfTime
 from ..nearby import DENSE_P, held_from_kinks, prove_nearby, scope_reason
 from ..nearby import recheck as nearby_recheck
 from .base import Context, SecondOrder
@@ -28,6 +29,8 @@ def applies(ctx: Context) -> str | None:
 
 def run(ctx: Context) -> SecondOrder:
     res = prove_nearby(ctx.problem, ctx.kinks, deadline=ctx.deadline)
+    if res.out_of_time:
+        raise OutOfTime("the nearby proof")
     if not res.proved:
         return SecondOrder(None, NAME, reason=f"no nearby proof: {res.reason}")
     cert = res.certificate
