@@ -118,7 +118,8 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
     pol = polish_problem(problem, time_limit=max(1e-3, min(POLISH_SHARE * time_limit, 5.0)))
-    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit)
+    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
+                           prefer_nearby=True)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
@@ -174,8 +175,12 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
 
 
 def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
-                  deadline: float | None = None) -> Report:
-    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``)."""
+                  deadline: float | None = None, prefer_nearby: bool = False) -> Report:
+    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``).
+
+    ``prefer_nearby`` (a polished point): try the proof of an exact local minimum near the point
+    (:mod:`certify.nearby`) before anything else -- a polished float point is never exactly a
+    minimum, and a float64 descent of 1e-15 from it says nothing a user can act on."""
     t0 = time.perf_counter()
     if deadline is None:
         deadline = t0 + time_limit
@@ -185,6 +190,10 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         fwd = net.forward(problem.X, with_scale=True)
     problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
+    if prefer_nearby:
+        nearby = _try_nearby(problem, deadline)
+        if nearby is not None:
+            return _nearby_report(problem, fwd, kinks, nearby, t0, time_limit)
     structure = _exact_structure(problem, fwd, kinks)
     if structure is not None:   # small and rational: the exact zeros are the kinks, the sides are exact
         kinks, fwd = structure.kinks, structure.fwd
@@ -261,6 +270,30 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     else:
         verdict = Verdict.INCONCLUSIVE
         reason = fo.reason or "first-order test undecided"
+    if prefer_nearby and fo.stationary is not True and _negligible(refutation, loss_value):
+        # a polished point, stationary but for a descent too small to matter: look for a saddle's escape
+        # (a verified second-order descent refutes minimality whatever first order says)
+        so = decide_second_order(problem, fwd, kinks, fo_model, FirstOrder(True, "approximate"),
+                                 time_limit=remaining(deadline), deadline=deadline)
+        if so.verdict == "saddle" and (so.refutation or {}).get("verified"):
+            small = (refutation or {}).get("decrease")
+            verdict, refutation = Verdict.SADDLE, so.refutation
+            reason = (so.reason + "; the point is stationary up to a descent of "
+                      + (f"{small:.3g}" if small is not None else "a size float64 cannot verify") + " along L'")
+            second_order = so.to_dict()
+            flags["method"] = so.method
+    nearby_cert = None
+    if verdict == Verdict.INCONCLUSIVE and _nearby_worth_trying(fo, kinks, reason):
+        t7 = time.perf_counter()
+        nearby = _try_nearby(problem, deadline)
+        timings["nearby_s"] = time.perf_counter() - t7
+        if nearby is not None:
+            claim, nearby_cert, nearby_reason, nearby_flags = nearby
+            verdict = Verdict.LOCAL_MIN
+            reason = nearby_reason + f" (the given point itself: {reason})"
+            flags.update(nearby_flags)
+            flags["method"] = "nearby"
+            second_order = {"method": "nearby", "decided": True, "certificate": nearby_cert, "notes": []}
     first_order = fo.to_dict()
     kinks_info = kinks.summary()
     if structure is not None:
@@ -292,6 +325,61 @@ def _exact_structure(problem: Problem, fwd, float_kinks):
         return None
     from .exact.structure import exact_structure
     return exact_structure(problem, fwd)
+
+
+def _negligible(refutation, loss_value: float) -> bool:
+    """No verified descent, or one whose decrease is below 1e-9 of the loss (a polished point's residue)."""
+    if not refutation or not refutation.get("verified"):
+        return True
+    return float(refutation.get("decrease") or 0.0) <= 1e-9 * max(abs(loss_value), 1e-300)
+
+
+def _nearby_worth_trying(fo, kinks, reason: str) -> bool:
+    """An undecided point that may sit next to an exact minimum: a float64 descent that could not be
+    verified (the point is within rounding of stationarity, or a kink is very close), or kinks snapped
+    beyond rounding by the user's tolerance."""
+    return (fo.stationary is False and fo.direction is not None) or kinks.n_near > 0 or "snapped" in reason
+
+
+def _try_nearby(problem: Problem, deadline):
+    """Claim (2) by Newton–Kantorovich (:mod:`certify.nearby`): ``(claim, cert, reason, flags)`` or None."""
+    from .nearby import DENSE_P, prove_nearby
+    if problem.n_params > DENSE_P or remaining(deadline) <= 0:
+        return None
+    try:
+        res = prove_nearby(problem, deadline=deadline)
+    except OutOfTime:
+        return None
+    if not res.proved:
+        log.info("nearby proof failed: %s", res.reason)
+        return None
+    cert = res.certificate
+    dims = cert["dimensions"]
+    claim = {"level": "nearby", "about": "an exact local minimum theta* near the given point", "method": "kantorovich",
+             "radius": cert["radius"], "relative_radius": cert["radius_relative"],
+             "statement": ("an exact local minimum theta* (strict modulo the symmetries) exists with ||theta* - theta|| "
+                           "<= radius: Newton-Kantorovich on the KKT system of the held kinks with rigorous rounding "
+                           "bounds, the second-order conditions certified on the whole ball"),
+             "certificate": cert}
+    flags = {"strict": cert["strict"], "flat_directions": (dims["dead_units"] + dims["translations"]) > 0,
+             "claim": "nearby"}
+    return claim, cert, res.reason, flags
+
+
+def _nearby_report(problem: Problem, fwd, kinks, nearby, t0: float, time_limit: float) -> Report:
+    """The report of a point proved to sit next to an exact local minimum (nothing else was run)."""
+    claim, cert, reason, flags = nearby
+    loss_value = problem.value()
+    flags = dict(flags, differentiable=kinks.n_total == 0, at_kink=kinks.n_total > 0,
+                 approximate=True, method="nearby", global_=None)
+    flags.pop("global_")
+    flags.setdefault("global", None)
+    timings = {"total_s": time.perf_counter() - t0}
+    return Report(verdict=Verdict.LOCAL_MIN, reason=reason, flags=flags, problem=_problem_info(problem, loss_value),
+                  kinks=kinks.summary(), first_order={"method": "nearby", "stationary": None,
+                                                      "note": "the claim is about a nearby exact point"},
+                  second_order={"method": "nearby", "decided": True, "certificate": cert, "notes": []},
+                  refutation=None, solver_calls=[], timings=timings, version=__version__, claim=claim)
 
 
 def _approx(exact_text, fallback) -> str:
@@ -361,6 +449,13 @@ def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutatio
         return verdict, reason, claim, refutation, info
     if v == "local_min" and ed.status in ("not_stationary", "undecided"):
         snapped = _snap_nearby(problem, second_order)
+        if snapped is None:
+            nearby = _try_nearby(problem, deadline)
+            if nearby is not None:
+                claim, cert, nearby_reason, _ = nearby
+                second_order["nearby_certificate"] = cert
+                return verdict, nearby_reason + " (the given float64 point itself is not exactly stationary)", \
+                    claim, refutation, info
         if snapped is not None:
             claim, note = snapped
             reason = (f"an exact local minimum lies within {claim['radius']:.3g} of the given point "

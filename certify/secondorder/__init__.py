@@ -16,7 +16,7 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 from __future__ import annotations
 
 from ..budget import OutOfTime
-from . import affine, cell, cone, copositive, lanczos, pieces, smooth, spurious, zero_loss
+from . import affine, cell, cone, copositive, lanczos, nearby, pieces, smooth, spurious, zero_loss
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
 __all__ = ["KINDS", "RECHECK", "Context", "SecondOrder", "decide_second_order", "DENSE_P", "TOL_CURVATURE",
@@ -45,7 +45,7 @@ KINDS = (zero_loss, _EarlyCell, smooth, cell, affine, lanczos, cone, copositive,
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,
-           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces}
+           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces, "nearby": nearby}
 
 
 def decide_second_order(problem, fwd, kinks, fo, first, *, time_limit: float = 60.0,
