@@ -25,7 +25,9 @@ import scipy.sparse as sp
 
 from .checks import compare, multiplier_residual
 from .data import Problem
-from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, merge_identical, one_level,
+from .bnb import decide_tree
+from .formulate.leaf import model_of
+from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, merge_reaching, one_level,
                                     one_level_milp, split_multipliers)
 from .kinks import KinkStructure
 from .network import ForwardPass
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 DENSE_LIMIT = 5e7
 #: largest Gram matrix of kink rows formed for the LIKQ solve (floating-point operations)
 GRAM_FLOPS = 2e10
+#: seconds the first-order tree may take before the MILP decides instead
+TREE_TIME = 30.0
 
 
 @dataclass
@@ -86,7 +90,7 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
     least-squares solve decides (:func:`_unique_test`); otherwise convex kinks go to the min-norm QP
     and the LP, concave ones to cheap candidates and the MILP.
     """
-    merged, group, same = _merged(one)
+    merged, group, same = merge_reaching(one)
     group = (group, same)
     out = _unique_test(one, merged, group)
     if out is None:
@@ -107,47 +111,37 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
     return out
 
 
-def _merged(one: OneLevel) -> tuple[OneLevel, np.ndarray, np.ndarray]:
-    """:func:`merge_identical`, without the merged generators whose coefficient is 0 (exactly, or a
-    negative one within its rounding bound): they do not reach ``L'``.
-
-    Returns ``(merged, group, same)``: ``group[j]`` is generator ``j``'s index in ``merged`` (-1 when
-    dropped), ``same[j]`` its class of identical rows (what a certificate's groups are made of)."""
-    merged, group = merge_identical(one)
-    if not merged.n_generators:
-        return merged, group, group
-    zero = merged.gamma == 0
-    if np.any(merged.gamma < 0):
-        tw = merged.absolute
-        if tw is not None:
-            zero |= (merged.gamma < 0) & (-merged.gamma <= merged.rounding * tw.gamma)
-    if not np.any(zero):
-        return merged, group, group
-    keep = np.nonzero(~zero)[0]
-    new_id = np.full(merged.n_generators, -1, dtype=np.int64)
-    new_id[keep] = np.arange(keep.size)
-    tw_cache = {}
-
-    def twin():
-        if "tw" not in tw_cache:
-            tw = merged.absolute
-            tw_cache["tw"] = None if tw is None else OneLevel(g=tw.g, a=tw.a[keep], gamma=tw.gamma[keep],
-                                                              multi=tw.multi, n=tw.n, source=[])
-        return tw_cache["tw"]
-
-    kept = OneLevel(g=merged.g, a=merged.a[keep], gamma=merged.gamma[keep], multi=merged.multi, n=merged.n,
-                    source=[merged.source[j] for j in keep], twin=twin if merged.twin is not None else None,
-                    rounding=merged.rounding)
-    return kept, new_id[group], group
-
-
 def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
     tol = max(one.tolerance(), 1e-300)
     quick = _cheap_descent(one, tol)
     if quick is not None:
         return quick
+    tree = _tree_test(model_of(one), tol, time_limit)
+    if tree.stationary is not None:
+        return tree
     prog, layout = one_level_milp(one)
-    return _milp_outcome(prog, layout, one.evaluate, tol, time_limit)
+    return _with_tree_note(_milp_outcome(prog, layout, one.evaluate, tol, time_limit), tree)
+
+
+def _tree_test(fo: FirstOrderModel, tol: float, time_limit: float) -> FirstOrder:
+    """The solver-free certificate first (:mod:`certify.bnb`); undecided when it does not fit."""
+    out = decide_tree(fo, time_limit=min(time_limit, TREE_TIME))
+    if out.stationary is True:
+        return FirstOrder(True, "tree", min_value=0.0, tolerance=tol, certificate=out.certificate,
+                          solver_calls=out.solver_calls)
+    if out.stationary is False:
+        return FirstOrder(False, "tree", min_value=out.value, tolerance=tol, direction=out.direction,
+                          certificate={"kind": "tree_leaf_descent", **out.stats}, solver_calls=out.solver_calls)
+    return FirstOrder(None, "tree", tolerance=tol, reason=out.reason, solver_calls=out.solver_calls,
+                      certificate={"tree_stats": out.stats})
+
+
+def _with_tree_note(out: FirstOrder, tree: FirstOrder) -> FirstOrder:
+    """A MILP outcome after the tree did not fit: say why, so a report can tell it was attested."""
+    out.solver_calls = tree.solver_calls + out.solver_calls
+    if out.certificate.get("kind") == "milp_bound":
+        out.certificate["tree_not_used"] = tree.reason
+    return out
 
 
 def _cheap_descent(one, tol: float, n_random: int = 64, evaluate=None, rows=None) -> FirstOrder | None:
@@ -283,7 +277,10 @@ def _refined_certificate(one: OneLevel, merged: OneLevel, group: tuple, lam: np.
     """
     if merged.multi or not merged.n_generators:
         return None
+    from scipy.linalg import lstsq
     W = merged.a.T.multiply(merged.gamma[None, :]).tocsc()
+    small = W.shape[0] * W.shape[1] <= 2e7
+    W_dense = W.toarray() if small else None
     lo, hi = lam <= 1e-3, lam >= 1 - 1e-3
     x = np.where(hi, 1.0, np.where(lo, 0.0, lam))
     for _ in range(rounds):
@@ -293,12 +290,14 @@ def _refined_certificate(one: OneLevel, merged: OneLevel, group: tuple, lam: np.
         if free.size:
             Wf = W[:, free]
             r = rhs - np.asarray(Wf @ x[free]).ravel()
-            if Wf.shape[0] * Wf.shape[1] <= 2e7:
-                Wd = Wf.toarray()
-                step = np.linalg.lstsq(Wd, r, rcond=None)[0]
+            if small:
+                # a complete orthogonal factorisation (gelsy): the least-norm correction, several
+                # times faster than the SVD and as accurate for this purpose
+                Wd = W_dense[:, free]
+                step = lstsq(Wd, r, lapack_driver="gelsy", check_finite=False)[0]
                 x_free = x[free] + step
                 r2 = rhs - Wd @ x_free                      # one step of iterative refinement
-                x_free = x_free + np.linalg.lstsq(Wd, r2, rcond=None)[0]
+                x_free = x_free + lstsq(Wd, r2, lapack_driver="gelsy", check_finite=False)[0]
             else:
                 from scipy.sparse.linalg import lsqr
                 x_free = x[free] + lsqr(Wf, r, atol=1e-15, btol=1e-15, iter_lim=10 * free.size + 100)[0]
@@ -375,7 +374,7 @@ def certificate_from_multipliers(one: OneLevel, lam: np.ndarray, pis: list, sour
                                  group: tuple | None = None) -> dict:
     """A multiplier certificate for ``one`` with its residual against the rounding bound.
 
-    ``group`` (``(index, same)`` from :func:`_merged`) names the generators merged because their rows
+    ``group`` (``(index, same)`` from :func:`merge_reaching`) names the generators merged because their rows
     are identical;
     the groups holding a concave generator are stored, since only the group as a whole is convex
     (:func:`certify.checks.check_multipliers` re-checks that the rows are identical, the multipliers
@@ -516,8 +515,11 @@ def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
     quick = _cheap_descent(fo, tol, rows=rows)
     if quick is not None:
         return quick
+    tree = _tree_test(fo, tol, time_limit)
+    if tree.stationary is not None:
+        return tree
     prog, layout = descent_milp(fo)
-    return _milp_outcome(prog, layout, fo.evaluate, tol, time_limit)
+    return _with_tree_note(_milp_outcome(prog, layout, fo.evaluate, tol, time_limit), tree)
 
 
 def _milp_outcome(prog, layout, evaluate, tol, time_limit) -> FirstOrder:

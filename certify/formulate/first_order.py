@@ -217,6 +217,40 @@ def merge_identical(one: OneLevel) -> tuple[OneLevel, np.ndarray]:
     return merged, group
 
 
+def merge_reaching(one: OneLevel) -> tuple[OneLevel, np.ndarray, np.ndarray]:
+    """:func:`merge_identical`, without the merged generators whose coefficient is 0 (exactly, or a
+    negative one within its rounding bound): they do not reach ``L'``.
+
+    Returns ``(merged, group, same)``: ``group[j]`` is generator ``j``'s index in ``merged`` (-1 when
+    dropped), ``same[j]`` its class of identical rows (what a certificate's groups are made of)."""
+    merged, group = merge_identical(one)
+    if not merged.n_generators:
+        return merged, group, group
+    zero = merged.gamma == 0
+    if np.any(merged.gamma < 0):
+        tw = merged.absolute
+        if tw is not None:
+            zero |= (merged.gamma < 0) & (-merged.gamma <= merged.rounding * tw.gamma)
+    if not np.any(zero):
+        return merged, group, group
+    keep = np.nonzero(~zero)[0]
+    new_id = np.full(merged.n_generators, -1, dtype=np.int64)
+    new_id[keep] = np.arange(keep.size)
+    tw_cache = {}
+
+    def twin():
+        if "tw" not in tw_cache:
+            tw = merged.absolute
+            tw_cache["tw"] = None if tw is None else OneLevel(g=tw.g, a=tw.a[keep], gamma=tw.gamma[keep],
+                                                              multi=tw.multi, n=tw.n, source=[])
+        return tw_cache["tw"]
+
+    kept = OneLevel(g=merged.g, a=merged.a[keep], gamma=merged.gamma[keep], multi=merged.multi, n=merged.n,
+                    source=[merged.source[j] for j in keep], twin=twin if merged.twin is not None else None,
+                    rounding=merged.rounding)
+    return kept, new_id[group], group
+
+
 # ---------------------------------------------------------------------------- LP
 def descent_lp(one: OneLevel) -> LinearProgram:
     """``min g.d + gamma.r + (1/n) sum t`` s.t. ``r >= a d, r >= 0, t_q >= S_qa G_q d, |d| <= 1``.
