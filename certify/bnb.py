@@ -65,7 +65,7 @@ class _Stop(Exception):
 def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int = MAX_NODES) -> TreeOutcome:
     """Search the tree of ``fo`` (module docstring)."""
     t0 = time.perf_counter()
-    mfo, _ = merged_model(fo)
+    mfo, group = merged_model(fo)
     B = branch_set(mfo)
     ok_relax = relaxable(mfo)
     order = [int(k) for k in B if not ok_relax[k]] + [int(k) for k in B if ok_relax[k]]
@@ -133,7 +133,8 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
         return out
     stats["time_s"] = time.perf_counter() - t0
     certificate = {"kind": "branch_and_bound", "branch": [int(k) for k in B],
-                   "branch_kink_ids": [int(mfo.kink_ids[k]) for k in B], "tree": tree, "leaves": leaves,
+                   "branch_kink_ids": [int(fo.kink_ids[np.nonzero(group == k)[0][0]]) for k in B],
+                   "tree": tree, "leaves": leaves,
                    "n_leaves": len(leaves), "n_nodes": stats["nodes"], "relaxed_leaves": stats["relaxed_leaves"],
                    "full_tree_leaves": 2 ** int(B.size),
                    "max_residual_ratio": max((c["residual_ratio"] for c in leaves), default=0.0)}

@@ -129,3 +129,15 @@ def test_outer_sum_is_the_weight_gradient(shapes):
     rng = np.random.default_rng(0)
     delta, x = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
     np.testing.assert_allclose(outer_sum(delta, x), delta.T @ x, rtol=1e-12, atol=1e-12)
+
+
+def test_benchmark_numpy_pass_is_the_loss_and_gradient():
+    """The benchmark's baseline (plain numpy, written apart from certify) computes the same thing."""
+    from benchmarks.first_order import numpy_pass
+    from certify.tangent import loss_gradient
+    problem = _random_problem(2, "square", "leaky_relu:0.2", widths=(4, 9, 3), n=20)
+    net = problem.network
+    loss, grads = numpy_pass(net.weights, net.biases, problem.X, problem.Y, "leaky_relu:0.2")
+    assert loss == pytest.approx(problem.value(), rel=1e-12)
+    flat = np.concatenate([np.concatenate([gW.ravel(), gb]) for gW, gb in grads])
+    np.testing.assert_allclose(flat, loss_gradient(problem), rtol=1e-10, atol=1e-13)

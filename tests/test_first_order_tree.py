@@ -178,3 +178,13 @@ def test_one_level_models_branch_on_their_concave_generators():
     for _ in range(50):
         d = rng.standard_normal(one.g.size)
         assert fo.evaluate(d) == pytest.approx(one.evaluate(d), rel=1e-12, abs=1e-15)
+
+
+def test_branching_out_of_kink_order_verifies_seed871():
+    """Regression: a tree branching first on a kink that cannot be relaxed (kink 4, then 0, 1) stored
+    the branch multipliers in path order, while verify rebuilt the node in kink order."""
+    inst, a, report = _run(871)
+    cert = report.first_order["certificate"]
+    assert cert["kind"] == "branch_and_bound" and cert["tree"]["kink"] != min(cert["branch"])
+    ver = _verify(report.to_dict(), a)
+    assert ver.ok, [c.detail for c in ver.failed]

@@ -63,8 +63,8 @@ def merged_model(fo: FirstOrderModel) -> tuple[FirstOrderModel, np.ndarray]:
 
     Such kinks switch together, so ``sum_k c_k u_k = (sum_k c_k) u`` exactly; a merged coefficient
     that is 0, or negative within its rounding bound, leaves the kink out (it does not reach ``L'``).
-    ``group[k]`` is kink ``k``'s index in the merged model (-1: left out). The absolute twin is merged
-    the same way (its coefficients summed).
+    ``group[k]`` is kink ``k``'s index in the merged model (-1: left out); the merged model's
+    ``kink_ids`` number its own kinks. The absolute twin is merged the same way (coefficients summed).
     """
     K = fo.n_kinks
     if K == 0:
@@ -103,7 +103,7 @@ def merged_model(fo: FirstOrderModel) -> tuple[FirstOrderModel, np.ndarray]:
         return FirstOrderModel(g=model.g, A=model.A[sel], M=sp.csr_matrix(M), c=coef[keep], s_pos=model.s_pos,
                                s_neg=model.s_neg, lk_sample=model.lk_sample, G=model.G,
                                N=sp.csr_matrix(model.N[:, sel]), groups=model.groups, n=model.n,
-                               n_outputs=model.n_outputs, kink_ids=model.kink_ids[sel], rounding=model.rounding)
+                               n_outputs=model.n_outputs, kink_ids=np.arange(sel.size), rounding=model.rounding)
 
     def twin():
         Tw = T if T is not None else fo.absolute
@@ -164,6 +164,8 @@ def node(fo: FirstOrderModel, fixed, signs) -> Node:
     relaxed (module docstring). Raises :class:`NotRelaxable` when a free kink cannot be relaxed."""
     fixed = np.asarray(fixed, dtype=np.int64)
     signs = np.asarray(signs, dtype=np.int64)
+    order = np.argsort(fixed, kind="stable")      # one canonical order of the fixed kinks' rows (and mu)
+    fixed, signs = fixed[order], signs[order]
     B = branch_set(fo)
     free = np.setdiff1d(B, fixed)
     if free.size and not np.all(relaxable(fo)[free]):
