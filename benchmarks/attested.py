@@ -36,6 +36,17 @@ def attested_instances() -> list[str]:
     return sorted(i for i, r in last.items() if first_order_attested(r))
 
 
+def label_commit(path: Path, commit: str) -> None:
+    """Fill ``commit`` in the records that have none (a run of code outside a git checkout)."""
+    records = load_records(path)
+    for r in records:
+        if r.get("commit") is None:
+            r["commit"] = commit
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.attested", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="attested_after.jsonl", help="results file name in benchmarks/results")
@@ -43,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the certify of another checkout (its benchmarks.runner) on the same instances")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds certify may spend per instance")
+    parser.add_argument("--label", default=None,
+                        help="commit to record where --code is not a git checkout (e.g. a `git archive` export)")
     args = parser.parse_args(argv)
     ids = attested_instances()
     out = RESULTS_DIR / args.out
@@ -54,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"run_suite('full', out=Path({str(out)!r}), resume={args.resume!r}, methods=('certify',), "
                   f"instances=json.loads(sys.stdin.read()), budget_s={args.budget!r})")
         env = {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
-        return subprocess.run([sys.executable, "-c", script], cwd=code, env=env, input=json.dumps(ids),
-                              text=True).returncode
+        rc = subprocess.run([sys.executable, "-c", script], cwd=code, env=env, input=json.dumps(ids),
+                            text=True).returncode
+        if args.label:
+            label_commit(out, args.label)
+        return rc
     from .runner import run_suite
     run_suite("full", out=out, resume=args.resume, methods=("certify",), instances=ids, budget_s=args.budget)
     return 0

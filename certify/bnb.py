@@ -62,9 +62,10 @@ class _Stop(Exception):
         self.outcome = outcome
 
 
-def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int = MAX_NODES) -> TreeOutcome:
-    """Search the tree of ``fo`` (module docstring)."""
+def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int | None = None) -> TreeOutcome:
+    """Search the tree of ``fo`` (module docstring); at most ``max_nodes`` (default :data:`MAX_NODES`) nodes."""
     t0 = time.perf_counter()
+    max_nodes = MAX_NODES if max_nodes is None else max_nodes
     mfo, group = merged_model(fo)
     B = branch_set(mfo)
     ok_relax = relaxable(mfo)

@@ -256,7 +256,8 @@ def check_first_order_certificate(target, cert: dict, name: str, checks: list) -
         check_tree(model_of(target) if is_one else target, cert, name, checks)
         return True
     if kind == "milp_bound":
+        why = f" (the solver-free tree was not used: {cert['tree_not_used']})" if cert.get("tree_not_used") else ""
         checks.append(Check(name, True, f"min L'(theta; d) >= {cert.get('dual_bound')} by the HiGHS MILP bound; "
-                                        f"not re-checkable without a solver", attested=True))
+                                        f"not re-checkable without a solver{why}", attested=True))
         return True
     return False

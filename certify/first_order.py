@@ -42,6 +42,8 @@ DENSE_LIMIT = 5e7
 GRAM_FLOPS = 2e10
 #: seconds the first-order tree may take before the MILP decides instead
 TREE_TIME = 30.0
+#: at a proven descent, the diagnostic Clarke-distance QP is solved only up to this many generators
+CLARKE_DIAGNOSTIC_MAX = 300
 
 
 @dataclass
@@ -103,7 +105,12 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
         # the Clarke distance, and no QP is needed for it
         rho = float(out.certificate.get("residual_2", np.inf))
         out.clarke_distance = rho if out.clarke_distance is None else min(out.clarke_distance, rho)
-    if clarke and out.clarke_distance is None:
+    n_gen = one.n_generators + sum(S.shape[0] for _, S in one.multi)
+    if clarke and out.clarke_distance is None and out.stationary is False and n_gen > CLARKE_DIAGNOSTIC_MAX:
+        # a proven descent does not need the diagnostic, and the QP would cost more than the decision
+        out.reason = out.reason or (f"Clarke distance not computed ({n_gen} kink generators; the descent "
+                                    f"direction decides)")
+    elif clarke and out.clarke_distance is None:
         c = _clarke(one, time_limit=time_limit)
         if c is not None:
             out.clarke_distance = c[0]

@@ -188,3 +188,17 @@ def test_branching_out_of_kink_order_verifies_seed871():
     assert cert["kind"] == "branch_and_bound" and cert["tree"]["kink"] != min(cert["branch"])
     ver = _verify(report.to_dict(), a)
     assert ver.ok, [c.detail for c in ver.failed]
+
+
+def test_a_tree_that_does_not_fit_leaves_an_attested_milp_bound_and_says_why(monkeypatch):
+    """With a node budget too small for the tree, the MILP decides; verify lists its bound as attested
+    and the report says why the tree was not used."""
+    import certify.bnb as bnb
+    monkeypatch.setattr(bnb, "MAX_NODES", 1)
+    inst, a, report = _run(13)
+    cert = report.first_order["certificate"]
+    assert report.first_order["method"] == "milp" and cert["kind"] == "milp_bound"
+    assert "nodes" in cert["tree_not_used"]
+    ver = _verify(report.to_dict(), a)
+    attested = [c for c in ver.checks if c.attested]
+    assert attested and "tree was not used" in attested[0].detail
