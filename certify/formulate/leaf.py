@@ -272,7 +272,6 @@ def node_lp(nd: Node) -> tuple[LinearProgram, dict]:
     """
     one = nd.one
     p, J, Q, U = one.g.size, one.n_generators, len(one.multi), nd.n_relaxed
-    n_col = p + J + Q + U
     blocks, lo, hi = [], [], []
     blocks.append(sp.hstack([-one.a, sp.identity(J, format="csr"), sp.csr_matrix((J, Q)),
                              sp.csr_matrix(-nd.e if J else np.zeros((0, U)))], format="csr"))
