@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import Check, check_multipliers, close, compare
+from .checks import Check, check_first_order_certificate, close, compare
 from .data import Dataset, Problem
 from .errors import CertificateError
 from .evaluate import verified_decrease
@@ -255,13 +255,7 @@ def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
         checks.append(Check("first_order_gradient", res.ok, f"every gradient entry is zero up to its rounding-error "
                             f"bound: {res.ok} (||grad||_inf = {res.inf:.3g}, worst entry at {res.ratio:.3g} of "
                             f"its bound)"))
-    elif kind == "multipliers":
-        if model.nested:
-            checks.append(Check("first_order_multipliers", False, "nested kinks have no multiplier certificate"))
-            return
-        check_multipliers(one_level(model), cert, "first_order_multipliers", checks)
-    elif kind == "milp_bound":
-        checks.append(Check("first_order_milp", True, f"min L'(theta; d) >= {cert.get('dual_bound')} by the HiGHS "
-                            f"MILP bound; not re-checkable without a solver", attested=True))
-    else:
+    elif not check_first_order_certificate(model, cert, "first_order_" + {"multipliers": "multipliers",
+                                           "branch_and_bound": "tree", "milp_bound": "milp"}.get(kind, "x"),
+                                           checks):
         checks.append(Check("first_order", False, f"unknown first-order certificate {kind!r}"))
