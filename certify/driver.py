@@ -483,6 +483,11 @@ def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutatio
                     f"in exact arithmetic) but no decrease was found at a rational step; the float64 certificate is "
                     f"only up to rounding", None, refutation, info)
         return verdict, reason, claim, refutation, info
+    if v == "local_min" and ed.limited:
+        # exact arithmetic ran into a size limit (no evidence either way): as for a large problem, the claim
+        # is the float64 one, up to rounding
+        reason += f" (exact arithmetic stopped at a size limit: {ed.reason})"
+        return verdict, reason, claim, refutation, info
     if v == "local_min":
         return (Verdict.INCONCLUSIVE, f"the float64 certificate holds up to rounding, but exact arithmetic could "
                 f"not confirm first order: {ed.reason}", None, refutation, info)

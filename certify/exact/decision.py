@@ -68,6 +68,8 @@ class ExactFirstOrder:
     residual: QArray | None = None
     timings: dict = field(default_factory=dict)
     context: dict = field(default_factory=dict, repr=False)
+    #: undecided only because a budget or a size limit stopped exact arithmetic (no evidence either way)
+    limited: bool = False
 
     @property
     def stationary(self) -> bool | None:
@@ -139,7 +141,7 @@ def exact_first_order_decision(problem: Problem, fo=None, *, model=None, kinks: 
     cost = exact_cost(problem, kinks) if limit is None else exact_cost(problem, kinks, limit=limit)
     if not cost.fits:
         return ExactFirstOrder("undecided", None, f"too large for exact arithmetic ({cost.describe()})",
-                               timings={"budget": cost.to_dict()})
+                               timings={"budget": cost.to_dict()}, limited=True)
     ep = exact_problem(problem, theta)
     fwd = forward(ep)
     ekinks, near = exact_kinks(ep, fwd)
@@ -165,7 +167,7 @@ def exact_first_order_decision(problem: Problem, fo=None, *, model=None, kinks: 
     if d is None:
         return ExactFirstOrder("undecided", None, reason + "; no candidate direction has an exact L'(theta; d) < 0, "
                                "so exact arithmetic leaves the first-order question open",
-                               residual=residual, timings=_done(timings, t0), **base)
+                               residual=residual, timings=_done(timings, t0), limited="would need 2^" in reason, **base)
     reason += f"; exactly L'(theta; d) = {float(slope):.6g} < 0 along a direction"
     refutation = None
     if refute:
