@@ -686,10 +686,12 @@ def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int 
         if dist is None:
             dist = float(np.linalg.norm(theta - theta0))
         lb, la = pol.get("loss_before"), pol.get("loss_after")
+        rel, gap = pol.get("relative_distance"), pol.get("loss_gap")
         out["polish"] = {"distance": dist,
-                         "relative_distance": pol.get("relative_distance", dist / max(theta_norm, 1e-300)),
+                         "relative_distance": rel if rel is not None else dist / max(theta_norm, 1e-300),
                          "loss_before": lb, "loss_after": la,
-                         "loss_gap": pol.get("loss_gap", (lb - la) if lb is not None and la is not None else None),
+                         # before - after (> 0: polishing lowered the loss); the report's own figure beside it
+                         "loss_gap": (lb - la) if None not in (lb, la) else gap, "report_loss_gap": gap,
                          "converged": pol.get("converged"), "note": pol.get("note")}
     trained = d.get("trained")
     if isinstance(trained, dict) and trained.get("outcome") in OUTCOMES:
@@ -863,7 +865,7 @@ def baseline_markdown(rows: list[dict], time_limit: float, timeout: float) -> st
         if rel is None and pol.get("distance") is not None and r.get("theta_norm"):
             rel = pol["distance"] / r["theta_norm"]
         gap = pol.get("loss_gap")
-        if gap is None and pol.get("loss_before") is not None and pol.get("loss_after") is not None:
+        if pol.get("loss_before") is not None and pol.get("loss_after") is not None:
             gap = pol["loss_before"] - pol["loss_after"]
         lines.append(
             f"| {r['name']} | {r['p']} | {r['loss']} | {r['weight_decay']:g} | {r['optimizer']} | "
