@@ -291,7 +291,8 @@ SPECS = [
     _S("digits_ce_depth3_adam", "digits", (64, 96, 64, 32, 10), "relu", "cross_entropy", 1e-4, "adam", 1e-3,
        epochs=500, batch_size=64),
     # ---- large (p >= LARGE_P): regenerated into the cache, full suite only
-    _S("diabetes_sq_wide_adam", "diabetes", (10, 2048, 1), "relu", "square", 0, "adam", 1e-3, steps=20000),
+    _S("diabetes_sq_wide_wd_sgd", "diabetes", (10, 2048, 1), "relu", "square", 1e-4, "sgd", 1e-2, epochs=1000,
+       batch_size=64),
     _S("digits_ce_wide_adam", "digits", (64, 512, 10), "relu", "cross_entropy", 1e-4, "adam", 1e-3, epochs=100,
        batch_size=64),
     _S("digits_ce_big_sgd", "digits", (64, 512, 128, 10), "relu", "cross_entropy", 1e-4, "sgd", 5e-2, epochs=100,
