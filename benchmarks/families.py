@@ -46,7 +46,10 @@ concave_kinks    :func:`benchmarks.instances.concave_unit_kinks`: concave unit k
 kink_scaling     small hinge nets with K = 2..20 kinks at a d-stationary point (time against K,
                  the piece-enumeration comparison)
 smooth_scale     :func:`benchmarks.instances.random_smooth`: no kink, not stationary, p to 10^5
-trained          Iris (bundled, real data) trained by Adam and by SGD, as trained and polished
+trained          networks from a trainer: PyTorch checkpoints on scikit-learn's bundled data sets
+                 (:mod:`benchmarks.trained`; every loss, depth 1-3, p 10^1.5-10^5, each as stored and
+                 with ``polish=True``; truth unknown, judged by ``certify.verify`` and a neighbourhood
+                 probe) and Iris trained by numpy Adam and SGD, as trained and polished
 sosp_setting     SOSP-Check's own setting: Gaussian data, one hidden ReLU layer, square loss,
                  trained by Adam then polished ((d_x, d_h, m) from Yun et al.'s Table 1, scaled)
 """
@@ -76,6 +79,11 @@ class BenchInstance:
     params: dict
     make: Callable[[], dict] = field(repr=False)
     _built: Optional[dict] = field(default=None, repr=False)
+    #: a family's own certify run (options, extra soundness checks), called as ``run_certify(data,
+    #: budget_s)`` instead of :class:`benchmarks.baselines.Certify`; its record may set ``wrong``
+    run_certify: Optional[Callable] = field(default=None, repr=False)
+    #: the methods that run on this instance (None: every method that applies)
+    methods: Optional[tuple] = None
 
     def _get(self) -> dict:
         if self._built is None:
@@ -949,6 +957,8 @@ def suite(name: str) -> list[BenchInstance]:
     out += smooth_instances(sm)
     out += trained_instances(("reg", "hinge") if not full else tuple(IRIS_TASKS),
                              optimizers=("adam",) if not full else ("adam", "sgd"))
+    from . import trained as torch_trained      # lazy: benchmarks.trained imports this module
+    out += torch_trained.instances(full)
     if full:
         out += sosp_instances([(10, 1, 1000), (10, 10, 1000), (100, 1, 1000), (100, 10, 10000), (10, 1, 10000)],
                               polish=(False, True))

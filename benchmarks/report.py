@@ -331,6 +331,42 @@ def undecided_reasons(records: list[dict], top: int = 12) -> str:
     return "\n".join(lines)
 
 
+def trained_table(records: list[dict]) -> str:
+    """The ``trained`` family's checkpoints (:mod:`benchmarks.trained`): certify as stored and with
+    ``polish=True``, the polish figures, the trained point's outcome and the soundness checks."""
+    cert = {r["instance"]: r for r in records if r["family"] == "trained" and r["method"] == "certify"
+            and r.get("variant") in ("checkpoint", "polish")}
+    names = sorted({i.removesuffix("+polish") for i in cert}, key=lambda i: (cert.get(i, cert.get(i + "+polish"))
+                                                                           .get("p") or 0, i))
+    if not names:
+        return ""
+    lines = ["| checkpoint | p | loss | check | time (s) | check --polish | time (s) | moved / ‖θ‖ | loss gap | "
+             "outcome | local_min checks |", "|---|---:|---|---|---:|---|---:|---:|---:|---|---|"]
+
+    def verdict(r):
+        if not r:
+            return "-"
+        return "timeout" if r.get("timeout") else r.get("raw_verdict") or r.get("verdict")
+
+    def checks(r):
+        if not r or r.get("raw_verdict") != "local_min":
+            return ""
+        pr = r.get("probe") or {}
+        return (f"verify {'ok' if r.get('verify_ok') else '**FAILED**'}, probe "
+                f"{'**REFUTED**' if pr.get('refuted') else 'ok'} ({pr.get('directions')} dirs)")
+    for name in names:
+        a, b = cert.get(name), cert.get(name + "+polish")
+        r0 = a or b
+        pol = (b or {}).get("polish") or {}
+        lines.append(f"| {name.removeprefix('trained/')} | {r0.get('p')} | {r0.get('loss')} | "
+                     f"{verdict(a)} | {_fmt_t((a or {}).get('time_s'))} | "
+                     f"{verdict(b)} | {_fmt_t((b or {}).get('time_s'))} | "
+                     f"{_fmt_t(pol.get('relative_distance'))} | {_fmt_t(pol.get('loss_gap'))} | "
+                     f"{(b or {}).get('outcome') or (a or {}).get('outcome') or 'undecided'} | "
+                     f"{'; '.join(c for c in (checks(a), checks(b)) if c)} |")
+    return "\n".join(lines)
+
+
 def plots(records: list[dict], out_dir: Path) -> list[Path]:
     try:
         import matplotlib
@@ -502,6 +538,13 @@ def render(records: list[dict], sources: list[Path], plot_paths: list[Path],
         attested_section(recs, attested_runs),
         "",
     ]
+    tt = trained_table(recs)
+    if tt:
+        parts += ["## Trained checkpoints (`benchmarks/trained.py`)", "",
+                  "The truth is unknown; a `local_min` counts as wrong when its certificate fails "
+                  "`certify.verify` or a random probe of its neighbourhood finds a lower point "
+                  "(`benchmarks.trained.probe`). Outcome: from the report's `trained` section when present, "
+                  "else derived from the verdict and the polish distance (`derive_outcome`).", "", tt, ""]
     for p in plot_paths:
         parts += [f"![{p.stem}]({p.name})", ""]
     return "\n".join(parts)

@@ -129,7 +129,8 @@ def _worker(conn, suite_name: str):
                 expected, derivation = inst.ground_truth()
                 truth_s = time.perf_counter() - t0
                 current = inst
-                applies = {name: m.applies(data) for name, m in baselines.METHODS.items()}
+                applies = {name: m.applies(data) and (inst.methods is None or name in inst.methods)
+                           for name, m in baselines.METHODS.items()}
                 conn.send({"ok": True, "expected": expected, "derivation": derivation,
                            "params": dict(inst.params), "grad_time_s": _grad_time(data), "build_s": build_s,
                            "truth_s": truth_s, "applies": applies,
@@ -139,9 +140,12 @@ def _worker(conn, suite_name: str):
                 method = baselines.METHODS[name]
                 base = _mem_reset()
                 t0 = time.perf_counter()
-                res = method.run(data, budget)
+                if name == "certify" and current.run_certify is not None:
+                    res = current.run_certify(data, budget)      # the family's certify run and checks
+                else:
+                    res = method.run(data, budget)
                 elapsed = time.perf_counter() - t0
-                res["time_s"] = elapsed
+                res["time_s"] = res.pop("check_time_s", elapsed)  # the check alone, not the family's checks
                 res["peak_mem_mb"] = max(0.0, _mem_peak() - base)
                 conn.send({"ok": True, **res})
         except Exception as exc:  # noqa: BLE001 - reported as an error record
@@ -305,6 +309,8 @@ def run_suite(suite: str = "quick", *, out: Path | None = None, resume: bool = F
                 res.pop("ok", None)
                 verdict = res.pop("verdict")
                 correct = judge(verdict, prep["expected"])
+                if res.get("wrong") is True:      # a family's own soundness check failed (trained: probe, verify)
+                    correct = False
                 t = res.pop("time_s")
                 rec = {**context, "instance": inst.id, "family": inst.family, "method": m, "verdict": verdict,
                        "expected": prep["expected"], "derivation": prep["derivation"], "correct": correct,
@@ -333,6 +339,6 @@ def run_suite(suite: str = "quick", *, out: Path | None = None, resume: bool = F
             worker.stop()
     for rec in wrong_certify:
         log(f"WRONG CERTIFY VERDICT: {rec['instance']}: certify {rec['verdict']}, expected {rec['expected']} "
-            f"({rec['derivation']})")
+            f"({rec.get('wrong_reason') or rec['derivation']})")
     return {"results": str(out), "records_written": n_written, "certify_wrong": len(wrong_certify),
             "wrong_instances": [r["instance"] for r in wrong_certify], "wall_s": time.perf_counter() - t_start}
