@@ -159,17 +159,17 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["summary"] = f"a certified local minimum {where}, {lower}"
     elif verdict == "saddle":
         out["outcome"] = "near_saddle"
-        out["summary"] = (f"near a saddle: the point {where} is a saddle and its escape is verified; resume "
+        out["summary"] = (f"the point {where} is a saddle and its escape is verified; resume "
                           f"training from the lower point (--escape)")
     elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
                "inconclusive": "an undecided point"}.get(verdict, verdict)
-        out["summary"] = (f"training has not converged: a verified lower point {where}, {lower}; carried on to "
+        out["summary"] = (f"a verified lower point {where}, {lower}; carried on to "
                           f"{end} there; keep training")
     else:
         out["outcome"] = "undecided"
-        out["summary"] = (f"undecided: the polished point {where} ({lower}) is {verdict}"
+        out["summary"] = (f"the polished point {where} ({lower}) is {verdict}"
                           + ("" if verdict != "local_min" else " but not near enough to call the checkpoint converged"))
     return out
 
