@@ -168,15 +168,19 @@ def _degenerate_job(seed: int, time_limit: float) -> dict:
     return r
 
 
-def degenerate_markdown(rows: list, header: str) -> str:
+def degenerate_markdown(rows: list, header: str, time_limit: float | None = None) -> str:
     n = len(rows)
     inc = [r for r in rows if r["tool"] == "inconclusive"]
     found = [r for r in rows if r["search_found"]]
     inc_found = [r for r in inc if r["search_found"]]
     wrong = [r for r in rows if r["wrong"]]
     verdicts = collections.Counter(r["tool"] for r in rows)
+    from tests.fuzz import reason_class
+    for r in inc:
+        r["tool_reason_class"] = reason_class(r["tool_reason"])
     classes = collections.Counter(r["tool_reason_class"] for r in inc)
     neg = [r for r in inc if r["tool_reason_class"] == "negative curvature, no verified decrease"]
+    slow = [r for r in rows if r["tool_s"] > 3 * time_limit] if time_limit else []
     how = collections.Counter(str(r["search_how"]) for r in found)
     order = collections.Counter(r["search_order"] for r in found)
     lines = ["# Degenerate points with findable descents (`python -m benchmarks.fuzz --degenerate`)", "", header, "",
@@ -194,7 +198,8 @@ def degenerate_markdown(rows: list, header: str) -> str:
               "whose stored point is not exactly lower).", "",
               f"Inconclusive points where the simple search found an exact local descent: **{len(inc_found)}** "
               "(target for the tool: 0).", "",
-              "Inconclusive reasons: " + ", ".join(f"{k} {v}" for k, v in sorted(classes.items())) + ".", "",
+              "Inconclusive reasons (first matching class of certify's joined notes): " +
+              ", ".join(f"{k} {v}" for k, v in classes.most_common()) + ".", "",
               f"Inconclusive with negative curvature on the critical cone and no verified decrease: {len(neg)} "
               f"({sum(r['search_found'] for r in neg)} of them with an exact descent found by the search).", "",
               "By loss: " + ", ".join(f"{k}: {sum(r['loss'] == k for r in rows)} points, "
@@ -203,6 +208,12 @@ def degenerate_markdown(rows: list, header: str) -> str:
               "Examples (inconclusive, descent found): " + "; ".join(
                   f"seed {r['seed']} ({r['search_how']}, t^{r['search_order']} coefficient {r['search_coefficient']})"
                   for r in inc_found[:8]) + "."]
+    if time_limit:
+        lines += ["", f"certify ran longer than 3x its time limit ({time_limit:g} s) on {len(slow)} points (max "
+                  f"{max((r['tool_s'] for r in rows), default=0):.0f} s): the limit bounds each solver call or search, "
+                  "not the whole check."]
+    lines += ["", f"Time: search {sum(r['search_s'] for r in rows):.0f} s, certify "
+              f"{sum(r['tool_s'] for r in rows):.0f} s (summed over points)."]
     return "\n".join(lines) + "\n"
 
 
@@ -217,7 +228,20 @@ def main(argv=None) -> int:
     parser.add_argument("--time-limit", type=float, default=10.0, help="certify.check's time_limit (default 10 s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where the results go ({RESULTS})")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--summarize", action="store_true",
+                        help="re-render the markdown from the existing results file (no run)")
     args = parser.parse_args(argv)
+    if args.summarize:
+        name = "fuzz_degenerate" if args.degenerate else "fuzz"
+        with open(args.out_dir / f"{name}.jsonl", encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh]
+        old = (args.out_dir / f"{name}.md").read_text(encoding="utf-8").splitlines()
+        header = old[2] if len(old) > 2 else ""
+        text = degenerate_markdown(rows, header, args.time_limit) if args.degenerate else fuzz_markdown(rows, [], header)
+        print(text)
+        if not args.no_write:
+            (args.out_dir / f"{name}.md").write_text(text, encoding="utf-8")
+        return 1 if any(r.get("wrong") for r in rows) else 0
     t0 = time.perf_counter()
     rows, failed = [], []
     commit, dirty = _git_commit()
@@ -238,21 +262,28 @@ def main(argv=None) -> int:
         name = "fuzz_degenerate"
     else:
         from tests import fuzz
-        n_bases = -(-args.n // fuzz.PER_BASE) + 2
-        specs = [("issue", 0)] + [("base", i) for i in range(n_bases)]
         job = functools.partial(_case_job, time_limit=args.time_limit, seed0=args.seed)
-        done = 0
-        results = []
-        if args.jobs > 1:
-            with ProcessPoolExecutor(args.jobs) as pool:
-                for part in pool.map(job, specs, chunksize=1):
+        # bases yield up to PER_BASE cases (a large-k move is skipped where no float64 can hold it):
+        # add bases in rounds until n cases exist; the result depends only on --seed and --n
+        specs = [("issue", 0)]
+        next_base, done, results = 0, 0, []
+        pool = ProcessPoolExecutor(args.jobs) if args.jobs > 1 else None
+        try:
+            while True:
+                parts = list(pool.map(job, specs, chunksize=1)) if pool else [job(sp) for sp in specs]
+                for part in parts:
                     results.append(part)
-                    done += len(part)
-                    if done // 200 != (done - len(part)) // 200:
-                        print(f"... {done}", file=sys.stderr, flush=True)
-        else:
-            for spec in specs:
-                results.append(job(spec))
+                    done += sum(1 for r in part if r.get("kind") != "issue" and not r.get("base_failed"))
+                print(f"... {done}", file=sys.stderr, flush=True)
+                if done >= args.n:
+                    break
+                missing = args.n - done
+                n_new = max(2, -(-missing // (fuzz.PER_BASE - 2)))
+                specs = [("base", i) for i in range(next_base, next_base + n_new)]
+                next_base += n_new
+        finally:
+            if pool:
+                pool.shutdown()
         for part in results:
             for r in part:
                 (failed if r.get("base_failed") else rows).append(r)
@@ -264,7 +295,8 @@ def main(argv=None) -> int:
               f"{' + uncommitted changes in certify/' if dirty else ''}, {wall:.0f} s wall ({args.jobs} job(s)), "
               f"certify time limit {args.time_limit:g} s, "
               f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}.")
-    text = degenerate_markdown(rows, header) if args.degenerate else fuzz_markdown(rows, failed, header)
+    text = degenerate_markdown(rows, header, args.time_limit) if args.degenerate else \
+        fuzz_markdown(rows, failed, header)
     print(text)
     if not args.no_write:
         args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -180,11 +180,6 @@ def matvec(A, v) -> list:
     return [dot(row, v) for row in A]
 
 
-def columns_to_rows(cols, nrows) -> list:
-    """Matrix whose columns are ``cols`` (each of length ``nrows``), as a list of rows."""
-    return [[c[k] for c in cols] for k in range(nrows)]
-
-
 def quadratic_form(H, u) -> Fraction:
     return dot(u, matvec(H, u))
 
@@ -472,13 +467,6 @@ def eventual_sign(p) -> int:
         if v:
             return 1 if v > 0 else -1
     return 0
-
-
-def peval(p, t) -> Fraction:
-    out = ZERO
-    for v in reversed(p):
-        out = out * t + v
-    return out
 
 
 # =============================================================================================
@@ -816,7 +804,7 @@ class Net:
                            [[float(v) for v in b] for b in self.b],
                            [[float(v) for v in r] for r in self.xin[0]],
                            [[float(v) for v in r] for r in self.Y], [float(v) for v in self.theta()])
-        Wf, bf_, Xf, Yf, th = self._float
+        _, _, Xf, Yf, th = self._float
         d = [float(v) for v in d]
         e = [0.0] * self.p if e is None else [float(v) / 2 for v in e]
         sm = float(self.sm)
@@ -1216,14 +1204,14 @@ def _hadd(H, u, v, val):
 # Exact decreases
 # =============================================================================================
 
-def exact_decrease(inst: Instance, d, e=None, t0=F(1, 4), max_halvings: int = 240):
+def exact_decrease(inst: Instance, d, e=None, t0=None, max_halvings: int = 240):
     """Largest ``t = 2^-k t0`` with ``L(theta + t d + t^2/2 e) < L(theta)`` (exact, by
     :func:`tests.exact.loss`): ``(t, decrease)`` or None."""
     base = inst.loss_value()
     theta = inst.theta
     d = [_q(v) for v in d]
     e = None if e is None else [_q(v) for v in e]
-    t = _q(t0)
+    t = F(1, 4) if t0 is None else _q(t0)
     for _ in range(max_halvings):
         if e is None:
             pt = [th + t * dv for th, dv in zip(theta, d)]
@@ -1740,7 +1728,7 @@ def second_order(net: Net, fo: FirstOrder, max_kinks: int = MAX_PIECE_KINKS, sto
 def holding_curvatures(net: Net, kinks, sigma, d, which):
     """``e`` with ``grad(phi_k) . e = -d' hess(phi_k) d`` for the kinks ``which`` (exact, or None),
     so that the curve ``theta + t d + t^2/2 e`` keeps those kinks at 0 up to second order."""
-    g, rows = net.piece(kinks, sigma)
+    _, rows = net.piece(kinks, sigma)
     A, b = [], []
     for k in which:
         s = sigma[k]
@@ -2021,19 +2009,13 @@ def _draw_layers(rng: random.Random, widths, X, zero_out: bool, plant1=0.7, plan
         layers.append((W, b))
         if l < nl - 1:
             z = [[sum((wk * xk for wk, xk in zip(W[j], xin[i])), b[j]) for j in range(nout)] for i in range(n)]
-            xin = z          # values only matter for planting: slope-free (z = 0 at kinks)
-            xin = [[v for v in row] for row in z]
+            xin = [list(row) for row in z]     # raw z: _try_instance re-plants with h(z)
     if zero_out:        # an all-zero outgoing column: a second-order escape candidate
         l = rng.randrange(nl - 1)
         j = rng.randrange(widths[l + 1])
         W_next = layers[l + 1][0]
         for r in range(len(W_next)):
             W_next[r][j] = ZERO
-    return layers
-
-
-def _fix_planting(layers, X, activation):
-    """Re-plant layer-2 kinks with the true activations of layer 1 (the draw used raw z)."""
     return layers
 
 
@@ -2135,7 +2117,7 @@ def _try_instance(rng: random.Random, seed: int, fallback: bool = False) -> Opti
     zero_out = rng.random() < 0.15
     layers = _draw_layers(rng, widths, X, zero_out)
     # layer-2 planting used raw z of layer 1; re-plant with h(z) so the kinks are exact
-    h = lambda z: z if z >= 0 else _s_minus(activation) * z        # noqa: E731
+    h = lambda z: z if z >= 0 else _s_minus(activation) * z
     xin = [list(r) for r in X]
     for l, (W, b) in enumerate(layers[:-1]):
         z = [[sum((wk * xk for wk, xk in zip(W[j], xin[i])), b[j]) for j in range(len(W))] for i in range(n)]

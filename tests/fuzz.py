@@ -59,9 +59,8 @@ with an exact decrease at a dyadic step. :func:`run_degenerate` compares with ce
 from __future__ import annotations
 
 import functools
-import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional
 
@@ -381,16 +380,14 @@ def one_level_endpoint_proof(net: b2.Net) -> Optional[str]:
     g, rows = net.piece(kinks, sigma)
     if any(g):
         return None
-    plus = tuple(1 for _ in kinks)
     for idx, k in enumerate(kinks):
         one = list(sigma)
         one[idx] = 1
         g1, _ = net.piece(kinks, tuple(one))
-        _, l, i, j = k
+        j = k[3]
         gamma = g1[net.ib(0, j)]               # d L / d b_j on the + side of this kink only
         if not gamma > 0:
             return None
-    del plus
     T = net.invariance_vectors()
     N = b2.nullspace(T, net.p) if T else [[ONE if r == c else ZERO for r in range(net.p)] for c in range(net.p)]
     status, _, _ = b2._piece_curvature(net, kinks, sigma, [ZERO] * len(kinks), rows, N)
@@ -924,15 +921,20 @@ def simple_descent(inst: b2.Instance, rng_seed: int = 0) -> dict:
             "d_stationary": fo.stationary}
 
 
-#: certify reasons grouped for the degenerate summary (substring -> class)
+#: certify's inconclusive reasons grouped for the degenerate summary: (substring, class), by priority
+#: (a reason joins the notes of every second-order test tried; the first class that matches wins)
 REASON_CLASSES = (
     ("negative curvature", "negative curvature, no verified decrease"),
-    ("higher order", "curvature 0: higher order needed"),
+    ("escape", "zero-output unit: escape not decided"),
+    ("time limit", "time limit"),
+    ("would need 2^", "too many pieces or faces"),
+    ("over the limit", "too many pieces or faces"),
+    ("repeated eigenvalue", "curvature ~0 at the tolerance (repeated eigenvalue)"),
     ("curvature 0", "curvature 0: higher order needed"),
-    ("time limit", "budget"),
-    ("limit", "budget"),
+    ("higher order", "curvature 0: higher order needed"),
+    ("singular", "curvature 0: higher order needed"),
+    ("nested", "nested kinks: no test applies"),
     ("rounding", "rounding"),
-    ("no second-order test applies", "no second-order test applies"),
 )
 
 
@@ -961,7 +963,7 @@ def run_degenerate(seed: int, time_limit: float = 10.0) -> dict:
             "loss": inst.loss, "n_kinks": len(b2.Net(inst).kinks()), "search_found": found["found"],
             "search_how": found.get("how"), "search_order": found.get("order"),
             "search_coefficient": found.get("coefficient"), "search_decrease": found.get("decrease"),
-            "d_stationary": found.get("d_stationary"), "tool": v, "tool_reason": report.get("reason", "")[:300],
+            "d_stationary": found.get("d_stationary"), "tool": v, "tool_reason": report.get("reason", "")[:1000],
             "tool_reason_class": reason_class(report.get("reason", "")) if v == "inconclusive" else None,
             "tool_kind": _kind_of(report), "refutation_problems": problems, "wrong": wrong,
             "search_s": search_s, "tool_s": report["_seconds"], "instance": inst.to_dict()}

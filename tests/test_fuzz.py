@@ -15,8 +15,7 @@ import pytest
 
 from tests import bruteforce as bf
 from tests import bruteforce2 as b2
-from tests import exact
-from tests import fuzz
+from tests import exact, fuzz
 
 F = Fraction
 ZERO = F(0)
@@ -108,7 +107,7 @@ def test_every_kind_has_a_base_with_an_independent_proof(bases):
 
 
 def test_moves_are_exact_and_float64(bases):
-    for kind, (idx, bs) in bases.items():
+    for idx, bs in bases.values():
         for case in fuzz.cases_of_base(idx):
             case.inst.certify_args()
             if case.move == "none":
@@ -235,3 +234,29 @@ def test_simple_descent_is_exact():
 def test_degenerate_slice_has_no_wrong_verdict():
     rows = [fuzz.run_degenerate(seed, time_limit=1.0) for seed in range(12)]
     assert not [(r["seed"], r["tool"], r["refutation_problems"]) for r in rows if r["wrong"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Independence
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, allowed", [("exact.py", set()), ("bruteforce2.py", {"compare"}),
+                                           ("fuzz.py", {"run_tool"})])
+def test_oracles_import_certify_only_in_their_comparison_functions(name, allowed):
+    """The oracles and the judge never use certify's code paths; only the functions that run the
+    tool import it (as tests/bruteforce.py's compare does)."""
+    import ast
+    from pathlib import Path
+    tree = ast.parse((Path(__file__).parent / name).read_text())
+    where = []
+
+    def visit(node, func):
+        for child in ast.iter_child_nodes(node):
+            f = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else func
+            if isinstance(child, ast.Import) and any(a.name.split(".")[0] == "certify" for a in child.names):
+                where.append(f)
+            if isinstance(child, ast.ImportFrom) and (child.module or "").split(".")[0] == "certify":
+                where.append(f)
+            visit(child, f)
+    visit(tree, None)
+    assert set(where) <= allowed, where
