@@ -701,8 +701,9 @@ def tool_claim(report: dict) -> tuple:
         if cand:
             raw = cand
             break
+    claim_dict = raw if isinstance(raw, dict) else {}
     if isinstance(raw, dict):
-        raw = raw.get("kind") or raw.get("name") or raw.get("claim")
+        raw = raw.get("level") or raw.get("kind") or raw.get("name") or raw.get("claim")
     if raw is None and (near or report.get("polish")):
         raw = "nearby"
     claim = "legacy" if raw is None else str(raw).lower().replace(" ", "_").replace("-", "_")
@@ -713,7 +714,7 @@ def tool_claim(report: dict) -> tuple:
     elif "exact" in claim:
         claim = "exact"
     radius = None
-    for cand in (near.get("radius"), cert.get("radius"), flags.get("radius"),
+    for cand in (claim_dict.get("radius"), near.get("radius"), cert.get("radius"), flags.get("radius"),
                  (report.get("polish") or {}).get("distance")):
         if isinstance(cand, (int, float)) and not isinstance(cand, bool):
             radius = cand

@@ -180,16 +180,14 @@ def test_slice_is_judged_exactly(slice_rows):
     assert not [r for r in slice_rows if r["outcome"] == "wrong_refutation"]
 
 
-# Today's tool accepts kinks and stationarity within a relative tolerance of 1e-9 and certifies
-# points 2^-30 ... 2^-60 from stationarity / from a kink (issue 13, semantics.md): expected to fail
-# until the exact / nearby / up-to-rounding claims land. Keep it non-strict so the fix turns it green.
-@pytest.mark.xfail(strict=False, reason="issue 13: today's tool certifies local_min on a tolerance")
+# Issue 13: a tool that accepted kinks and stationarity within a relative tolerance of 1e-9 certified
+# points 2^-30 ... 2^-60 from stationarity / from a kink; every local_min now states its claim (exact,
+# nearby, up to rounding) and none may be refuted exactly.
 def test_no_wrong_local_min_on_the_slice(slice_rows):
     wrong = [(r["id"], r["kind"], r["tool_kind"], r["why"]) for r in slice_rows if r["outcome"] == "wrong_local_min"]
     assert not wrong, wrong
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13: today's tool certifies the issue's examples")
 @pytest.mark.parametrize("which", ["i", "ii", "iii"])
 def test_issue_examples_are_not_certified(which):
     inst = {"i": fuzz.issue_example_i, "ii": lambda: fuzz.issue_example_ii(36)[0],
