@@ -330,6 +330,8 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
             if rows_k.size:
                 r_plus[rows_k] = downstream_slope(ctx, l, rows_k, np.broadcast_to(a, (rows_k.size, m)))
                 r_minus[rows_k] = downstream_slope(ctx, l, rows_k, np.broadcast_to(-a, (rows_k.size, m)))
+            if not (np.any(r_plus) or np.any(r_minus)):
+                continue                       # nothing downstream sees this output coordinate
             one = escape_model(ctx, l, j, r_plus, r_minus)
             res = decide_one_level(one, time_limit=ctx.budget(), clarke=False)
             if res.stationary or res.direction is None:

@@ -48,10 +48,10 @@ ALL_PAIRS_P = 80
 SCREEN_ORDER = 4
 #: at most this many screened hits are confirmed (exact judgement and verified decrease)
 MAX_CONFIRM = 16
-#: multiply-adds allowed to the screen (about a few seconds of numpy)
-SCREEN_WORK = 3e8
 #: longest chains screened (each has 2^length sign patterns)
 MAX_CHAIN = 5
+#: pieces of negative (relaxed) curvature rebuilt with all their rows
+MAX_PIECES = 16
 
 
 def applies(ctx: Context) -> str | None:
@@ -138,22 +138,27 @@ def entering_curves(problem, fwd, kinks, model: dict, res: dict, d: np.ndarray):
 
 
 def _negative_curvature_curves(ctx: Context, notes: list):
-    """Curves into the pieces where the cone / piece tests reported negative curvature."""
+    """Curves into the pieces where the cone / piece tests reported negative curvature (most negative
+    first; each piece of the piece test is rebuilt with all its rows before its curves are tried)."""
     problem, fwd, kinks = ctx.problem, ctx.fwd, ctx.kinks
-    found = list(ctx.cache.get("negative_curvature", []))
-    pt = ctx.cache.get("piece_test")
-    if pt is not None and pt.get("pieces"):
-        for entry in pt["pieces"]:
-            q = entry.get("min_curvature")
-            if q is None or not q < -entry.get("curvature_tolerance", 0.0):
-                continue
+
+    def items():
+        yield from ctx.cache.get("negative_curvature", [])
+        pt = ctx.cache.get("piece_test")
+        if pt is None or not pt.get("pieces"):
+            return
+        neg = [e for e in pt["pieces"] if e.get("min_curvature") is not None
+               and e["min_curvature"] < -e.get("curvature_tolerance", 0.0)]
+        neg.sort(key=lambda e: e["min_curvature"])
+        for entry in neg[:MAX_PIECES]:
             if ctx.remaining() <= 0:
-                break
+                return
             got = _undropped_piece(ctx, pt, entry)
             if got is not None:
-                found.append(got)
+                yield got
+
     tried = 0
-    for item in found:
+    for item in items():
         model, res = item["model"], item["result"]
         d = res.get("direction")
         if d is None or not res.get("q", 0.0) < -res.get("tolerance", 0.0):
@@ -216,30 +221,33 @@ def _undropped_piece(ctx: Context, pt: dict, entry: dict):
 
 
 # ---------------------------------------------------------------------------- 2. the screen
-def simple_curves(problem, *, max_count: int | None = None) -> list:
-    """``(description, {index: sign})`` for the single coordinates, pairs and chains screened."""
+def simple_curves(problem):
+    """``(description, {index: sign})`` for the single coordinates, chains and pairs screened, lazily,
+    in that order (chains through zero weights first); above :data:`BATCH_P` parameters the chains
+    come first (each costs a sparse pass; they hold the leading terms of degenerate points)."""
     net = problem.network
     p = net.n_params
-    out = []
-    for k in range(p):
-        for s in (1, -1):
-            out.append((("coordinate", k), {k: s}))
-    units = _unit_coordinates(net)
+
+    def singles():
+        for k in range(p):
+            for s in (1, -1):
+                yield ("coordinate", k), {k: s}
+
+    def chains():
+        for chain in _chains(net):
+            for signs in itertools.product((1, -1), repeat=len(chain)):
+                yield ("chain",) + tuple(chain), dict(zip(chain, signs))
+
+    first, second = (singles, chains) if p <= BATCH_P else (chains, singles)
+    yield from first()
+    yield from second()
     if p <= ALL_PAIRS_P:
         pairs = itertools.combinations(range(p), 2)
     else:
-        pairs = ((a, b) for inc, outc in units for a in inc for b in outc)
+        pairs = ((a, b) for inc, outc in _unit_coordinates(net) for a in inc for b in outc)
     for a, b in pairs:
         for sa, sb in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
-            out.append((("pair", a, b), {a: sa, b: sb}))
-        if max_count is not None and len(out) > max_count:
-            return out
-    for chain in _chains(net):
-        for signs in itertools.product((1, -1), repeat=len(chain)):
-            out.append((("chain",) + tuple(chain), dict(zip(chain, signs))))
-        if max_count is not None and len(out) > max_count:
-            return out
-    return out
+            yield ("pair", a, b), {a: sa, b: sb}
 
 
 def _unit_coordinates(net) -> list:
@@ -257,7 +265,7 @@ def _unit_coordinates(net) -> list:
     return out
 
 
-def _chains(net, limit: int = 2000) -> list:
+def _chains(net, limit: int = 4000) -> list:
     """Weights along paths of length 3..MAX_CHAIN: a start (input weight or bias of a unit), then its
     weight into a unit of the next layer, and so on towards the output; paths through zero weights
     first (their products are the leading terms at degenerate points)."""
@@ -271,7 +279,7 @@ def _chains(net, limit: int = 2000) -> list:
     def grow(path, zeros, l, r):
         if len(path) >= 3:
             out.append((zeros, path))
-        if l == L or len(path) >= MAX_CHAIN or len(out) > 20 * limit:
+        if l == L or len(path) >= MAX_CHAIN or len(out) > 10 * limit:
             return
         Wn = net.weights[l]
         for r2 in range(Wn.shape[0]):
@@ -286,48 +294,75 @@ def _chains(net, limit: int = 2000) -> list:
                 starts += [(windex(1, r, c), int(W[r, c] == 0)) for c in range(W.shape[1])]
             for s, z in starts:
                 grow([s], z, l, r)
-    out.sort(key=lambda zc: (-zc[0], len(zc[1])))
+            if len(out) > 10 * limit:
+                break
+    out.sort(key=lambda zc: (-zc[0] / len(zc[1]), len(zc[1])))
     return [c for _, c in out[:limit]]
+
+
+#: below this many parameters the screen runs batched dense passes; above, one sparse pass per curve
+BATCH_P = 400
+#: seconds the screen may take (also at most half of what is left of the budget)
+SCREEN_SECONDS = 30.0
 
 
 def _screen(ctx: Context, notes: list):
     """Screen the simple curves by float Taylor coefficients; confirm the best few."""
+    from ..taylor import sparse_line_taylor
     problem, fwd, kinks = ctx.problem, ctx.fwd, ctx.kinks
     p, n = problem.n_params, problem.n_samples
     net = problem.network
     K = SCREEN_ORDER if problem.loss.rational else 2
-    per_line = max(1.0, n * (p + sum(net.widths)) * (K + 1) * (K + 2) / 2)
-    max_count = int(max(2 * p if 2 * p * per_line <= 4 * SCREEN_WORK else 64, SCREEN_WORK / per_line))
-    cands = simple_curves(problem, max_count=max_count)[:max_count]
+    stop = time.perf_counter() + min(SCREEN_SECONDS, 0.5 * ctx.remaining())
+    gen = simple_curves(problem)
+    hits = []
+    screened = confirmed = 0
     width = max(net.widths)
     chunk = int(max(1, min(1024, 4e6 / max(1, n * width * (K + 1)))))
-    hits = []
-    screened = 0
-    for start in range(0, len(cands), chunk):
-        if ctx.remaining() <= 0:
-            notes.append("the screen stopped at the time limit")
+    done = False
+    while not done:
+        if time.perf_counter() > stop:
+            notes.append(f"the screen stopped at its time limit after {screened} curves")
             break
-        block = cands[start:start + chunk]
-        Dm = np.zeros((len(block), p))
-        for r, (_, sp_) in enumerate(block):
-            for k, s in sp_.items():
-                Dm[r, k] = s
-        c, err = batch_line_taylor(problem, Dm, K, fwd=fwd, kinks=kinks)
+        block = list(itertools.islice(gen, chunk if p <= BATCH_P else 64))
+        if not block:
+            break
+        if p <= BATCH_P:
+            Dm = np.zeros((len(block), p))
+            for r, (_, sp_) in enumerate(block):
+                for k, s in sp_.items():
+                    Dm[r, k] = s
+            c, err = batch_line_taylor(problem, Dm, K, fwd=fwd, kinks=kinks)
+            rows = [(block[r][0], Dm[r], c[r], err[r]) for r in range(len(block))]
+        else:
+            rows = []
+            for what, sp_ in block:
+                d = np.zeros(p)
+                for k, s in sp_.items():
+                    d[k] = s
+                cr, er = sparse_line_taylor(problem, fwd, kinks, d, K)
+                rows.append((what, d, cr, er))
         screened += len(block)
-        for r in range(len(block)):
-            for k in range(1, c.shape[1]):
-                if abs(c[r, k]) > err[r, k]:
-                    if c[r, k] < 0:
-                        hits.append((k, c[r, k] / (np.sum(np.abs(c[r, :k + 1])) + 1e-300), block[r][0], Dm[r].copy()))
+        fresh = []
+        for what, d, cr, er in rows:
+            for k in range(1, cr.size):
+                if abs(cr[k]) > er[k]:
+                    if cr[k] < 0:
+                        fresh.append((k, cr[k] / (np.sum(np.abs(cr[:k + 1])) + 1e-300), what, d.copy()))
                     break
-    hits.sort(key=lambda h: (h[0], h[1]))
-    for k, _, what, d in hits[:MAX_CONFIRM]:
-        if ctx.remaining() <= 0:
+        fresh.sort(key=lambda h: (h[0], h[1]))
+        hits += fresh
+        for k, _, what, d in fresh:                 # confirm at once: a hit ends the search early
+            if confirmed >= MAX_CONFIRM or ctx.remaining() <= 0:
+                break
+            confirmed += 1
+            curve = taylor_curve(problem, fwd, kinks, d, None, order=max(K, k))
+            if curve["verified"]:
+                curve["_what"] = _describe(problem, what)
+                return curve, screened
+        if confirmed >= MAX_CONFIRM:
+            notes.append(f"{MAX_CONFIRM} screened hits were not confirmed; the screen stopped")
             break
-        curve = taylor_curve(problem, fwd, kinks, d, None, order=max(K, k))
-        if curve["verified"]:
-            curve["_what"] = _describe(problem, what)
-            return curve, screened
     if hits:
         notes.append(f"{len(hits)} screened curve(s) looked like descents in float64 but none was confirmed")
     return None, screened
