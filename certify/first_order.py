@@ -289,7 +289,7 @@ def _likq_test(one: OneLevel) -> FirstOrder | None:
     if one.multi:
         return None
     J, p = one.n_generators, one.g.size
-    if J * p > DENSE_LIMIT or J > 4000:
+    if J * p > DENSE_LIMIT or J > 4000 or J > p:   # more rows than dimensions: never independent
         return None
     A = one.a.toarray()
     gram = A @ A.T

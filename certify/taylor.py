@@ -448,12 +448,15 @@ def _float_loss_poly(problem: Problem, F: list, Fa: list, K: int, gam: float, ki
             R[0] = R[0] - Y[None]
             Ra = list(Fa)
             Ra[0] = Ra[0] + np.abs(Y)[None]
+            # the error of R_a R_b is at most |R_a| err_b + err_a |R_b| (+ second-order terms), with
+            # err = gam * Ra: the factors' own sizes, not their absolute twins, multiply the other's bound
             for k in range(K + 1):
                 for a in range(k + 1):
                     if R[a] is None or R[k - a] is None:
                         continue
                     c[:, k] += 0.5 * np.sum(R[a] * R[k - a], axis=(1, 2))
-                    ca[:, k] += 0.5 * np.sum(Ra[a] * Ra[k - a], axis=(1, 2))
+                    ca[:, k] += 0.5 * np.sum(np.abs(R[a]) * Ra[k - a] + Ra[a] * np.abs(R[k - a])
+                                             + gam * Ra[a] * Ra[k - a], axis=(1, 2))
             return c / n, ca / n
         # logistic / cross-entropy: K <= 2 from the gradient and the Hessian in f
         g = loss.gradient(F0, Y)

@@ -438,3 +438,15 @@ def is_d_stationary_inert(point: dict) -> bool:
             if c[1] != 0:
                 return False
     return True
+
+
+def nontrivial_point(seed: int, tries: int = 50) -> dict:
+    """:func:`degenerate_point` for sub-seeds ``seed * 1000 + k`` until the residual is not 0 (a zero
+    residual is a zero-loss global minimum: trivial). Deterministic in ``seed``."""
+    for k in range(tries):
+        pt = degenerate_point(seed * 1000 + k)
+        if any(pt["residual"]):
+            pt["seed"] = seed
+            pt["subseed"] = seed * 1000 + k
+            return pt
+    raise RuntimeError(f"no degenerate point with a nonzero residual for seed {seed}")

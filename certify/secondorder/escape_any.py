@@ -91,8 +91,13 @@ def run(ctx: Context) -> SecondOrder:
     problem, fwd = ctx.problem, ctx.fwd
     units = zero_outgoing_units(problem)
     act = problem.network.activation
+    masks = ctx.kinks.masks
+    on_kink = [u for u in units if masks and np.any(masks[u[0] - 1][:, u[1]])]
     silent = [u for u in units if not np.any(act(fwd.pre[u[0] - 1][:, u[1]]) != 0)]
-    order = silent + [u for u in units if u not in silent]
+    # a dead unit of a ReLU (no sample on its kink, slope 0 everywhere) has psi = 0: it never escapes
+    dead = [u for u in silent if u not in on_kink and act.slopes[1] == 0]
+    order = ([u for u in silent if u in on_kink] + [u for u in on_kink if u not in silent]
+             + [u for u in units if u not in on_kink and u not in dead])
     notes, adjoints = [], {}
     examined = 0
     for l, j in order[:MAX_UNITS]:
@@ -116,6 +121,8 @@ def run(ctx: Context) -> SecondOrder:
                 refutation=curve)
         notes.append(f"unit {j} of layer {l}: {res['note']}")
     more = f" (and {len(order) - examined} more not examined)" if len(order) > examined else ""
+    if dead:
+        notes.append(f"{len(dead)} dead unit(s) cannot escape (slope 0 at every sample)")
     return SecondOrder(None, "escape", reason=(f"{len(units)} unit(s) with zero outgoing weights; no escape curve "
                                                f"verified{more}: " + "; ".join(notes[:4])))
 
@@ -261,7 +268,7 @@ def _psi(M, groups, v):
     return out
 
 
-def _constructive_candidates(M, groups, rng, n_groups: int = 8) -> list:
+def _constructive_candidates(M, groups, rng, n_groups: int = 8, xbar_all=None) -> list:
     """``v`` with ``Psi(v) != 0`` whenever ``Psi`` is not identically 0 (module docstring)."""
     cands = []
     norms = np.linalg.norm(M, axis=1)
@@ -274,6 +281,16 @@ def _constructive_candidates(M, groups, rng, n_groups: int = 8) -> list:
         xg, Wg = groups[g]
         if not np.any(Wg):
             continue
+        if xbar_all is not None:
+            # a hyperplane cutting off this group alone (when its input is extreme in the direction away
+            # from the centroid): relu(xbar . v) is positive on the group only, so nothing else moves
+            u = xg[:-1] - xbar_all[:, :-1].mean(axis=0)
+            s = xbar_all[:, :-1] @ u
+            top = float(xg[:-1] @ u)
+            others = s[np.any(xbar_all != xg, axis=1)]
+            if others.size and top > others.max():
+                v = np.concatenate([u, [-(top + float(others.max())) / 2]])
+                cands.append(v / max(float(np.abs(v).max()), 1e-300))
         xh = xg / np.linalg.norm(xg)
         w = rng.standard_normal(q)
         w -= (w @ xh) * xh                      # on the group's hyperplane
@@ -301,7 +318,8 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
     best_value = None
     # 1. constructive candidates from Psi (exact when nothing relevant is kinked downstream)
     M, groups = psi_parts(ctx, l, j, np.where(kinked[:, None], 0.0, G) if not smooth else G)
-    for v in _constructive_candidates(M, groups, rng):
+    xbar_all = np.hstack([fwd.post[l - 1], np.ones((problem.n_samples, 1))])
+    for v in _constructive_candidates(M, groups, rng, xbar_all=xbar_all):
         if ctx.remaining() <= 0:
             break
         P = _psi(M, groups, v)

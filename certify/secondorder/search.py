@@ -157,11 +157,12 @@ def _negative_curvature_curves(ctx: Context, notes: list):
             if got is not None:
                 yield got
 
-    tried = 0
+    tried = relaxed_only = 0
     for item in items():
         model, res = item["model"], item["result"]
         d = res.get("direction")
         if d is None or not res.get("q", 0.0) < -res.get("tolerance", 0.0):
+            relaxed_only += item["source"].startswith("piece test")
             continue
         for sgn in (1.0, -1.0):
             for e in entering_curves(problem, fwd, kinks, model, res, sgn * d):
@@ -174,6 +175,10 @@ def _negative_curvature_curves(ctx: Context, notes: list):
                                       f"{res.get('piece') or item.get('signs') or []})")
                     curve["curvature"] = res["q"]
                     return curve
+    if relaxed_only:
+        notes.append(f"on {relaxed_only} piece(s) the negative curvature came from the rows the piece test drops "
+                     f"for its flat directions (a relaxation): with every row kept the least curvature is not "
+                     f"negative")
     if tried:
         notes.append(f"{tried} curve(s) into pieces of negative curvature gave no verified local descent")
     return None
@@ -234,9 +239,18 @@ def simple_curves(problem):
                 yield ("coordinate", k), {k: s}
 
     def chains():
-        for chain in _chains(net):
-            for signs in itertools.product((1, -1), repeat=len(chain)):
-                yield ("chain",) + tuple(chain), dict(zip(chain, signs))
+        found = _chains(net)
+        # first both signs of the last weight (they flip the sign of the chain's leading term), then the
+        # other sign patterns (which choose the sides of the kinks along the path)
+        for chain in found:
+            for last in (1, -1):
+                yield ("chain",) + tuple(chain), dict(zip(chain, [1] * (len(chain) - 1) + [last]))
+        for chain in found:
+            for signs in itertools.product((1, -1), repeat=len(chain) - 1):
+                if all(s == 1 for s in signs):
+                    continue
+                for last in (1, -1):
+                    yield ("chain",) + tuple(chain), dict(zip(chain, list(signs) + [last]))
 
     first, second = (singles, chains) if p <= BATCH_P else (chains, singles)
     yield from first()
@@ -271,13 +285,19 @@ def _chains(net, limit: int = 4000) -> list:
     first (their products are the leading terms at degenerate points)."""
     L = net.n_layers
     out = []
+    bias_index = {net.offsets[l][1] + r for l in range(L) for r in range(net.weights[l].shape[0])}
+
+    def c_start_bias(chain):
+        return chain[0] in bias_index
 
     def windex(l, r, c):
         w0, _ = net.offsets[l - 1]
         return w0 + r * net.weights[l - 1].shape[1] + c
 
     def grow(path, zeros, l, r):
-        if len(path) >= 3:
+        # a chain counts when the perturbation it carries reaches the output: it ends at an output, or at
+        # a unit with a nonzero outgoing weight (the rest of the path exists already)
+        if len(path) >= 3 and (l == L or np.any(net.weights[l][:, r] != 0)):
             out.append((zeros, path))
         if l == L or len(path) >= MAX_CHAIN or len(out) > 10 * limit:
             return
@@ -296,8 +316,13 @@ def _chains(net, limit: int = 4000) -> list:
                 grow([s], z, l, r)
             if len(out) > 10 * limit:
                 break
-    out.sort(key=lambda zc: (-zc[0] / len(zc[1]), len(zc[1])))
-    return [c for _, c in out[:limit]]
+    # zero-heavy first; lengths interleaved (a short chain of biases can be constant across samples, while
+    # the longer chain through the input weights carries the sample-dependent leading term)
+    by_len = {}
+    for zeros, c in sorted(out, key=lambda zc: (-zc[0] / len(zc[1]), len(zc[1]), c_start_bias(zc[1]))):
+        by_len.setdefault(len(c), []).append(c)
+    mixed = [c for group in itertools.zip_longest(*by_len.values()) for c in group if c is not None]
+    return mixed[:limit]
 
 
 #: below this many parameters the screen runs batched dense passes; above, one sparse pass per curve
