@@ -193,9 +193,14 @@ def taylor_judgement(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d
     coefficient is negative too (``"up_to_rounding"`` if the exact expansion differs only within the
     float bounds, e.g. a float direction missing a held kink by 1e-17), and None when rejected.
     """
-    from .taylor import exact_fits, loss_taylor
-    terms = [d] if e is None else [d, 0.5 * np.asarray(e, dtype=np.float64)]
-    flt = loss_taylor(problem, terms, order, exact=False, fwd=fwd, kinks=kinks)
+    from .taylor import Taylor, exact_fits, loss_taylor, sparse_line_taylor
+    terms = [d] if e is None or not np.any(e) else [d, 0.5 * np.asarray(e, dtype=np.float64)]
+    if len(terms) == 1 and (problem.loss.rational or order <= 2):
+        # a line: the sparse pass touches only the units the direction reaches (same coefficients)
+        c, err = sparse_line_taylor(problem, fwd, kinks, np.asarray(d, dtype=np.float64), order)
+        flt = Taylor(tuple(float(v) for v in c), tuple(float(v) for v in err), False)
+    else:
+        flt = loss_taylor(problem, terms, order, exact=False, fwd=fwd, kinks=kinks)
     out = {"taylor": None if flt is None else flt.to_dict(), "local": None, "order": None,
            "leading_coefficient": None}
     if flt is None:
@@ -231,11 +236,15 @@ def taylor_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
     theta = problem.theta
     d = np.asarray(d, dtype=np.float64)
     e_arr = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
-    c1, c2, cscale = curve_coefficients(problem, fwd, kinks, d, e_arr)
-    out = {"kind": "descent_curve", "direction": d, "curvature_direction": e_arr, "step": None, "verified": False,
-           "first_order_coefficient": c1, "second_order_coefficient": c2, "coefficient_scale": cscale}
     judge = taylor_judgement(problem, fwd, kinks, d, None if e is None else e_arr, order=order)
-    out.update({"taylor": judge["taylor"], "local": judge["local"], "leading_order": judge["order"]})
+    coeffs = (judge["taylor"] or {}).get("coefficients") or [0.0, 0.0, 0.0]
+    errs = (judge["taylor"] or {}).get("errors") or [0.0, 0.0, 0.0]
+    # L(theta + t d + t^2/2 e) = L + c1 t + c2 t^2/2 + ...: c1 = c_1, c2 = 2 c_2 of the expansion
+    out = {"kind": "descent_curve", "direction": d, "curvature_direction": e_arr, "step": None, "verified": False,
+           "first_order_coefficient": float(coeffs[1]) if len(coeffs) > 1 else 0.0,
+           "second_order_coefficient": 2.0 * float(coeffs[2]) if len(coeffs) > 2 else 0.0,
+           "coefficient_scale": float(max(errs[1:3], default=0.0)),
+           "taylor": judge["taylor"], "local": judge["local"], "leading_order": judge["order"]}
     if judge["local"] is None:
         out["note"] = f"not a local descent curve: {judge.get('describe', '')}"
         return out

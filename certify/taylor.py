@@ -582,9 +582,12 @@ def sparse_line_taylor(problem: Problem, fwd, kinks, d: np.ndarray, order: int =
     if problem.weight_decay:
         lam = problem.weight_decay
         th = net.theta
-        c[0, 1] += lam * float(th @ d)
-        c[0, 2] += 0.5 * lam * float(d @ d) if K >= 2 else 0.0
-        ca[0, 1] += lam * float(np.abs(th) @ np.abs(d))
+        c[0, 0] += 0.5 * lam * float(th @ th)
+        ca[0, 0] += 0.5 * lam * float(th @ th)
+        if K >= 1:
+            c[0, 1] += lam * float(th @ d)
+            ca[0, 1] += lam * float(np.abs(th) @ np.abs(d))
         if K >= 2:
+            c[0, 2] += 0.5 * lam * float(d @ d)
             ca[0, 2] += 0.5 * lam * float(d @ d)
     return c[0], gam * ca[0] + 1e-300
