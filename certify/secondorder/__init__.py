@@ -42,8 +42,8 @@ class _EarlyCell:
 
 
 #: the order in which the kinds are tried
-KINDS = (zero_loss, escape_any, _EarlyCell, smooth, cell, affine, lanczos, cone, copositive, pieces, higher_order,
-         search)
+KINDS = (zero_loss, escape_any, _EarlyCell, smooth, cell, affine, search.Early, lanczos, cone, copositive, pieces,
+         higher_order, search)
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,

@@ -60,6 +60,30 @@ def applies(ctx: Context) -> str | None:
     return None
 
 
+class Early:
+    """The screen alone, briefly, before the expensive second-order tests (cone faces, pieces): a
+    degenerate saddle found along a simple curve costs a fraction of a second, while the piece test
+    may spend the whole budget; :func:`run` later continues the screen where this one stopped."""
+
+    NAME = "targeted_search_early"
+
+    @staticmethod
+    def applies(ctx: Context) -> str | None:
+        if ctx.problem.n_params == 0:
+            return "no parameters"
+        if not ctx.kinks.n_total and ctx.problem.n_params <= 2500:
+            return "no kink: the Hessian tests decide or report zero curvature first"
+        return None
+
+    @staticmethod
+    def run(ctx: Context) -> SecondOrder:
+        notes = []
+        curve, screened = _screen(ctx, notes, seconds=min(EARLY_SECONDS, 0.1 * ctx.remaining()))
+        if curve is not None:
+            return _saddle(curve, f"the simple curve {curve.pop('_what')} (one of {screened} screened)")
+        return SecondOrder(None, NAME, reason="")
+
+
 def run(ctx: Context) -> SecondOrder:
     t0 = time.perf_counter()
     notes = []
@@ -329,17 +353,23 @@ def _chains(net, limit: int = 4000) -> list:
 BATCH_P = 400
 #: seconds the screen may take (also at most half of what is left of the budget)
 SCREEN_SECONDS = 30.0
+#: seconds of the early screen (:class:`Early`; also at most a tenth of what is left)
+EARLY_SECONDS = 2.0
 
 
-def _screen(ctx: Context, notes: list):
-    """Screen the simple curves by float Taylor coefficients; confirm the best few."""
+def _screen(ctx: Context, notes: list, seconds: float | None = None):
+    """Screen the simple curves by float Taylor coefficients; confirm hits as they come.
+
+    Continues after the curves an earlier call already screened (``ctx.cache["screened"]``)."""
     from ..taylor import sparse_line_taylor
     problem, fwd, kinks = ctx.problem, ctx.fwd, ctx.kinks
     p, n = problem.n_params, problem.n_samples
     net = problem.network
     K = SCREEN_ORDER if problem.loss.rational else 2
-    stop = time.perf_counter() + min(SCREEN_SECONDS, 0.5 * ctx.remaining())
-    gen = simple_curves(problem)
+    seconds = min(SCREEN_SECONDS, 0.5 * ctx.remaining()) if seconds is None else seconds
+    stop = time.perf_counter() + seconds
+    start = int(ctx.cache.get("screened", 0))
+    gen = itertools.islice(simple_curves(problem), start, None)
     hits = []
     screened = confirmed = 0
     width = max(net.widths)
@@ -368,6 +398,7 @@ def _screen(ctx: Context, notes: list):
                 cr, er = sparse_line_taylor(problem, fwd, kinks, d, K)
                 rows.append((what, d, cr, er))
         screened += len(block)
+        ctx.cache["screened"] = start + screened
         fresh = []
         for what, d, cr, er in rows:
             for k in range(1, cr.size):
@@ -388,6 +419,7 @@ def _screen(ctx: Context, notes: list):
         if confirmed >= MAX_CONFIRM:
             notes.append(f"{MAX_CONFIRM} screened hits were not confirmed; the screen stopped")
             break
+    screened += start
     if hits:
         notes.append(f"{len(hits)} screened curve(s) looked like descents in float64 but none was confirmed")
     return None, screened
