@@ -245,6 +245,8 @@ def taylor_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
            "second_order_coefficient": 2.0 * float(coeffs[2]) if len(coeffs) > 2 else 0.0,
            "coefficient_scale": float(max(errs[1:3], default=0.0)),
            "taylor": judge["taylor"], "local": judge["local"], "leading_order": judge["order"]}
+    if judge["order"] == 2 and float(d @ d) > 0:
+        out["curvature"] = out["second_order_coefficient"] / float(d @ d)   # q with c2 = q |d|^2 (plots)
     if judge["local"] is None:
         out["note"] = f"not a local descent curve: {judge.get('describe', '')}"
         return out
