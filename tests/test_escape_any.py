@@ -166,3 +166,38 @@ def test_escape_matrix_free_above_the_dense_limit():
     assert report.second_order["certificate"]["layer"] == 2
     assert elapsed < 30
     assert certify.verify(report.to_dict(), big, X, y).ok
+
+
+def test_partial_escape_gt12_with_a_kink_above_the_dense_limit():
+    """REFERENCES GT-12 (unit A: w = 0, b = 1, weights (1, 0) into the two outputs: a differentiable strict
+    saddle whose escape goes through output 2, where A's weight is 0; mean loss 2 - t^2 + t^4/4 along
+    dw_A = dW2[1, A] = t), plus a unit K (w = 1, b = -1, weights (1, 0)) that sits on its kink at x = 1
+    with coefficient W2[0, K] r_1 = 0 (output 1 is fitted exactly), plus 1,300 dead units: no Hessian test
+    applies (a kink, p > DENSE_P), and the partial escape through output 2 decides, matrix-free."""
+    from certify.secondorder import DENSE_P
+    h = 1302
+    W1 = np.zeros((h, 1)); b1 = -5.0 * np.ones(h)
+    W1[0, 0], b1[0] = 0.0, 1.0              # unit A
+    W1[1, 0], b1[1] = 1.0, -1.0             # unit K: pre-activations (-2, 0)
+    W1[2:, 0] = np.linspace(-1, 1, h - 2)
+    W2 = np.zeros((2, h)); W2[0, 0] = 1.0; W2[0, 1] = 1.0; W2[:, 2:] = np.linspace(1, 2, h - 2)
+    b2 = np.array([-1.0, 0.0])
+    X = np.array([[-1.0], [1.0]]); y = np.array([[0.0, -2.0], [0.0, 2.0]])
+    model = [(W1, b1), (W2, b2)]
+    report = certify.check(model, X, y, activation="relu", loss="square")
+    assert report.problem["n_params"] > DENSE_P and report.kinks["unit_kinks"] == 1
+    assert report.verdict.value == "saddle" and report.flags["method"] == "escape", report.reason
+    assert report.second_order["certificate"]["partial"] == [1]      # through output 2
+    assert certify.verify(report.to_dict(), model, X, y).ok
+    ref = report.refutation
+    assert ref["local"] == "exact" and ref["leading_order"] == 2
+    # independent exact check on the stored floats: only units A, K and a few coordinates move
+    d = np.asarray(ref["direction"])
+    t = Fraction(float(ref["step"]))
+    layers = _exact_point(model)
+    Xq = [[Fraction(-1)], [Fraction(1)]]
+    yq = [(Fraction(0), Fraction(-2)), (Fraction(0), Fraction(2))]
+    dq = [Fraction(float(v)) for v in d]
+    c = degenerate.taylor(layers, Xq, yq, "relu", "square", [dq], K=3)
+    assert c[1] == 0 and c[2] < 0
+    assert exact.loss(exact.perturbed(layers, dq, t), Xq, yq, "relu", "square") < 2

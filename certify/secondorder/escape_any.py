@@ -45,6 +45,11 @@ one-level piecewise-linear function of ``v`` (kinks at the unit's own samples, c
 ``T_i(+-a)``), minimised exactly by the first-order machinery (LP, or MILP for concave terms) for
 ``a = +-e_c`` over the output coordinates with the largest adjoints.
 
+**Partial escapes** (:func:`escape_partial`): a unit with weight 0 into only *some* units of the next
+layer and the same output on every sample (GT-12's unit: ``w = 0, b = 1``, weights ``(1, 0)`` into two
+outputs) escapes through those units alone; its other weights then see ``v`` at first order, which a
+large ``eps`` scales away when the candidate ``v`` leaves the loss unchanged at first order.
+
 Cost: one backward pass per layer (the adjoints ``G``), a tangent pass over the samples with
 downstream kinks per candidate ``a``, small LPs in the unit's fan-in; no Hessian.
 """
@@ -82,9 +87,29 @@ def zero_outgoing_units(problem) -> list:
 
 
 def applies(ctx: Context) -> str | None:
-    if not zero_outgoing_units(ctx.problem):
-        return "no hidden unit has all its outgoing weights 0"
+    if not zero_outgoing_units(ctx.problem) and not partial_units(ctx):
+        return "no hidden unit has all its outgoing weights 0 (or some of them 0 and a constant output)"
     return None
+
+
+def partial_units(ctx: Context) -> list:
+    """``(l, j, zero)``: units with some but not all outgoing weights 0 (``zero``: those next-layer units)
+    whose output is the same on every sample (silent, or constant, as GT-12's unit): then the first-order
+    change the escape curve makes through the unit's other weights can be scaled away (module docstring
+    of :func:`escape_partial`)."""
+    problem, fwd = ctx.problem, ctx.fwd
+    net = problem.network
+    if not net.activation.has_kink:
+        return []
+    out = []
+    for l in range(1, net.n_layers):
+        Wn = net.weights[l]
+        zero_mask = Wn == 0
+        for j in np.nonzero(np.any(zero_mask, axis=0) & ~np.all(zero_mask, axis=0))[0]:
+            h = net.activation(fwd.pre[l - 1][:, j])
+            if np.all(h == h[0]):
+                out.append((l, int(j), np.nonzero(zero_mask[:, j])[0]))
+    return out
 
 
 def run(ctx: Context) -> SecondOrder:
@@ -120,6 +145,25 @@ def run(ctx: Context) -> SecondOrder:
                              "output_direction": res["a"], "silent": (l, j) in silent, "how": res["how"]},
                 refutation=curve)
         notes.append(f"unit {j} of layer {l}: {res['note']}")
+    for l, j, zero in partial_units(ctx)[:MAX_UNITS]:
+        if ctx.remaining() <= 0:
+            break
+        res = escape_partial(ctx, l, j, zero, adjoints)
+        if res.get("curve") is not None:
+            curve = res["curve"]
+            local = "exactly" if curve.get("local") == "exact" else "up to rounding"
+            outs = ", ".join(str(int(c)) for c in zero)
+            return SecondOrder("saddle", "escape", reason=(
+                f"first-order stationary, but unit {j} of hidden layer {l} has weight 0 into unit(s) {outs} of "
+                f"layer {l + 1} and a constant output: its escape value through them is {res['value']:.3g} < 0 "
+                f"(with no first-order change through its other weights); the loss drops by "
+                f"{curve['decrease']:.3g} along the escape curve (leading coefficient of order "
+                f"{curve.get('leading_order')} negative, {local}; verified, {curve['method']})"),
+                flags={"strict": False},
+                certificate={"kind": "escape_unit", "layer": l, "unit": j, "escape_value": res["value"],
+                             "output_direction": res["a"], "partial": [int(c) for c in zero], "how": res["how"]},
+                refutation=curve)
+        notes.append(f"unit {j} of layer {l} (weight 0 into {len(zero)} unit(s)): {res['note']}")
     more = f" (and {len(order) - examined} more not examined)" if len(order) > examined else ""
     if dead:
         notes.append(f"{len(dead)} dead unit(s) cannot escape (slope 0 at every sample)")
@@ -365,6 +409,55 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
     return {"note": f"escape value {best_value:.3g} < 0 but no curve gave a verified local descent ({tried} tried)"}
 
 
+def escape_partial(ctx: Context, l: int, j: int, zero: np.ndarray, adjoints: dict) -> dict:
+    """Escape of a unit through the next-layer units ``zero`` it has weight 0 into (GT-12's mechanism).
+
+    With ``d = (eps a on W_{l+1}[zero, j], v / eps on the unit's incoming weights)`` (and the next layer's
+    bias compensating ``eps a h`` when the unit's output ``h`` is a nonzero constant), the units with a
+    nonzero weight ``w_c = W_{l+1}[c, j]`` move at first order by ``(t / eps) w_c psi_i(v)``: so
+    ``c_1 = L'_in(v) / eps`` with ``L'_in(v) = sum_i sum_c G_ic w_c psi_i(v)`` the derivative along the unit's
+    incoming weights, and ``c_2 = 2 a . Psi_zero(v) + O(1 / eps^2)``. Candidates ``v`` with ``L'_in(v) = 0``
+    (up to rounding) and ``a . Psi_zero(v) < 0`` give, for a large ``eps``, ``c_1 = 0, c_2 < 0``. Only
+    when nothing downstream of the unit's samples is kinked (``G`` is then the exact adjoint)."""
+    problem, fwd = ctx.problem, ctx.fwd
+    net = problem.network
+    m = net.weights[l].shape[0]
+    G = _downstream_adjoint(ctx, l, adjoints)
+    kinked = _kinked_downstream(ctx, l)
+    z = fwd.pre[l - 1][:, j]
+    relevant = (net.activation.slope(z) != 0) | (ctx.kinks.masks[l - 1][:, j] if ctx.kinks.masks else False)
+    if np.any(kinked & relevant):
+        return {"note": "a kink downstream: the partial escape needs a smooth downstream"}
+    others = np.setdiff1d(np.arange(m), zero)
+    w_other = net.weights[l][others, j]
+    g_in = G[:, others] @ w_other                      # the incoming-weight derivative's sample weights
+    M0, groups0 = psi_parts(ctx, l, j, G[:, zero])
+    Min, groups_in = psi_parts(ctx, l, j, g_in[:, None])
+    xbar_all = np.hstack([fwd.post[l - 1], np.ones((problem.n_samples, 1))])
+    scale = float(np.abs(g_in).sum() * np.abs(xbar_all).max() + 1e-300)
+    rng = np.random.default_rng(l * 7919 + j)
+    best = None
+    for v in _constructive_candidates(M0, groups0, rng, xbar_all=xbar_all):
+        if ctx.remaining() <= 0:
+            break
+        first = float(_psi(Min, groups_in, v)[0])
+        if abs(first) > 1e-12 * scale * float(np.abs(v).max()):
+            continue                                  # the curve would move the loss at first order
+        P = _psi(M0, groups0, v)
+        if not np.any(P):
+            continue
+        a = np.zeros(m)
+        a[zero] = -P / np.abs(P).max()
+        value = float(a[zero] @ P)
+        best = value if best is None else min(best, value)
+        curve = escape_curve(ctx, l, j, a, v, eps_list=(4.0, 16.0, 64.0, 256.0))
+        if curve is not None:
+            return {"curve": curve, "value": value, "a": a, "how": "constructive (partial)"}
+    if best is None:
+        return {"note": "no candidate with a negative escape value and no first-order change"}
+    return {"note": f"escape value {best:.3g} < 0 but no curve gave a verified local descent"}
+
+
 def psi_is_zero(ctx: Context, l: int, j: int, M, groups, adjoints: dict) -> bool:
     """Whether ``Psi`` vanishes up to rounding: every entry of ``M`` and of every group weight within
     ``2 gamma_N`` times the same sums over absolute values (:mod:`certify.rounding`)."""
@@ -389,7 +482,7 @@ def psi_is_zero(ctx: Context, l: int, j: int, M, groups, adjoints: dict) -> bool
     return all(np.all(np.abs(W) <= f * Wa) for (_, W), (_, Wa) in zip(groups, groups_a))
 
 
-def escape_curve(ctx: Context, l: int, j: int, a: np.ndarray, v: np.ndarray) -> dict | None:
+def escape_curve(ctx: Context, l: int, j: int, a: np.ndarray, v: np.ndarray, eps_list=None) -> dict | None:
     """The escape curve ``theta + t d``, ``d = (eps a, v / eps)`` (plus, when the unit's output is the same
     constant on every sample, ``-eps a h`` on the next layer's bias, cancelling its first-order term),
     for a few ``eps``; the first with a verified local descent is returned."""
@@ -405,7 +498,7 @@ def escape_curve(ctx: Context, l: int, j: int, a: np.ndarray, v: np.ndarray) -> 
     const = (not silent) and np.all(h == h[0])
     balance = np.sqrt(max(float(np.abs(v).max()), 1e-300) / max(float(np.abs(a).max()), 1e-300))
     balance = 2.0 ** np.round(np.log2(balance))      # a power of two keeps d exactly representable
-    for eps in (EPS[:1] if silent else EPS):
+    for eps in (eps_list if eps_list is not None else (EPS[:1] if silent else EPS)):
         e_ = eps * balance
         d = np.zeros(p)
         d[wn0 + np.arange(m) * width + j] = e_ * a
