@@ -70,6 +70,23 @@ def run_one(seed: int, time_limit: float = 30.0, max_pairs: int = 600, max_chain
     return rec
 
 
+_WHY = [("time budget", "the time budget ran out"),
+        ("would need 2^", "the piece test has too many kinks to branch on"),
+        ("from the rows the piece test drops", "negative curvature only on the piece test's relaxation"),
+        ("repeated eigenvalue", "a repeated eigenvalue at zero on a face of a piece's cone"),
+        ("higher order needed", "curvature 0 on a piece beyond its flat directions (higher order)"),
+        ("reduced Hessian is singular", "a singular reduced Hessian (higher order)"),
+        ("higher order along", "higher order examined, no descent"),
+        ("no decrease could be verified", "negative curvature without a verified curve")]
+
+
+def _why(reason: str) -> str:
+    for key, label in _WHY:
+        if key in reason:
+            return label
+    return reason[:110]
+
+
 def summarize(records: list) -> str:
     n = len(records)
     verdicts = collections.Counter(r["verdict"] for r in records)
@@ -79,7 +96,7 @@ def summarize(records: list) -> str:
     bad_ref = [r for r in records if r.get("refutation") and not (r["refutation"]["exact_decrease"])]
     nonlocal_ref = [r for r in records if r.get("refutation") and not r["refutation"]["exact_local_descent"]]
     methods = collections.Counter((r["verdict"], r["method"]) for r in records)
-    reasons = collections.Counter(r["reason"][:110] for r in records if r["verdict"] == "inconclusive")
+    reasons = collections.Counter(_why(r["reason"]) for r in records if r["verdict"] == "inconclusive")
     lines = ["# Degenerate deep points: certify against an exact simple search", "",
              f"{n} points (`python -m benchmarks.degenerate_fuzz`); the search and certify are independent.", "",
              "| figure | value |", "|---|---:|",
@@ -96,7 +113,7 @@ def summarize(records: list) -> str:
              f"| median certify time (s) | {sorted(r['certify_s'] for r in records)[n // 2]:.3g} |" if n else "",
              "", "By verdict and method:", "", "| verdict | method | count |", "|---|---|---:|"]
     lines += [f"| {v} | {m} | {c} |" for (v, m), c in sorted(methods.items(), key=lambda kv: -kv[1])]
-    lines += ["", "Inconclusive reasons (first 110 characters):", ""]
+    lines += ["", "Why the inconclusive ones stay open (the deciding phrase of each report's reason):", ""]
     lines += [f"* {c} x {r}" for r, c in reasons.most_common(12)]
     return "\n".join(lines) + "\n"
 

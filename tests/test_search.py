@@ -129,3 +129,33 @@ def test_the_search_keeps_to_the_budget():
     report = run_case(by_name("nested_double_kink"), time_limit=3.0)
     assert time.perf_counter() - t0 < 8.0
     assert report.verdict.value in ("local_min", "inconclusive")
+
+
+def _saddle_cases():
+    from tests.reference.cases import CASES
+    return [c for c in CASES if c.verdict == "saddle"]
+
+
+@pytest.mark.parametrize("case", _saddle_cases(), ids=lambda c: c.name)
+def test_every_reference_saddle_is_refuted_by_an_exact_local_descent(case):
+    """GT-10, GT-11, GT-12, GT-14, GT-15, nested_escape_saddle, ...: the tool's refutation, read exactly
+    from the stored floats (the point the tool was given), has a negative leading Taylor coefficient on
+    the piece it enters and an exact decrease at its step (tests.degenerate / tests.exact)."""
+    from tests.helpers import case_inputs, run_case
+    report = run_case(case)
+    assert report.verdict.value == "saddle", report.reason
+    args = case_inputs(case)
+    model, X, y = args["model"], args["X"], args["y"]
+    assert certify.verify(report.to_dict(), model, X, y).ok
+    layers = [([[Fraction(float(v)) for v in row] for row in W], [Fraction(float(v)) for v in b]) for W, b in model]
+    Xq = [[Fraction(float(v)) for v in row] for row in X]
+    if case.loss in ("hinge", "multiclass_hinge"):
+        yq = [int(v) for v in y]
+    elif y.ndim == 1:
+        yq = [Fraction(float(v)) for v in y]
+    else:
+        yq = [tuple(Fraction(float(v)) for v in row) for row in y]
+    pt = {"layers": layers, "X": Xq, "y": yq, "activation": case.activation, "loss": case.loss}
+    if isinstance(case.activation, tuple):   # the tool's float alpha is the point it was given
+        pt["activation"] = (case.activation[0], Fraction(float(case.activation[1])))
+    _exact_descent(pt, report.refutation)
