@@ -47,7 +47,7 @@ def run_one(seed: int, time_limit: float = 30.0, max_pairs: int = 600, max_chain
                            time_limit=time_limit)
     rec["certify_s"] = time.perf_counter() - t0
     v = report.verdict.value
-    rec.update({"verdict": v, "method": report.flags.get("method"), "reason": report.reason[:300],
+    rec.update({"verdict": v, "method": report.flags.get("method"), "reason": report.reason[:3000],
                 "p": report.problem["n_params"], "unit_kinks": report.kinks["unit_kinks"]})
     rec["verified"] = certify.verify(report.to_dict(), model, X, y).ok if v != "inconclusive" else None
     if v in ("saddle", "not_stationary"):
