@@ -88,12 +88,27 @@ class Certify:
         out = {"verdict": "undecided" if v == "inconclusive" else v, "raw_verdict": v,
                "reason": (report.reason or "")[:300], "method_detail": (report.flags or {}).get("method"),
                "first_order_method": (report.first_order or {}).get("method"),
+               "first_order_stationary": (report.first_order or {}).get("stationary"),
+               **_first_order_certificate(report),
                "K_found": int(kinks.get("unit_kinks", 0) or 0) + int(kinks.get("loss_kinks", 0) or 0),
                "timings": {k: round(float(t), 6) for k, t in (report.timings or {}).items()
                            if isinstance(t, (int, float))}}
         if v in ("saddle", "not_stationary"):
             out["refutation_verified"] = bool((report.refutation or {}).get("verified"))
         return out
+
+
+def _first_order_certificate(report) -> dict:
+    """What the first-order claim rests on: its certificate kind (``milp_bound`` = attested by HiGHS,
+    not re-checkable by ``verify``), the tree's size, and why a tree was not used."""
+    cert = (report.first_order or {}).get("certificate") or {}
+    out = {"first_order_certificate": cert.get("kind")}
+    if cert.get("kind") == "branch_and_bound":
+        out.update(tree_leaves=cert.get("n_leaves"), tree_nodes=cert.get("n_nodes"),
+                   tree_full_leaves=cert.get("full_tree_leaves"))
+    if cert.get("tree_not_used"):
+        out["tree_not_used"] = str(cert["tree_not_used"])[:200]
+    return out
 
 
 # ============================================================================ naive enumeration

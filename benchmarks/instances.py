@@ -516,3 +516,126 @@ def balanced_unit_kinks(n_kinks: int = 100, *, d: int = 8, h: int = 32, n: int |
                             "local_min": True},
                     params={"generator": "balanced_unit_kinks", "n_kinks": n_kinks, "d": d, "h": h,
                             "n": int(X.shape[0]), "seed": seed})
+
+
+# ---------------------------------------------------------------------------- mixed margin and unit kinks
+def mixed_hinge_unit_kinks(n_hinge: int = 900, n_unit: int = 700, *, d: int = 50, h: int = 48, n: int = 4800,
+                           alpha: float = 0.25, seed: int = 0) -> Instance:
+    """Leaky ReLU ``d -> h -> 1``, hinge loss: ``n_hinge`` margins exactly 1 and ``n_unit`` convex unit
+    kinks at an exact local minimum (p = 2,497 with the defaults, like the held-out checkpoint of issue 12).
+
+    Units ``0..h-3`` are *kink units*: unit ``j`` reads its private feature ``j`` with weight 1 and the
+    last two (shared) features with weights in ``{-2..2}``, bias in ``{-3..3}``, output weight
+    ``v_j = +-1``. Unit ``h-2`` is a *free unit*: ``z = x_{h-2} >= 1`` (always active, output weight
+    1/16), which sets ``f(x)`` to any multiple of 1/16 above the rest; unit ``h-1`` reads nothing
+    (``z = 1``, output weight 1). Every number is a dyadic rational with a small denominator
+    (``alpha = 1/4``), so the forward pass is exact and every kink is an exact zero.
+
+    * **Margin kinks**: a sample ``(x, y)`` with ``f(x) = y`` (margin exactly 1) and a partner
+      ``(x, -y)`` (margin -1, active); no unit is at 0 there. The pair adds
+      ``(1/n) (y f'(d) + max(0, -y f'(d))) = (1/n) max(y f'(d), 0)`` to ``L'(theta; d)``:
+      a convex kink, multiplier 1.
+    * **Unit kinks**, in groups of 8 samples on one unit ``j`` (2 kinks each): ``x_k + t e_j`` for
+      ``t = -2..2`` with ``z_j(x_k) = 0`` (so ``z_j = t``), every other unit away from 0 (it does not
+      read feature ``j``, so its side is the same on the whole group), ``f(x_k) = -s/4``
+      (``s = v_j``) and hinge adjoints ``-y/n`` summing to ``r_t / n`` with
+      ``r = s (1, -2, 2, -2, 1)`` (copies: 1, 2, 2, 2, 1; every margin is in ``(-1, 1)``: active).
+      Since ``sum_t r_t = 0`` and ``sum_t r_t t = 0``, ``sum_t r_t xbar_t = 0``: every unit other than
+      ``j`` (one slope on the group), the output weights and the output bias see nothing. Unit ``j``
+      sees ``(v_j/n) [r_-2 alpha (a - 2e) + r_-1 alpha (a - e) + r_0 (alpha a + (1 - alpha)
+      max(a, 0)) + r_1 (a + e) + r_2 (a + 2e)] = ((1 - alpha)/n) (2 max(a.d, 0) - a.d)``
+      (``a = xbar_k . (dw_j, db_j)``, ``e = dw_j[j]``) -- two convex kinks with multiplier 1/2 each.
+    * **Filler** samples: margin >= 2 (hinge inactive), no unit at 0.
+
+    So ``L'(theta; d) = (1/n) [sum_margins max(y f'(d), 0) + (1 - alpha) sum_groups |a_k . d| ] >= 0``
+    exactly: d-stationary with multipliers 1 (margins) and 1/2 (unit kinks). One hidden layer, scalar
+    output, hinge (convex), every output weight nonzero: a local minimum (REFERENCES A4.5-1). The
+    multipliers of the two identical rows of a group are not unique (any split of 1), and the margin
+    multipliers sit on their bound: the degenerate case a QP or LP solver finds hardest to close exactly.
+    """
+    if n_unit % 2:
+        raise ValueError("n_unit must be even (unit kinks come in groups of 8 samples with 2 kinks)")
+    if d < h or h < 4:
+        raise ValueError("mixed_hinge_unit_kinks needs d >= h >= 4 (a private feature per unit)")
+    n_groups = n_unit // 2
+    n_needed = 8 * n_groups + 2 * n_hinge
+    if n < n_needed:
+        raise ValueError(f"n = {n} is smaller than the {n_needed} constructed samples")
+    rng = np.random.default_rng(seed)
+    K = h - 2                                        # kink units 0..K-1; free unit K; constant unit K+1
+    shared = [d - 2, d - 1]
+    W1 = np.zeros((h, d))
+    W1[np.arange(K), np.arange(K)] = 1.0
+    W1[:K, shared] = rng.integers(-2, 3, size=(K, 2))
+    W1[K, K] = 1.0
+    b1 = np.concatenate([rng.integers(-3, 4, size=K), [0.0, 1.0]]).astype(np.float64)
+    v = np.concatenate([rng.choice([-1.0, 1.0], size=K), [1.0 / 16, 1.0]])
+    W2 = v[None, :]
+    B = 64.0                                         # output bias: the free unit adds x_K / 16 >= 1/16
+    b2 = np.array([-B])
+    weights, biases = (W1, W2), (b1, b2)
+
+    def rest_features():
+        """Private features of the kink units and the shared ones: no kink unit at 0."""
+        x = np.zeros(d)
+        x[shared] = rng.integers(-3, 4, size=2)
+        base = W1[:K, shared] @ x[shared] + b1[:K]
+        x[:K] = rng.integers(-4, 5, size=K)
+        zero = x[:K] + base == 0
+        x[:K][zero] += 1.0
+        return x
+
+    def with_output(x, target):
+        """Set the free feature so that f(x) = target (a multiple of 1/16 below the reach of the rest)."""
+        x = x.copy()
+        x[K] = 0.0
+        z = x @ W1.T + b1
+        rest = float(np.where(z[:K] > 0, z[:K], alpha * z[:K]) @ v[:K] + v[K + 1] * 1.0 + b2[0])
+        x[K] = 16.0 * (target - rest)
+        if x[K] < 1 or x[K] != np.round(x[K]):
+            raise AssertionError("free feature out of range")
+        return x
+
+    rows, labels = [], []
+    for _ in range(n_hinge):                         # margin kinks and their partners
+        y = float(rng.choice([-1.0, 1.0]))
+        x = with_output(rest_features(), y)
+        rows += [x, x]
+        labels += [y, -y]
+    for g in range(n_groups):                        # unit-kink groups
+        j = g % K
+        s = v[j]
+        x = rest_features()
+        x[j] = 0.0
+        x[j] = -(W1[j] @ x + b1[j])                  # z_j(x_k) = 0
+        xk = with_output(x, -s / 4.0)
+        for t, r in ((-2, 1), (-1, -2), (0, 2), (1, -2), (2, 1)):
+            xt = xk.copy()
+            xt[j] += t
+            for _ in range(abs(r)):
+                rows.append(xt)
+                labels.append(-s * np.sign(r))       # adjoint -y/n = s sign(r)/n
+    while len(rows) < n:                             # filler: margin >= 2, inactive
+        y = float(rng.choice([-1.0, 1.0]))
+        rows.append(with_output(rest_features(), y * float(rng.integers(2, 5))))
+        labels.append(y)
+    X = np.array(rows)
+    y = np.array(labels)
+    perm = rng.permutation(X.shape[0])
+    X, y = X[perm], y[perm]
+    # exact checks (every partial sum is a dyadic rational far from 2^53)
+    Z = X @ W1.T + b1
+    bound = np.abs(X) @ np.abs(W1).T + np.abs(b1)
+    assert bound.max() < 2.0 ** 40
+    Hx = np.where(Z > 0, Z, alpha * Z)
+    F = Hx @ W2[0] + b2[0]
+    margins = y * F
+    assert int(np.count_nonzero(Z == 0)) == n_unit, "unit kink count"
+    assert int(np.count_nonzero(margins == 1)) == n_hinge, "margin kink count"
+    assert not np.any((Z == 0).any(axis=1) & (margins == 1)), "a unit kink at a margin kink (nested)"
+    assert np.all((Z == 0) | (np.abs(Z) >= 1)), "a pre-activation near 0"
+    return Instance(name=f"mixed_H{n_hinge}_U{n_unit}_{d}-{h}-1_n{X.shape[0]}", weights=weights, biases=biases,
+                    X=X, y=y, activation=f"leaky_relu:{alpha}", loss="hinge",
+                    expect={"unit_kinks": n_unit, "loss_kinks": n_hinge, "stationary": True, "local_min": True},
+                    params={"generator": "mixed_hinge_unit_kinks", "n_hinge": n_hinge, "n_unit": n_unit, "d": d,
+                            "h": h, "n": int(X.shape[0]), "alpha": alpha, "seed": seed})

@@ -39,7 +39,7 @@ EXIT_INTERNAL_ERROR = 1
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 RESULT_KEYS = ("checkpoint", "verdict", "reason", "exit_code", "loss_value", "n_params", "kinks", "method",
-               "time_s", "error")
+               "claim", "trained", "time_s", "error")
 
 
 # ---------------------------------------------------------------------------- which files
@@ -135,7 +135,7 @@ def _key(path: Path):
 
 # ---------------------------------------------------------------------------- one checkpoint
 def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=300.0) -> dict:
+              time_limit=300.0, polish=False) -> dict:
     """Load and check one checkpoint; never raises (a failure is a result with verdict ``"error"``).
 
     ``data``: a :class:`certify.Dataset` (shared by every checkpoint) or ``None`` to read ``X`` and
@@ -147,7 +147,7 @@ def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0
     try:
         with warnings.catch_warnings():  # numeric warnings would spill over the table / JSON lines
             warnings.simplefilter("ignore")
-            report = _check_path(Path(path), data, activation, loss, weight_decay, tol, time_limit)
+            report = _check_path(Path(path), data, activation, loss, weight_decay, tol, time_limit, polish)
     except CertifyError as exc:
         result.update(verdict="error", exit_code=EXIT_INPUT_ERROR, error=_one_line(exc),
                       reason="the checkpoint could not be checked")
@@ -161,12 +161,13 @@ def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0
         result.update(verdict=d["verdict"], reason=d["reason"], exit_code=report.exit_code,
                       loss_value=problem.get("loss_value"), n_params=problem.get("n_params"),
                       kinks=int((kinks.get("unit_kinks") or 0) + (kinks.get("loss_kinks") or 0)),
-                      method=(d.get("flags") or {}).get("method"))
+                      method=(d.get("flags") or {}).get("method"),
+                      claim=(d.get("claim") or {}).get("level"), trained=d.get("trained"))
     result["time_s"] = round(time.perf_counter() - t0, 6)
     return result
 
 
-def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limit):
+def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limit, polish=False):
     from .driver import check
     from .kinks import DEFAULT_TOL
     from .loaders import load_model
@@ -175,7 +176,7 @@ def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limi
     if data is None:
         data = _own_data(path)
     return check(net, data=data, loss=loss, weight_decay=weight_decay,
-                 tol=DEFAULT_TOL if tol is None else tol, time_limit=time_limit)
+                 tol=DEFAULT_TOL if tol is None else tol, time_limit=time_limit, polish=polish)
 
 
 def _own_data(path: Path):
@@ -214,7 +215,7 @@ def error_result(path, message: str, exit_code: int = EXIT_INTERNAL_ERROR) -> di
 
 # ---------------------------------------------------------------------------- many checkpoints
 def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=300.0, jobs=1, scheduler=None, progress=None) -> list[dict]:
+              time_limit=300.0, jobs=1, scheduler=None, progress=None, polish=False) -> list[dict]:
     """Check every checkpoint in ``paths``; one result dict per checkpoint, in the order of ``paths``.
 
     Parameters
@@ -223,8 +224,9 @@ def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=
         Checkpoint files (see :func:`expand_checkpoints`).
     data : Dataset, path or None
         Shared training data; ``None`` reads ``X`` and ``y`` from each checkpoint file.
-    activation, loss, weight_decay, tol, time_limit
-        As for :func:`certify.check` (``tol=None``: the default kink tolerance).
+    activation, loss, weight_decay, tol, time_limit, polish
+        As for :func:`certify.check` (``tol=None``: the default kink tolerance; ``time_limit`` is the
+        budget of each checkpoint's whole check).
     jobs : int
         Local worker processes (joblib, loky backend); ``1`` runs in this process, ``-1`` uses
         every core. Ignored when ``scheduler`` is given.
@@ -246,33 +248,38 @@ def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=
         bad ``jobs``, unreachable scheduler); ``MissingExtraError`` when joblib / dask is missing.
     """
     return list(iter_batch(paths, data=data, activation=activation, loss=loss, weight_decay=weight_decay,
-                           tol=tol, time_limit=time_limit, jobs=jobs, scheduler=scheduler, progress=progress))
+                           tol=tol, time_limit=time_limit, jobs=jobs, scheduler=scheduler, progress=progress,
+                           polish=polish))
 
 
 def iter_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-               time_limit=300.0, jobs=1, scheduler=None, progress=None) -> Iterator[dict]:
-    """:func:`run_batch` as a generator (results in input order, as soon as they are known).
+               time_limit=300.0, jobs=1, scheduler=None, progress=None, polish=False,
+               ordered: bool = True) -> Iterator[dict]:
+    """:func:`run_batch` as a generator, yielding each result as soon as it is known.
 
-    The shared inputs are validated when the generator is created, before any checkpoint runs.
+    ``ordered`` (default) yields in input order; ``ordered=False`` yields in the order the checkpoints
+    finish (what ``certify batch --out`` writes, so a killed sweep keeps every finished line). The
+    shared inputs are validated when the generator is created, before any checkpoint runs.
     """
     paths = [Path(p) for p in paths]
     options = _shared_options(data, activation, loss, weight_decay, tol, time_limit)
+    options["polish"] = bool(polish)
     if scheduler is None:
         jobs = _check_jobs(jobs)
         if jobs != 1 and len(paths) > 1:
             _joblib()  # fail now, not at the first next()
-    return _iterate(paths, options, jobs, scheduler, progress)
+    return _iterate(paths, options, jobs, scheduler, progress, ordered)
 
 
-def _iterate(paths, options, jobs, scheduler, progress):
+def _iterate(paths, options, jobs, scheduler, progress, ordered=True):
     bar = Progress(len(paths), enabled=progress)
     try:
         if scheduler is not None:
-            source = _run_dask(paths, options, scheduler, bar)
+            source = _run_dask(paths, options, scheduler, bar, ordered)
         elif jobs == 1 or len(paths) <= 1:
             source = _run_serial(paths, options, bar)
         else:
-            source = _run_joblib(paths, options, jobs, bar)
+            source = _run_joblib(paths, options, jobs, bar, ordered)
         yield from source
     finally:
         bar.close()
@@ -325,9 +332,10 @@ def _joblib():
     return joblib
 
 
-def _run_joblib(paths, options, jobs, bar) -> Iterator[dict]:
+def _run_joblib(paths, options, jobs, bar, ordered=True) -> Iterator[dict]:
     joblib = _joblib()
-    parallel = joblib.Parallel(n_jobs=jobs, backend="loky", return_as="generator")
+    parallel = joblib.Parallel(n_jobs=jobs, backend="loky",
+                               return_as="generator" if ordered else "generator_unordered")
     # the shared Dataset is pickled per task; joblib memory-maps its large arrays automatically
     for result in parallel(joblib.delayed(check_one)(p, **options) for p in paths):
         bar.advance(result)
@@ -342,7 +350,7 @@ def _distributed():
     return distributed
 
 
-def _run_dask(paths, options, scheduler, bar) -> Iterator[dict]:
+def _run_dask(paths, options, scheduler, bar, ordered=True) -> Iterator[dict]:
     distributed = _distributed()
     client, owned = _client(distributed, scheduler)
     try:
@@ -368,6 +376,9 @@ def _run_dask(paths, options, scheduler, bar) -> Iterator[dict]:
                 fut.release()
                 done[i] = result
                 bar.advance(result)
+                if not ordered:
+                    yield done.pop(i)
+                    continue
                 while next_i in done:
                     yield done.pop(next_i)
                     next_i += 1

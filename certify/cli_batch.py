@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 from .errors import CertifyError
-
-# certify.cli helpers are imported inside the functions: cli.py imports this module, so a
-# module-level ``from .cli_common import ...`` would be circular.
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -30,6 +28,9 @@ examples:
   certify batch runs/                                  every checkpoint in a folder (model + data in each file)
   certify batch 'runs/*/step_*.npz' --data train.npz   a glob (quote it), one shared data file
   certify batch runs/ --jobs 8 --out results.jsonl     8 local worker processes, JSON lines to a file
+  certify batch runs/ --polish --out sweep.jsonl --resume
+                                                       polish each checkpoint; after a kill, go on
+                                                       with the checkpoints not yet in sweep.jsonl
   certify batch sweep/ --scheduler tcp://10.0.0.1:8786 --out sweep.jsonl --tol 1e-6
                                                        on a Dask cluster (workers must see the files)
   certify batch runs/ --json | jq -r 'select(.verdict == "saddle") | .checkpoint'
@@ -40,11 +41,13 @@ checkpoint file itself (one .npz holding W1, b1, ..., WL, bL and X, y); a --data
 folder or glob is not taken as a checkpoint.
 
 output:
-  one JSON line per checkpoint, in input order, with keys checkpoint, verdict (local_min, saddle,
-  not_stationary, inconclusive or error), reason, exit_code (that of 'certify check'; 2 for an
-  input error, 1 for an internal one), loss_value, n_params, kinks (unit + loss kinks), method,
-  time_s, error (one line, or null). --out FILE writes them (whole, or not at all); --json prints
-  them on stdout instead of the summary table (counts per verdict, time, slowest checkpoints).
+  one JSON line per checkpoint with keys checkpoint, verdict (local_min, saddle, not_stationary,
+  inconclusive or error), reason, exit_code (that of 'certify check'; 2 for an input error, 1 for an
+  internal one), loss_value, n_params, kinks (unit + loss kinks), method, claim (what a local_min
+  proves), trained (with --polish: the answer about the checkpoint, its distance and loss gap),
+  time_s, error (one line, or null). --out FILE gets each line as soon as its checkpoint finishes
+  (a killed sweep keeps every finished line; --resume then skips them); --json prints the lines on
+  stdout, in input order, instead of the summary table (counts per verdict, time, slowest).
   A checkpoint that cannot be loaded or checked never stops the batch: its verdict is 'error'
   and its message is one line on stderr. A progress bar is shown on stderr when it is a terminal.
 
@@ -95,8 +98,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "needs pip install certify[batch]); ignored with --scheduler")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask distributed cluster, one task per "
                    "checkpoint (e.g. --scheduler tcp://10.0.0.1:8786; needs pip install certify[dask])")
-    p.add_argument("--out", metavar="FILE", help="write the JSON lines to FILE (e.g. --out results.jsonl; "
-                   "written whole, after the last checkpoint, or not at all)")
+    p.add_argument("--out", metavar="FILE", help="write the JSON lines to FILE as each checkpoint finishes "
+                   "(e.g. --out results.jsonl); an existing FILE is replaced unless --resume")
+    p.add_argument("--resume", action="store_true", help="with --out: keep the lines already in FILE and check "
+                   "only the checkpoints it does not have yet")
+    p.add_argument("--polish", action="store_true", help="polish each checkpoint first and certify the nearby "
+                   "exact point, as 'certify check --polish' does (the line's 'trained' key says what that means "
+                   "for the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the JSON lines on stdout instead of the "
                    "summary table")
     return p
@@ -104,33 +112,105 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run ``certify batch`` for parsed ``args``; returns the exit code (input errors: one line, 2)."""
-    from .batch import expand_checkpoints, format_summary, run_batch, summarize
-    from .cli_common import _check_writable, _one_line, _write_atomic
+    from .batch import expand_checkpoints, format_summary, iter_batch, summarize
+    from .cli_common import _check_writable, _one_line
+    from .errors import InvalidValueError
 
     try:
+        if args.resume and args.out is None:
+            raise InvalidValueError("--resume needs --out FILE (the results file to go on with)")
         if args.out is not None:
             _check_writable(args.out)
         exclude = [args.data] if args.data else []
         paths = expand_checkpoints(args.checkpoints, exclude=exclude)
+        earlier = _read_results(args.out) if args.resume else {}
+        todo = [p for p in paths if str(p) not in earlier]
         t0 = time.perf_counter()
-        results = run_batch(paths, data=args.data, activation=args.activation, loss=args.loss,
-                            weight_decay=args.weight_decay, tol=args.tol, time_limit=args.time_limit,
-                            jobs=args.jobs, scheduler=args.scheduler, progress=None)
-        wall = time.perf_counter() - t0
-        text = "".join(json.dumps(r, allow_nan=False) + "\n" for r in results)
-        if args.out is not None:
-            _write_atomic(args.out, text)
+        results_iter = iter_batch(todo, data=args.data, activation=args.activation, loss=args.loss,
+                                  weight_decay=args.weight_decay, tol=args.tol, time_limit=args.time_limit,
+                                  jobs=args.jobs, scheduler=args.scheduler, progress=None, polish=args.polish,
+                                  ordered=args.out is None)
     except CertifyError as exc:
         sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
         return EXIT_USAGE
-    failed = [r for r in results if r["verdict"] == "error"]
+    new = {}
+    try:
+        with _ResultsFile(args.out, append=args.resume) as sink:
+            for r in results_iter:   # a shared input (e.g. the scheduler) can still fail at the first one
+                new[r["checkpoint"]] = r
+                sink.write(r)
+    except CertifyError as exc:
+        sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        sys.stderr.write(f"certify: error: cannot write --out {args.out}: {exc.strerror or exc}\n")
+        return EXIT_USAGE
+    wall = time.perf_counter() - t0
+    results = [new.get(str(p)) or earlier.get(str(p)) for p in paths]
+    results = [r for r in results if r is not None]
+    failed = [r for r in new.values() if r["verdict"] == "error"]
     for r in failed:
         sys.stderr.write(f"certify: error: {r['checkpoint']}: {r['error']}\n")
     if args.json:
-        sys.stdout.write(text)
+        sys.stdout.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in results))
     else:
         sys.stdout.write(format_summary(summarize(results, wall)) + "\n")
         if args.out is not None:
-            sys.stdout.write(f"results: {len(results)} JSON lines in {args.out}\n")
+            resumed = f" ({len(earlier)} kept from before, {len(new)} new)" if args.resume else ""
+            sys.stdout.write(f"results: {len(results)} JSON lines in {args.out}{resumed}\n")
     sys.stdout.flush()
     return EXIT_SOME_ERRORS if failed else EXIT_OK
+
+
+def _read_results(path) -> dict:
+    """The results already in a JSON-lines file, by checkpoint (a torn last line is ignored)."""
+    out = {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue   # the line a kill interrupted: that checkpoint runs again
+                if isinstance(r, dict) and "checkpoint" in r and "verdict" in r:
+                    out[str(r["checkpoint"])] = r
+    except FileNotFoundError:
+        return {}
+    return out
+
+
+class _ResultsFile:
+    """Appends one whole JSON line per result and flushes it to disk at once (no file: does nothing).
+
+    Without ``append`` an existing file is replaced by the new lines (it is truncated when the first
+    result arrives, not before, so a usage error leaves it untouched).
+    """
+
+    def __init__(self, path, append: bool):
+        self.path, self.append, self.fh = path, append, None
+
+    def __enter__(self):
+        return self
+
+    def write(self, result: dict) -> None:
+        if self.path is None:
+            return
+        if self.fh is None:
+            self.fh = open(self.path, "a" if self.append else "w", encoding="utf-8")
+            if self.append and self.fh.tell() > 0:
+                self._end_torn_line()
+        self.fh.write(json.dumps(result, allow_nan=False) + "\n")
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def _end_torn_line(self):
+        with open(self.path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            last = fh.read(1)
+        if last != b"\n":
+            self.fh.write("\n")
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()
+        return False

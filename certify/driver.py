@@ -96,17 +96,35 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0):
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit)
 
 
+#: share of the budget polishing may use (the rest is for certifying the polished point)
+POLISH_SHARE = 0.5
+#: a trained checkpoint has converged when the certified point is this close, relative to ||theta||
+NEAR_DISTANCE = 0.05
+#: ... and its loss this close, relative to the checkpoint's loss
+NEAR_LOSS_GAP = 0.01
+
+
 def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
-    """Polish (:func:`certify.polish.polish_point`), then check the polished point."""
+    """Polish (:mod:`certify.polish`), certify the polished point, and say what it means for the checkpoint.
+
+    The report's ``trained`` section answers for the given point: ``near_minimum`` (a certified local
+    minimum within ``NEAR_DISTANCE`` of it, relative to its norm, and within ``NEAR_LOSS_GAP`` of its
+    loss), ``near_saddle`` (the polished point is a saddle: its escape is verified), ``not_converged``
+    (a verified lower point further away or clearly lower: keep training; the end point's own verdict
+    is kept), or ``undecided``.
+    """
     t0 = time.perf_counter()
+    deadline = t0 + time_limit
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
-    pol = polish_problem(problem, time_limit=min(time_limit, 5.0))
-    report = check_problem(problem.at(pol.theta), tol=tol, time_limit=time_limit)
+    pol = polish_problem(problem, time_limit=max(1e-3, min(POLISH_SHARE * time_limit, 5.0)))
+    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
+                           prefer_nearby=True)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
     report.polish = info
+    report.trained = trained_answer(problem, pol.theta, report)
     report.reason = (f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g}): "
                      + report.reason)
     report.timings["polish_s"] = time.perf_counter() - t0 - report.timings.get("total_s", 0.0)
@@ -114,9 +132,55 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     return report
 
 
+def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
+    """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
+    from .evaluate import verified_decrease
+    theta0 = problem.theta
+    norm0 = float(np.linalg.norm(theta0))
+    claim = report.claim or {}
+    radius = float(claim.get("radius") or 0.0)
+    distance = float(np.linalg.norm(theta_end - theta0)) + radius
+    dec = verified_decrease(problem, theta0, theta_end) if not np.array_equal(theta_end, theta0) else None
+    loss0 = problem.value()
+    loss_end = problem.value(theta_end)
+    gap = loss0 - loss_end
+    rel_d = distance / norm0 if norm0 > 0 else (0.0 if distance == 0 else float("inf"))
+    rel_gap = gap / abs(loss0) if loss0 != 0 else (0.0 if gap == 0 else float("inf"))
+    verdict = report.verdict.value
+    out = {"distance": distance, "relative_distance": rel_d, "loss_checkpoint": loss0, "loss_end": loss_end,
+           "loss_gap": gap, "relative_loss_gap": rel_gap, "end_verdict": verdict,
+           "lower_point_verified": bool(dec is not None and dec.verified),
+           "thresholds": {"relative_distance": NEAR_DISTANCE, "relative_loss_gap": NEAR_LOSS_GAP}}
+    near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
+    where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
+    lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
+    if verdict == "local_min" and near:
+        out["outcome"] = "near_minimum"
+        out["summary"] = f"a certified local minimum {where}, {lower}"
+    elif verdict == "saddle":
+        out["outcome"] = "near_saddle"
+        out["summary"] = (f"near a saddle: the point {where} is a saddle and its escape is verified; resume "
+                          f"training from the lower point (--escape)")
+    elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
+        out["outcome"] = "not_converged"
+        end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
+               "inconclusive": "an undecided point"}.get(verdict, verdict)
+        out["summary"] = (f"training has not converged: a verified lower point {where}, {lower}; carried on to "
+                          f"{end} there; keep training")
+    else:
+        out["outcome"] = "undecided"
+        out["summary"] = (f"undecided: the polished point {where} ({lower}) is {verdict}"
+                          + ("" if verdict != "local_min" else " but not near enough to call the checkpoint converged"))
+    return out
+
+
 def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
-                  deadline: float | None = None) -> Report:
-    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``)."""
+                  deadline: float | None = None, prefer_nearby: bool = False) -> Report:
+    """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``).
+
+    ``prefer_nearby`` (a polished point): try the proof of an exact local minimum near the point
+    (:mod:`certify.nearby`) before anything else -- a polished float point is never exactly a
+    minimum, and a float64 descent of 1e-15 from it says nothing a user can act on."""
     t0 = time.perf_counter()
     if deadline is None:
         deadline = t0 + time_limit
@@ -126,6 +190,13 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         fwd = net.forward(problem.X, with_scale=True)
     problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
+    if prefer_nearby:
+        nearby = _try_nearby(problem, deadline)
+        if nearby is not None:
+            return _nearby_report(problem, fwd, kinks, nearby, t0, time_limit)
+    structure = _exact_structure(problem, fwd, kinks)
+    if structure is not None:   # small and rational: the exact zeros are the kinks, the sides are exact
+        kinks, fwd = structure.kinks, structure.fwd
     timings["kinks_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     fo_model = first_order_model(problem, fwd, kinks)
@@ -199,12 +270,229 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     else:
         verdict = Verdict.INCONCLUSIVE
         reason = fo.reason or "first-order test undecided"
+    if prefer_nearby and fo.stationary is not True and _negligible(refutation, loss_value):
+        # a polished point, stationary but for a descent too small to matter: look for a saddle's escape
+        # (a verified second-order descent refutes minimality whatever first order says)
+        so = decide_second_order(problem, fwd, kinks, fo_model, FirstOrder(True, "approximate"),
+                                 time_limit=remaining(deadline), deadline=deadline)
+        if so.verdict == "saddle" and (so.refutation or {}).get("verified"):
+            small = (refutation or {}).get("decrease")
+            verdict, refutation = Verdict.SADDLE, so.refutation
+            reason = (so.reason + "; the point is stationary up to a descent of "
+                      + (f"{small:.3g}" if small is not None else "a size float64 cannot verify") + " along L'")
+            second_order = so.to_dict()
+            flags["method"] = so.method
+    nearby_cert = None
+    if verdict == Verdict.INCONCLUSIVE and _nearby_worth_trying(fo, kinks, reason):
+        t7 = time.perf_counter()
+        nearby = _try_nearby(problem, deadline)
+        timings["nearby_s"] = time.perf_counter() - t7
+        if nearby is not None:
+            claim, nearby_cert, nearby_reason, nearby_flags = nearby
+            verdict = Verdict.LOCAL_MIN
+            reason = nearby_reason + f" (the given point itself: {reason})"
+            flags.update(nearby_flags)
+            flags["method"] = "nearby"
+            second_order = {"method": "nearby", "decided": True, "certificate": nearby_cert, "notes": []}
+    first_order = fo.to_dict()
+    kinks_info = kinks.summary()
+    if structure is not None:
+        from .exact.structure import exact_kinks_summary
+        kinks_info = exact_kinks_summary(structure)
+        t6 = time.perf_counter()
+        verdict, reason, claim, refutation, exact_info = _exact_stage(
+            problem, fo, fo_model, kinks, verdict, reason, claim, refutation, second_order, deadline)
+        timings["exact_s"] = time.perf_counter() - t6
+        if exact_info is not None:
+            first_order["exact"] = exact_info
+        if verdict != Verdict.LOCAL_MIN:
+            for k in ("global", "spurious", "strict", "flat_directions"):
+                flags.pop(k, None)
     if claim is not None:
         flags["claim"] = claim["level"]
     timings["total_s"] = time.perf_counter() - t0
-    return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks.summary(),
-                  first_order=fo.to_dict(), second_order=second_order, refutation=refutation,
+    return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks_info,
+                  first_order=first_order, second_order=second_order, refutation=refutation,
                   solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
+
+
+def _exact_structure(problem: Problem, fwd, float_kinks):
+    """The exact structure when exact arithmetic fits (rational loss, small problem), else None."""
+    if not problem.loss.rational:
+        return None
+    from . import exact
+    if not exact.fits(problem, float_kinks):
+        return None
+    from .exact.structure import exact_structure
+    return exact_structure(problem, fwd)
+
+
+def _negligible(refutation, loss_value: float) -> bool:
+    """No verified descent, or one whose decrease is below 1e-9 of the loss (a polished point's residue)."""
+    if not refutation or not refutation.get("verified"):
+        return True
+    return float(refutation.get("decrease") or 0.0) <= 1e-9 * max(abs(loss_value), 1e-300)
+
+
+def _nearby_worth_trying(fo, kinks, reason: str) -> bool:
+    """An undecided point that may sit next to an exact minimum: a float64 descent that could not be
+    verified (the point is within rounding of stationarity, or a kink is very close), or kinks snapped
+    beyond rounding by the user's tolerance."""
+    return (fo.stationary is False and fo.direction is not None) or kinks.n_near > 0 or "snapped" in reason
+
+
+def _try_nearby(problem: Problem, deadline):
+    """Claim (2) by Newton–Kantorovich (:mod:`certify.nearby`): ``(claim, cert, reason, flags)`` or None."""
+    from .nearby import DENSE_P, prove_nearby
+    if problem.n_params > DENSE_P or remaining(deadline) <= 0:
+        return None
+    try:
+        res = prove_nearby(problem, deadline=deadline)
+    except OutOfTime:
+        return None
+    if not res.proved:
+        log.info("nearby proof failed: %s", res.reason)
+        return None
+    cert = res.certificate
+    dims = cert["dimensions"]
+    claim = {"level": "nearby", "about": "an exact local minimum theta* near the given point", "method": "kantorovich",
+             "radius": cert["radius"], "relative_radius": cert["radius_relative"],
+             "statement": ("an exact local minimum theta* (strict modulo the symmetries) exists with ||theta* - theta|| "
+                           "<= radius: Newton-Kantorovich on the KKT system of the held kinks with rigorous rounding "
+                           "bounds, the second-order conditions certified on the whole ball"),
+             "certificate": cert}
+    flags = {"strict": cert["strict"], "flat_directions": (dims["dead_units"] + dims["translations"]) > 0,
+             "claim": "nearby"}
+    return claim, cert, res.reason, flags
+
+
+def _nearby_report(problem: Problem, fwd, kinks, nearby, t0: float, time_limit: float) -> Report:
+    """The report of a point proved to sit next to an exact local minimum (nothing else was run)."""
+    claim, cert, reason, flags = nearby
+    loss_value = problem.value()
+    flags = dict(flags, differentiable=kinks.n_total == 0, at_kink=kinks.n_total > 0,
+                 approximate=True, method="nearby", global_=None)
+    flags.pop("global_")
+    flags.setdefault("global", None)
+    timings = {"total_s": time.perf_counter() - t0}
+    return Report(verdict=Verdict.LOCAL_MIN, reason=reason, flags=flags, problem=_problem_info(problem, loss_value),
+                  kinks=kinks.summary(), first_order={"method": "nearby", "stationary": None,
+                                                      "note": "the claim is about a nearby exact point"},
+                  second_order={"method": "nearby", "decided": True, "certificate": cert, "notes": []},
+                  refutation=None, solver_calls=[], timings=timings, version=__version__, claim=claim)
+
+
+def _approx(exact_text, fallback) -> str:
+    """A short float rendering of an exact ``"p/q"`` string (the report keeps the string)."""
+    from fractions import Fraction
+    try:
+        return f"{float(Fraction(exact_text)):.3g}"
+    except (TypeError, ValueError, ZeroDivisionError):
+        return f"{fallback:.3g}" if isinstance(fallback, (int, float)) else str(fallback)
+
+
+def _snap_nearby(problem, second_order):
+    """Claim (2) by construction (:mod:`certify.exact.snap`): ``(claim, note)`` or None."""
+    from .exact import exact_first_order_decision
+    from .exact.snap import snap_affine, snap_cell
+    theorem = {"affine_last_layer": "affine cell: the network is affine near theta* at the best affine fit",
+               "cell_u": "one hidden layer, scalar output, convex loss: d-stationarity is a local minimum "
+                         "(REFERENCES A4.5)"}
+    for snap in (snap_affine, snap_cell):
+        res = snap(problem)
+        if not res.ok:
+            continue
+        at = exact_first_order_decision(problem, theta=res.theta_star.to_fractions().tolist(), refute=False)
+        if at.status != "stationary":
+            continue
+        norm = float(np.linalg.norm(problem.theta))
+        claim = {"level": "nearby", "about": "an exact local minimum theta* near the given point",
+                 "method": f"rational_snap:{res.method}", "radius": res.radius,
+                 "relative_radius": res.radius / norm if norm > 0 else None,
+                 "statement": (f"theta* (exact rationals, stored) is a local minimum: {theorem[res.method]}; its "
+                               f"first order closes exactly; ||theta* - theta|| <= radius"),
+                 "theta_star": res.theta_star.to_strings(), "theta_star_first_order": at.certificate}
+        return claim, f"{theorem[res.method].split(':')[0]}, constructed in exact rationals"
+    return None
+
+
+def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutation, second_order, deadline):
+    """Re-decide first order in exact arithmetic where the verdict rests on it (claim (1), "exact").
+
+    * a float ``local_min``: exact multipliers make the claim exact; an exact descent makes the point
+      ``not_stationary`` (float64 could not see it); neither -> ``inconclusive``;
+    * a float ``saddle``: the curve stands (its decrease is verified); if the point is exactly not
+      stationary the verdict says so, with the exact descent;
+    * an unverified float descent: an exact step may verify it.
+    Returns ``(verdict, reason, claim, refutation, exact_info)``.
+    """
+    from .exact import exact_first_order_decision
+    v = verdict.value
+    undecided_descent = v == "inconclusive" and fo.stationary is False
+    if v not in ("local_min", "saddle") and not undecided_descent:
+        return verdict, reason, claim, refutation, None
+    guesses = None
+    cert = (second_order or {}).get("certificate") or {}
+    if cert.get("kind") == "piece_kkt":
+        guesses = cert.get("pieces")
+    ed = exact_first_order_decision(problem, fo, model=fo_model, kinks=kinks, piece_guesses=guesses,
+                                    limit=max(0.5, min(30.0, remaining(deadline))))
+    info = ed.to_dict()
+    if ed.status == "stationary":
+        if v == "local_min":
+            claim = {"level": "exact", "about": "the given point",
+                     "statement": ("theta is a local minimum: every kink is an exact zero and the first-order "
+                                   "certificate closes exactly in rational arithmetic; the second-order margin "
+                                   "exceeds the rounding error of its float64 computation"),
+                     "first_order_certificate": ed.kind}
+            reason += " (first order exact in rational arithmetic)"
+        return verdict, reason, claim, refutation, info
+    if v == "local_min" and ed.status in ("not_stationary", "undecided"):
+        snapped = _snap_nearby(problem, second_order)
+        if snapped is None:
+            nearby = _try_nearby(problem, deadline)
+            if nearby is not None:
+                claim, cert, nearby_reason, _ = nearby
+                second_order["nearby_certificate"] = cert
+                return verdict, nearby_reason + " (the given float64 point itself is not exactly stationary)", \
+                    claim, refutation, info
+        if snapped is not None:
+            claim, note = snapped
+            reason = (f"an exact local minimum lies within {claim['radius']:.3g} of the given point "
+                      f"({note}); the given float64 point itself is "
+                      + ("exactly not stationary" if ed.status == "not_stationary" else "not exactly decided")
+                      + f" -- {reason}")
+            return verdict, reason, claim, refutation, info
+    if ed.status == "not_stationary" and v == "saddle":
+        # the saddle's verified escape stands (a larger decrease); say that the point is not even stationary
+        reason += (f"; exactly, the float64 point is not even stationary (L'(theta; d) = "
+                   f"{float(ed.directional_derivative):.3g} < 0 in rational arithmetic)")
+        return verdict, reason, claim, refutation, info
+    if ed.status == "not_stationary":
+        ref = ed.refutation or {}
+        if ref.get("verified"):
+            why = {"local_min": "the float64 certificate is only up to rounding", "saddle": "",
+                   "inconclusive": ""}[v]
+            reason = (f"exactly not stationary: L'(theta; d) = {float(ed.directional_derivative):.3g} < 0 in exact "
+                      f"rational arithmetic, and the loss drops by {_approx(ref.get('decrease_exact'), ref.get('decrease'))} "
+                      f"at step {_approx(ref.get('step_exact'), ref.get('step'))} (exact; the report keeps the exact "
+                      f"rationals)" + (f"; {why}" if why else ""))
+            return Verdict.NOT_STATIONARY, reason, None, ref, info
+        if v == "local_min":
+            return (Verdict.INCONCLUSIVE, f"exactly not stationary (L'(theta; d) = {float(ed.directional_derivative):.3g} < 0 "
+                    f"in exact arithmetic) but no decrease was found at a rational step; the float64 certificate is "
+                    f"only up to rounding", None, refutation, info)
+        return verdict, reason, claim, refutation, info
+    if v == "local_min" and ed.limited:
+        # exact arithmetic ran into a size limit (no evidence either way): as for a large problem, the claim
+        # is the float64 one, up to rounding
+        reason += f" (exact arithmetic stopped at a size limit: {ed.reason})"
+        return verdict, reason, claim, refutation, info
+    if v == "local_min":
+        return (Verdict.INCONCLUSIVE, f"the float64 certificate holds up to rounding, but exact arithmetic could "
+                f"not confirm first order: {ed.reason}", None, refutation, info)
+    return verdict, reason, claim, refutation, info
+
 
 
 def _claim_up_to_rounding(kinks, fo) -> dict:

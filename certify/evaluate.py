@@ -11,7 +11,9 @@ rationals); the bound is doubled for safety.
 
 When float64 cannot separate two values, the same evaluation runs in ``numpy.longdouble``
 (64-bit mantissa on x86-64) and, for the rational losses on small problems, in exact rational
-arithmetic (:func:`exact_loss`), which needs no bound at all.
+arithmetic (:func:`exact_loss`, :func:`exact_decrease`), which needs no bound at all -- also at
+points floats cannot represent, such as ``theta + 2^-100 d`` (:func:`curve_point`), so a decrease
+below float resolution is still proved (:mod:`certify.exact`).
 """
 
 from __future__ import annotations
@@ -107,60 +109,75 @@ def _loss_terms(problem: Problem, F, eF, u):
     return vals, err
 
 
-def exact_loss(problem: Problem, theta: np.ndarray) -> Fraction:
-    """``L(theta)`` in exact rational arithmetic (rational losses only; small problems only)."""
+def exact_loss(problem: Problem, theta=None) -> Fraction:
+    """``L(theta)`` in exact rational arithmetic (rational losses only; small problems only).
+
+    ``theta`` may be float64 (read as the rationals they are) or rationals that floats cannot
+    represent (Fractions, ``"p/q"`` strings, a :class:`certify.exact.rational.QArray`); default the
+    problem's point. See :mod:`certify.exact.forward`.
+    """
+    from .exact.forward import exact_problem, loss_value
     if not problem.loss.rational:
         raise ValueError(f"{problem.loss.name} loss has no exact rational value")
-    net = problem.network
-    act = net.activation
-    s_pos, s_neg = (Fraction(s) for s in act.slopes)
-    layers = [([[Fraction(float(v)) for v in row] for row in W], [Fraction(float(v)) for v in b])
-              for W, b in net.split(np.asarray(theta, dtype=np.float64))]
-    total = Fraction(0)
-    Y = problem.Y
-    for i, xi in enumerate(problem.X):
-        x = [Fraction(float(v)) for v in xi]
-        for l, (W, b) in enumerate(layers, start=1):
-            z = [sum((w * xv for w, xv in zip(row, x)), Fraction(0)) + bj for row, bj in zip(W, b)]
-            x = z if l == len(layers) else [s_pos * v if v > 0 else s_neg * v for v in z]
-        f = x
-        name = problem.loss.name
-        if name == "square":
-            total += sum(((fc - Fraction(float(yc))) ** 2 for fc, yc in zip(f, Y[i])), Fraction(0)) / 2
-        elif name == "absolute":
-            total += sum((abs(fc - Fraction(float(yc))) for fc, yc in zip(f, Y[i])), Fraction(0))
-        elif name == "hinge":
-            total += max(Fraction(0), 1 - Fraction(float(Y[i, 0])) * f[0])
-        else:
-            yi = int(Y[i])
-            total += max(f[j] + (0 if j == yi else 1) for j in range(len(f))) - f[yi]
-    total /= problem.n_samples
-    if problem.weight_decay:
-        th = [Fraction(float(v)) for v in np.asarray(theta, dtype=np.float64)]
-        total += Fraction(problem.weight_decay) / 2 * sum((v * v for v in th), Fraction(0))
-    return total
+    return loss_value(exact_problem(problem, theta))
+
+
+def curve_point(theta, d, t, e=None):
+    """``theta + t d + t^2/2 e`` exactly (a :class:`certify.exact.rational.QArray`; any rational inputs)."""
+    from .exact.rational import as_q, to_fraction
+    t = to_fraction(t)
+    out = as_q(theta) + as_q(d) * t
+    if e is not None:
+        out = out + as_q(e) * (t * t / 2)
+    return out.reduce()
 
 
 @dataclass(frozen=True)
 class Decrease:
-    """``L(theta) - L(theta')`` and whether it is proved positive."""
+    """``L(theta) - L(theta')`` and whether it is proved positive.
+
+    ``method`` is ``"float64"`` / ``"longdouble"`` (a rounding-error bound separates the values) or
+    ``"exact"`` (rational arithmetic: ``error_bound`` is 0 and ``exact`` holds the difference as
+    ``"p/q"``; a decrease below float resolution is still exact).
+    """
 
     before: float
     after: float
     decrease: float
     error_bound: float
     method: str
+    exact: str | None = None
 
     @property
     def verified(self) -> bool:
+        if self.exact is not None:
+            return Fraction(self.exact) > 0
         return self.decrease > self.error_bound
 
     def to_dict(self) -> dict:
-        return {"loss_before": self.before, "loss_after": self.after, "decrease": self.decrease,
-                "error_bound": self.error_bound, "method": self.method, "verified": self.verified}
+        out = {"loss_before": self.before, "loss_after": self.after, "decrease": self.decrease,
+               "error_bound": self.error_bound, "method": self.method, "verified": self.verified}
+        if self.exact is not None:
+            out["decrease_exact"] = self.exact
+        return out
 
 
 EXACT_BUDGET = 200_000  # multiply-adds allowed for the exact rational re-check
+
+
+def exact_decrease(problem: Problem, theta, theta_new, *, before: Fraction | None = None) -> Decrease:
+    """``L(theta) - L(theta_new)`` in exact rational arithmetic, at any rational points.
+
+    ``theta_new`` need not be a float64 vector (e.g. ``theta + 2^-120 d`` from :func:`curve_point`),
+    so a decrease far below float resolution is proved. ``before`` may pass ``L(theta)`` already known.
+    """
+    ea = exact_loss(problem, theta) if before is None else before
+    eb = exact_loss(problem, theta_new)
+    diff = ea - eb
+    shown = float(diff)
+    if shown == 0 and diff != 0:
+        shown = 5e-324 if diff > 0 else -5e-324
+    return Decrease(float(ea), float(eb), shown, 0.0 if diff > 0 else float("inf"), "exact", exact=str(diff))
 
 
 def verified_decrease(problem: Problem, theta: np.ndarray, theta_new: np.ndarray, *,
@@ -182,8 +199,5 @@ def verified_decrease(problem: Problem, theta: np.ndarray, theta_new: np.ndarray
             return dec
     work = problem.n_samples * problem.n_params
     if problem.loss.rational and work <= EXACT_BUDGET:
-        ea, eb = exact_loss(problem, theta), exact_loss(problem, theta_new)
-        diff = ea - eb
-        shown = float(diff) if float(diff) != 0 or diff == 0 else (5e-324 if diff > 0 else -5e-324)
-        return Decrease(float(ea), float(eb), shown, 0.0 if diff > 0 else float("inf"), "exact")
+        return exact_decrease(problem, theta, theta_new)
     return dec

@@ -97,10 +97,15 @@ class Activation:
         return f"leaky_relu:{float(self.alpha)!r}" if self.name == "leaky_relu" else self.name
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        s_pos, s_neg = self.slopes
+        # one pass each (np.where over two scaled copies costs three): max(z, alpha z) is leaky ReLU
+        # for 0 <= alpha < 1, max(z, 0) is ReLU
         if self.name == "identity":
             return z
-        return np.where(z > 0, s_pos * z, s_neg * z)
+        if self.name == "relu":
+            return np.maximum(z, 0.0)
+        if self.name == "abs":
+            return np.abs(z)
+        return np.maximum(z, self.alpha * z)
 
     def slope(self, z: np.ndarray) -> np.ndarray:
         """Derivative off the kink (the value at exactly 0 is ``s_pos``; callers mask kinks)."""
@@ -247,12 +252,14 @@ class Network:
         pre, post, scale = [], [X], []
         s_prev = np.abs(X) if with_scale else None
         for l, (W, b) in enumerate(zip(self.weights, self.biases), start=1):
-            z = x @ W.T + b
+            z = x @ W.T
+            z += b
             pre.append(z)
             if with_scale:
-                s = s_prev @ np.abs(W).T + np.abs(b)
+                s = s_prev @ np.abs(W).T
+                s += np.abs(b)
                 scale.append(s)
-                s_prev = lip * s
+                s_prev = s if lip == 1.0 else lip * s
             if l < self.n_layers:
                 x = act(z)
                 post.append(x)

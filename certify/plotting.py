@@ -382,13 +382,13 @@ def flat_directions(problem: Problem, report: dict, k: int, *, exclude=(), probe
 
 def _cone_directions(problem, fwd, report, k, exclude) -> list:
     """Least-curvature directions on the critical cone, each orthogonal to the ones before."""
-    from .kinks import find_kinks
+    from .exact.structure import structure_for
     from .secondorder.cone import cone_curvature, cone_model
     from .tangent import first_order_model
     fo_cert = (report.get("first_order") or {}).get("certificate") or {}
     if fo_cert.get("kind") != "multipliers":
         return []
-    kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance"))
+    fwd, kinks = structure_for(problem, (report.get("kinks") or {}).get("tolerance"))
     model = first_order_model(problem, fwd, kinks)
     lam = np.asarray(fo_cert.get("lambda", []), dtype=np.float64)
     pis = [np.asarray(x, dtype=np.float64) for x in fo_cert.get("pi", [])]
@@ -418,11 +418,10 @@ def _cone_directions(problem, fwd, report, k, exclude) -> list:
 
 
 def _one_sided_slope(problem: Problem, report: dict, d: np.ndarray) -> float | None:
-    from .kinks import find_kinks
+    from .exact.structure import structure_for
     from .tangent import directional_derivative
     try:
-        fwd = problem.network.forward(problem.X, with_scale=True)
-        kinks = find_kinks(problem, fwd, (report.get("kinks") or {}).get("tolerance"))
+        fwd, kinks = structure_for(problem, (report.get("kinks") or {}).get("tolerance"))
         return float(directional_derivative(problem, fwd, kinks, d))
     except Exception:  # noqa: BLE001 -- the model line is a decoration
         return None

@@ -10,21 +10,35 @@ from __future__ import annotations
 import numpy as np
 
 from .data import Problem
-from .evaluate import loss_with_bound, verified_decrease
+from .evaluate import BoundedValue, Decrease, loss_with_bound, verified_decrease
+from .loss_bound import loss_at_forward, loss_rank_one
 from .kinks import KinkStructure
 from .network import ForwardPass
 from .tangent import FirstOrderModel, directional_derivative, tangent_forward
 
 
-def _search(problem: Problem, theta: np.ndarray, point, t: float, shrink: float, tries: int):
-    """Shrink ``t`` until ``point(t)`` has a verified lower loss; each try costs one bounded evaluation."""
-    before = loss_with_bound(problem, theta)
+def _search(problem: Problem, theta: np.ndarray, point, t: float, shrink: float, tries: int,
+            before: BoundedValue | None = None):
+    """Shrink ``t`` until ``point(t)`` has a verified lower loss; each try costs about one forward pass.
+
+    The trial point is evaluated once with a rank-one rounding bound (:func:`certify.loss_bound.loss_rank_one`);
+    only when that cannot show the decrease does :func:`certify.evaluate.verified_decrease` re-evaluate
+    both points with the absolute forward pass, in extended precision, or exactly. ``before`` may pass
+    a bounded value of ``L(theta)`` already known (e.g. from the driver's forward pass).
+    """
+    if before is None:
+        before = loss_with_bound(problem, theta)
     for _ in range(tries):
         theta_new = point(t)
         if not np.array_equal(theta_new, theta):
-            after = loss_with_bound(problem, theta_new)
+            after = loss_rank_one(problem, theta_new)
             if after.value < before.value:
-                dec = verified_decrease(problem, theta, theta_new, before=before, after=after)
+                dec = Decrease(before.value, after.value, before.value - after.value, before.error + after.error,
+                               "float64")
+                if not dec.verified:
+                    # the cheap bound is too loose: the absolute forward pass, then higher precision, exact
+                    dec = verified_decrease(problem, theta, theta_new, before=before,
+                                            after=loss_with_bound(problem, theta_new))
                 if dec.verified:
                     return t, dec
         t *= shrink
@@ -39,7 +53,7 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
     tangent (which also gives the distance to the next inactive kink); both must be negative.
     """
     slope_model = fo.evaluate(d)
-    dz = tangent_forward(problem, fwd, d, kinks=kinks)
+    dz = tangent_forward(problem, fwd, d, D=fo.slopes, kinks=kinks)
     slope_direct = directional_derivative(problem, fwd, kinks, d, dz=dz)
     slope = max(slope_model, slope_direct)
     theta = problem.theta
@@ -51,8 +65,13 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
     t_max = _step_to_next_kink(problem, fwd, kinks, d, dz)
     scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
     t = min(0.5 * t_max, 0.1 * scale / max(float(np.abs(d).max()), 1e-300))
-    best = _search(problem, theta, lambda s: theta + s * d, t, 0.25, max_halvings)
+    best = _search(problem, theta, lambda s: theta + s * d, t, 0.25, max_halvings,
+                   before=loss_at_forward(problem, fwd))
     if best is None:
+        exact = exact_hook(problem, kinks, d)
+        if exact is not None:
+            out.update(exact)
+            return out
         out["note"] = "no step gave a decrease larger than the rounding-error bound"
         return out
     t, dec = best
@@ -62,15 +81,25 @@ def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOr
 
 def _step_to_next_kink(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
                        dz: list | None = None) -> float:
-    """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches."""
+    """Largest ``t`` (first-order estimate) before an inactive unit or loss piece switches.
+
+    ``min -z/v`` over the units off their kink whose pre-activation ``z`` moves toward 0
+    (``z v < 0``), and the same for the loss pieces. Only the starting step of the search depends on
+    it (the decrease is verified), so it is computed with a few whole-array operations.
+    """
     if dz is None:
         dz = tangent_forward(problem, fwd, d, kinks=kinks)
     t = np.inf
-    for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
-        mask = ~kinks.masks[l - 1] if kinks.masks else np.ones(z.shape, bool)
-        toward = mask & (z * v < 0)
-        if np.any(toward):
-            t = min(t, float(np.min(-z[toward] / v[toward])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for l, (z, v) in enumerate(zip(fwd.pre[:-1], dz[:-1]), start=1):
+            r = np.divide(z, v)
+            np.negative(r, out=r)                 # -z/v: positive exactly where z moves toward 0
+            r[~(r > 0)] = np.inf                  # also drops 0/0 and the units not moving
+            if kinks.masks:
+                m = kinks.masks[l - 1]
+                if m.any():
+                    r[m] = np.inf
+            t = min(t, float(r.min(initial=np.inf)))
     loss = problem.loss
     if loss.piecewise_linear:
         vals, slopes = loss.pieces(fwd.output, problem.Y)
@@ -103,12 +132,31 @@ def search_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np
         out["note"] = (f"not a local descent curve: L changes by {c1:.3g} t + {c2:.3g} t^2/2 + o(t^2) "
                        f"(a lower point further away proves nothing about minimality)")
         return out
-    best = _search(problem, theta, lambda s: theta + s * d + 0.5 * s * s * e, t, 0.5, max_tries)
+    best = _search(problem, theta, lambda s: theta + s * d + 0.5 * s * s * e, t, 0.5, max_tries,
+                   before=loss_at_forward(problem, fwd))
     if best is not None:
         out.update({"step": best[0], **best[1].to_dict()})
         return out
+    exact = exact_hook(problem, kinks, d, e)
+    if exact is not None:
+        out.update(exact)
+        return out
     out["note"] = "no step gave a decrease larger than the rounding-error bound"
     return out
+
+
+def exact_hook(problem: Problem, kinks: KinkStructure, d: np.ndarray, e: np.ndarray | None = None) -> dict | None:
+    """When floats cannot see the decrease: an exact step (rational point, exact loss), if the problem is small.
+
+    Returns a verified exact refutation (:func:`certify.exact.exact_refutation`: ``exact_point`` set,
+    the step possibly far below float resolution) or None (not rational, over the budget, not an
+    exact local descent curve, or no exact decrease up to ``2^-200``).
+    """
+    from .exact import exact_refutation, fits
+    if not fits(problem, kinks):
+        return None
+    ref = exact_refutation(problem, d, None if e is None or not np.any(e) else e)
+    return ref if ref["verified"] else None
 
 
 def curve_coefficients(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,

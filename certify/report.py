@@ -72,6 +72,7 @@ class Report:
     version: str = ""
     polish: dict | None = None
     claim: dict | None = None
+    trained: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -97,6 +98,7 @@ class Report:
             "second_order": self.second_order,
             "refutation": self.refutation,
             "claim": self.claim,
+            "trained": self.trained,
             "polish": self.polish,
             "solver_calls": self.solver_calls,
             "timings": self.timings,
@@ -107,7 +109,10 @@ class Report:
 
     def summary(self) -> str:
         """A few human-readable lines."""
-        lines = [f"verdict: {self.verdict.value}", f"reason:  {self.reason}"]
+        lines = [f"verdict: {self.verdict.value}"]
+        if self.trained:
+            lines.append(f"answer:  {self.trained.get('outcome')}: {self.trained.get('summary')}")
+        lines.append(f"reason:  {self.reason}")
         p = self.problem
         if p:
             lines.append(f"network: {p.get('widths')} {p.get('activation')}, loss {p.get('loss')}"
@@ -116,7 +121,8 @@ class Report:
         k = self.kinks
         if k:
             tol = k.get("tolerance")
-            how = "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}"
+            how = ("exact zeros (rational arithmetic)" if tol == "exact" else
+                   "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}")
             snapped = f", {k.get('near')} snapped beyond rounding" if k.get("near") else ""
             lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss ({how}{snapped})")
         fo = self.first_order

@@ -84,14 +84,18 @@ def absolute_twin(problem: Problem, fwd: ForwardPass):
     post = [np.abs(problem.X)] + [lip * s for s in S[:-1]]
     twin_fwd = ForwardPass(pre=list(S), post=post, scale=list(S))
     twin_problem = Problem(twin_net, problem.data, problem.loss, problem.weight_decay)
-    F = S[-1]
+    return twin_problem, twin_fwd, absolute_twin_adjoint(problem, fwd)
+
+
+def absolute_twin_adjoint(problem: Problem, fwd: ForwardPass) -> np.ndarray:
+    """``delta_abs`` (n, C) of :func:`absolute_twin`: it bounds the loss adjoint and its computation."""
+    F = fwd.scale[-1]
     name = problem.loss.name
     if name == "square":
-        delta = F + np.abs(problem.Y)
-    elif name in ("hinge", "absolute", "multiclass_hinge"):
-        delta = np.ones_like(F)
-    elif name == "logistic":
-        delta = 1.0 + 0.25 * F
-    else:  # cross-entropy: the softmax adjoint is 1/2-Lipschitz in the max-norm of f
-        delta = 1.0 + 0.5 * F.max(axis=1, keepdims=True) * np.ones_like(F)
-    return twin_problem, twin_fwd, delta
+        return F + np.abs(problem.Y)
+    if name in ("hinge", "absolute", "multiclass_hinge"):
+        return np.ones_like(F)
+    if name == "logistic":
+        return 1.0 + 0.25 * F
+    # cross-entropy: the softmax adjoint is 1/2-Lipschitz in the max-norm of f
+    return 1.0 + 0.5 * F.max(axis=1, keepdims=True) * np.ones_like(F)

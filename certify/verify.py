@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import Check, check_multipliers, close, compare
+from .checks import Check, check_first_order_certificate, close, compare
 from .data import Dataset, Problem
 from .errors import CertificateError
 from .evaluate import verified_decrease
 from .formulate.first_order import one_level
-from .kinks import find_kinks
+from .exact.structure import structure_for
 from .loaders import as_network, load_data
 from .tangent import directional_derivative, first_order_model
 
@@ -126,6 +126,12 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
 # ---------------------------------------------------------------------------- refutations
 def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     ref = report.get("refutation") or {}
+    if ref.get("exact_point"):
+        # an exact refutation: the point theta + t d + t^2/2 e is rational (t may be far below float
+        # resolution); re-checked with fractions only (certify.exact.descent)
+        from .exact.descent import recheck_refutation
+        checks.extend(recheck_refutation(problem, ref, report["verdict"]))
+        return
     if ref.get("direction") is None or ref.get("step") is None:
         checks.append(Check("refutation", False, "the report has no direction and step"))
         return
@@ -147,8 +153,7 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     if stored is not None:
         checks.append(Check("stored_loss_after", close(dec.after, stored, max(abs(dec.after), 1e-12)),
                             f"L(theta') = {dec.after!r} (report: {stored!r})"))
-    fwd = problem.network.forward(problem.X, with_scale=True)
-    kinks = find_kinks(problem, fwd, report["kinks"]["tolerance"])
+    fwd, kinks = structure_for(problem, report["kinks"]["tolerance"])
     from .refute import local_descent   # second order, or a higher-order leading Taylor coefficient
     local, detail = local_descent(problem, fwd, kinks, d, e)
     checks.append(Check("local_descent", local, detail))
@@ -161,14 +166,23 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
 
 # ---------------------------------------------------------------------------- local minima
 def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
+    """Re-check what the report's ``claim`` says: about the point (exact or up to rounding), or about
+    an exact minimum near it (``nearby``)."""
     from .secondorder import RECHECK, Context
     fo = report.get("first_order") or {}
     so = report.get("second_order") or {}
-    tol = report["kinks"]["tolerance"]
-    fwd = problem.network.forward(problem.X, with_scale=True)
-    kinks = find_kinks(problem, fwd, tol)
+    claim = report.get("claim") or {}
+    if claim.get("level") == "nearby":
+        _check_nearby(problem, report, claim, checks)
+        return
+    fwd, kinks = structure_for(problem, report["kinks"]["tolerance"])
     model = first_order_model(problem, fwd, kinks)
     _check_first_order(problem, model, fo, checks)
+    if claim.get("level") == "exact":
+        from .exact import recheck_certificate
+        exact = (fo.get("exact") or {}).get("certificate") or {}
+        checks.extend(recheck_certificate(problem, exact) if exact else
+                      [Check("exact_first_order", False, "the claim is exact but the report has no exact certificate")])
     cert = so.get("certificate") or {}
     kind = cert.get("kind")
     module = RECHECK.get(kind)
@@ -180,6 +194,50 @@ def _check_local_min(problem: Problem, report: dict, checks: list) -> None:
         module.recheck(ctx, cert, checks, fo_cert=fo.get("certificate") or {})
     else:
         module.recheck(ctx, cert, checks)
+
+
+def _check_nearby(problem: Problem, report: dict, claim: dict, checks: list) -> None:
+    """An exact local minimum within ``radius`` of the point: by construction (``rational_snap:*``, the
+    stored rational ``theta*`` re-checked exactly) or by an existence theorem (``kantorovich``)."""
+    method = str(claim.get("method", ""))
+    if method.startswith("rational_snap:"):
+        from .exact import parse, recheck_certificate
+        from .exact.snap import affine_optimal, distance_upper
+        try:
+            theta_star = parse(claim["theta_star"])
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            checks.append(Check("nearby_point", False, f"no readable theta* in the claim: {exc}"))
+            return
+        if theta_star.shape != (problem.n_params,):
+            checks.append(Check("nearby_point", False, f"theta* has shape {theta_star.shape}"))
+            return
+        dist = distance_upper(theta_star, problem.theta)
+        radius = float(claim.get("radius", -1.0))
+        checks.append(Check("nearby_radius", dist <= radius, f"||theta* - theta|| <= {dist:.3g} "
+                            f"(claimed radius {radius:.3g})"))
+        checks.extend(recheck_certificate(problem, claim.get("theta_star_first_order") or {},
+                                          theta=theta_star.to_fractions().tolist()))
+        if method.endswith("affine_last_layer"):
+            ok, why = affine_optimal(problem, theta_star)
+            checks.append(Check("nearby_affine_cell", ok, why))
+        elif method.endswith("cell_u"):
+            net = problem.network
+            th = theta_star.to_float()
+            a = net.with_theta(th).weights[1][0] if net.n_layers == 2 else np.zeros(0)
+            ok = (net.n_layers == 2 and net.n_outputs == 1 and problem.loss.name == "square"
+                  and not problem.weight_decay and a.size > 0 and bool(np.all(theta_star[net.offsets[1][0]:
+                                                                                      net.offsets[1][1]].sign() != 0)))
+            checks.append(Check("nearby_cell_convexity", ok, "one hidden layer, scalar output, square loss, no "
+                                "weight decay, every output weight nonzero at theta*" if ok else
+                                "the cell-convexity theorem's conditions fail at theta*"))
+        else:
+            checks.append(Check("nearby_method", False, f"unknown construction {method!r}"))
+        return
+    if method == "kantorovich":
+        from .nearby import recheck as recheck_nearby
+        checks.extend(recheck_nearby(problem, claim.get("certificate") or {}))
+        return
+    checks.append(Check("nearby_method", False, f"unknown nearby method {method!r}"))
 
 
 def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
@@ -195,13 +253,7 @@ def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
         checks.append(Check("first_order_gradient", res.ok, f"every gradient entry is zero up to its rounding-error "
                             f"bound: {res.ok} (||grad||_inf = {res.inf:.3g}, worst entry at {res.ratio:.3g} of "
                             f"its bound)"))
-    elif kind == "multipliers":
-        if model.nested:
-            checks.append(Check("first_order_multipliers", False, "nested kinks have no multiplier certificate"))
-            return
-        check_multipliers(one_level(model), cert, "first_order_multipliers", checks)
-    elif kind == "milp_bound":
-        checks.append(Check("first_order_milp", True, f"min L'(theta; d) >= {cert.get('dual_bound')} by the HiGHS "
-                            f"MILP bound; not re-checkable without a solver", attested=True))
-    else:
+    elif not check_first_order_certificate(model, cert, "first_order_" + {"multipliers": "multipliers",
+                                           "branch_and_bound": "tree", "milp_bound": "milp"}.get(kind, "x"),
+                                           checks):
         checks.append(Check("first_order", False, f"unknown first-order certificate {kind!r}"))

@@ -59,7 +59,7 @@ def test_reversed_direction_fails():
 
 
 def test_scaled_hessian_bound_fails():
-    report, inputs = _report_and_inputs("gt16")
+    report, inputs = _report_and_inputs("multi_output_min")
     cert = report["second_order"]["certificate"]
     assert cert["kind"] == "reduced_hessian"
     bad = copy.deepcopy(report)
@@ -169,3 +169,32 @@ def test_piece_kkt_multipliers_close_the_equation():
     for pc in report["second_order"]["certificate"]["pieces"]:
         assert pc["kkt_residual"] <= pc["kkt_tolerance"]
         assert min(pc["mu"], default=0.0) >= 0
+
+
+def test_exact_claim_rechecks_the_rational_multipliers():
+    """gt07 (dyadic): the claim is exact; a multiplier moved by 2^-70 no longer closes the equation."""
+    report, inputs = _report_and_inputs("gt07")
+    assert report["claim"]["level"] == "exact"
+    assert _verify(report, inputs).ok
+    bad = copy.deepcopy(report)
+    cert = bad["first_order"]["exact"]["certificate"]
+    from fractions import Fraction
+    cert["lambda"][0] = str(Fraction(cert["lambda"][0]) + Fraction(1, 2 ** 70))
+    result = _verify(bad, inputs)
+    assert not result.ok and any(c.name.startswith("exact") for c in result.failed)
+
+
+def test_nearby_claim_tampering_fails():
+    """gt01 (4/3 is no float): an exact rational minimum theta* within the radius; a smaller radius or a
+    moved theta* fails the re-check."""
+    report, inputs = _report_and_inputs("gt01_relu")
+    claim = report["claim"]
+    assert claim["level"] == "nearby" and claim["radius"] < 1e-15
+    assert _verify(report, inputs).ok
+    small = copy.deepcopy(report)
+    small["claim"]["radius"] = claim["radius"] / 4
+    assert not _verify(small, inputs).ok
+    moved = copy.deepcopy(report)
+    from fractions import Fraction
+    moved["claim"]["theta_star"][-1] = str(Fraction(moved["claim"]["theta_star"][-1]) + Fraction(1, 2 ** 80))
+    assert not _verify(moved, inputs).ok

@@ -166,6 +166,91 @@ def _one_level_twin(fo: FirstOrderModel) -> OneLevel:
                     source=[])
 
 
+# ---------------------------------------------------------------------------- identical rows
+def identical_rows(a: sp.csr_matrix) -> np.ndarray:
+    """``group[j]``: the index of the first row of ``a`` bit-identical to row ``j`` (groups in order)."""
+    a = sp.csr_matrix(a, copy=True)
+    a.eliminate_zeros()
+    a.sort_indices()
+    seen: dict = {}
+    group = np.empty(a.shape[0], dtype=np.int64)
+    for j in range(a.shape[0]):
+        lo, hi = a.indptr[j], a.indptr[j + 1]
+        key = (a.indices[lo:hi].tobytes(), a.data[lo:hi].tobytes())
+        group[j] = seen.setdefault(key, len(seen))
+    return group
+
+
+def merge_identical(one: OneLevel) -> tuple[OneLevel, np.ndarray]:
+    """The same ``L'(theta; .)`` with generators on bit-identical rows merged: ``(merged, group)``.
+
+    ``sum_{j in G} gamma_j max(a.d, 0) = (sum_{j in G} gamma_j) max(a.d, 0)`` exactly, so a concave
+    kink sharing its row with stronger convex ones (duplicated samples: the usual way LIKQ fails at a
+    minimum) is no concave kink at all. ``group[j]`` is generator ``j``'s merged index; multipliers
+    of the merged model map back as ``lambda[j] = lambda_merged[group[j]]``, and such a certificate
+    is valid for the original generators (:func:`certify.checks.check_multipliers` re-checks the
+    groups). The merged absolute twin sums the twins' coefficients the same way.
+    """
+    J = one.n_generators
+    if J == 0:
+        return one, np.zeros(0, dtype=np.int64)
+    group = identical_rows(one.a)
+    m = int(group.max()) + 1
+    if m == J:
+        return one, group
+    first = np.full(m, J)
+    np.minimum.at(first, group, np.arange(J))
+    gamma = np.zeros(m)
+    np.add.at(gamma, group, one.gamma)
+
+    def twin():
+        tw = one.absolute
+        if tw is None:
+            return None
+        tg = np.zeros(m)
+        np.add.at(tg, group, tw.gamma)
+        return OneLevel(g=tw.g, a=tw.a[first], gamma=tg, multi=tw.multi, n=tw.n, source=[])
+
+    merged = OneLevel(g=one.g, a=one.a[first], gamma=gamma, multi=one.multi, n=one.n,
+                      source=[one.source[j] for j in first], twin=twin if one.twin is not None else None,
+                      rounding=one.rounding)
+    return merged, group
+
+
+def merge_reaching(one: OneLevel) -> tuple[OneLevel, np.ndarray, np.ndarray]:
+    """:func:`merge_identical`, without the merged generators whose coefficient is 0 (exactly, or a
+    negative one within its rounding bound): they do not reach ``L'``.
+
+    Returns ``(merged, group, same)``: ``group[j]`` is generator ``j``'s index in ``merged`` (-1 when
+    dropped), ``same[j]`` its class of identical rows (what a certificate's groups are made of)."""
+    merged, group = merge_identical(one)
+    if not merged.n_generators:
+        return merged, group, group
+    zero = merged.gamma == 0
+    if np.any(merged.gamma < 0):
+        tw = merged.absolute
+        if tw is not None:
+            zero |= (merged.gamma < 0) & (-merged.gamma <= merged.rounding * tw.gamma)
+    if not np.any(zero):
+        return merged, group, group
+    keep = np.nonzero(~zero)[0]
+    new_id = np.full(merged.n_generators, -1, dtype=np.int64)
+    new_id[keep] = np.arange(keep.size)
+    tw_cache = {}
+
+    def twin():
+        if "tw" not in tw_cache:
+            tw = merged.absolute
+            tw_cache["tw"] = None if tw is None else OneLevel(g=tw.g, a=tw.a[keep], gamma=tw.gamma[keep],
+                                                              multi=tw.multi, n=tw.n, source=[])
+        return tw_cache["tw"]
+
+    kept = OneLevel(g=merged.g, a=merged.a[keep], gamma=merged.gamma[keep], multi=merged.multi, n=merged.n,
+                    source=[merged.source[j] for j in keep], twin=twin if merged.twin is not None else None,
+                    rounding=merged.rounding)
+    return kept, new_id[group], group
+
+
 # ---------------------------------------------------------------------------- LP
 def descent_lp(one: OneLevel) -> LinearProgram:
     """``min g.d + gamma.r + (1/n) sum t`` s.t. ``r >= a d, r >= 0, t_q >= S_qa G_q d, |d| <= 1``.

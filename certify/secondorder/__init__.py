@@ -16,8 +16,8 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 from __future__ import annotations
 
 from ..budget import OutOfTime
-from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, pieces, search, smooth, spurious,
-               zero_loss)
+from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, pieces, search, smooth,
+               spurious, zero_loss)
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
 __all__ = ["KINDS", "RECHECK", "Context", "SecondOrder", "decide_second_order", "DENSE_P", "TOL_CURVATURE",
@@ -47,7 +47,7 @@ KINDS = (zero_loss, escape_any, _EarlyCell, smooth, cell, affine, search.Early, 
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,
-           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces}
+           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces, "nearby": nearby}
 
 
 def decide_second_order(problem, fwd, kinks, fo, first, *, time_limit: float = 60.0,

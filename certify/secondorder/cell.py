@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import Check, check_multipliers, compare
+from ..checks import Check, check_first_order_certificate, check_multipliers, compare
 from ..data import Problem
 from ..kinks import KinkStructure
 from ..network import ForwardPass
@@ -77,7 +77,7 @@ def one_hidden_layer_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructu
             return SecondOrder(None, "cell_convexity", reason=f"escape test of unit {int(j)} undecided: {res.reason}",
                                certificate={"escapes": escapes}, solver_calls=calls)
     fo_cert = first.certificate if first is not None else {}
-    rechecked = fo_cert.get("kind") in ("multipliers", "gradient")
+    rechecked = fo_cert.get("kind") in ("multipliers", "gradient", "branch_and_bound")
     flags = {"strict": None, "flat": None}
     if kinks.n_total == 0:
         flags["classification"] = "genuine differentiable local minimum (inside its cell)"
@@ -130,6 +130,8 @@ def recheck(ctx: Context, cert: dict, checks: list) -> None:
             res = compare(one.g, one.residual_bound(np.zeros(0), []))
             checks.append(Check(name, res.ok, f"linear escape function, coefficients zero up to rounding: {res.ok} "
                                 f"(|coefficients|_inf = {res.inf:.3g})"))
+        elif c.get("kind") == "branch_and_bound":
+            check_first_order_certificate(one, c, name, checks)
         elif c.get("kind") == "milp_bound":
             checks.append(Check(name, True, "escape function >= 0 by the HiGHS MILP bound", attested=True))
         else:

@@ -253,6 +253,10 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
     if cert.get("kind") != "multipliers":
         return SecondOrder(None, "critical_cone", reason="the critical-cone test needs a multiplier certificate "
                            f"of first order (have {cert.get('kind')!r})")
+    if cert.get("identical_row_groups"):
+        # concave kinks merged into convex groups: the pieces' multipliers are not read off per kink here
+        return SecondOrder(None, "critical_cone", reason="concave kinks in convex groups of identical rows: "
+                           "the piece test decides")
     if problem.n_params > DENSE_P:
         return SecondOrder(None, "critical_cone", reason=f"p = {problem.n_params} is above the dense limit")
     lam = np.asarray(cert["lambda"], dtype=np.float64)

@@ -29,6 +29,9 @@ from .base import SolveResult, SolveStatus
 
 log = logging.getLogger(__name__)
 
+#: iteration budget of HiGHS's QP solver per variable and constraint (see :func:`solve`)
+QP_ITERATIONS_PER_VARIABLE = 50
+
 _STATUS = {
     "kOptimal": SolveStatus.OPTIMAL,
     "kInfeasible": SolveStatus.INFEASIBLE,
@@ -120,6 +123,12 @@ def solve(problem: LinearProgram, *, time_limit: float | None = None, mip_rel_ga
         h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
         h.setOptionValue("mip_abs_gap", 0.0)
     if isinstance(problem, QuadraticProgram):
+        if "qp_iteration_limit" not in (options or {}):
+            # HiGHS's active-set QP can cycle on degenerate box QPs (seen with highspy 1.16 on a min-norm
+            # subgradient QP whose optimum has every multiplier at a bound): bound its iterations; callers
+            # re-check the incumbent anyway (multipliers are refined and their residual recomputed)
+            h.setOptionValue("qp_iteration_limit", int(QP_ITERATIONS_PER_VARIABLE * (problem.n_cols + problem.n_rows)
+                                                       + 1000))
         model = hs.HighsModel()
         model.lp_ = lp
         lower = sp.tril(problem.Q, format="csc")
