@@ -26,7 +26,9 @@ its Taylor coefficients on the piece it enters (exactly on small problems,
    silent units) descend along such products at order 2, 3 or the depth (GT-10, GT-15). A batched
    float pass of :func:`certify.taylor.batch_line_taylor` screens them; the best few are confirmed.
 
-Budgeted by ``ctx.deadline`` and by a work cap (every screened line costs a polynomial forward pass).
+Budgeted by ``ctx.deadline`` and a time cap (every screened line costs a polynomial forward pass). A
+brief early screen (:class:`Early`, 2 s) runs before the critical-cone, copositivity and piece tests,
+which can spend the whole budget; the final search continues the screen where it stopped.
 """
 
 from __future__ import annotations
