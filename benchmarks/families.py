@@ -443,6 +443,198 @@ def loss_instances(specs) -> list[BenchInstance]:
     return out
 
 
+# ============================================================================ escapes and higher order
+def _vertex_group(Z: np.ndarray, weights: np.ndarray, rng, tries: int = 64):
+    """A row ``i*`` of ``Z`` that a hyperplane separates from every row unequal to it, with a nonzero sum
+    of ``weights`` over the rows equal to it; and that hyperplane as ``(u, -u.Z[i*] + delta)``: the exact
+    integers of ``Z`` make the check exact. Returns ``(v, members, weight_sum, delta)`` or None."""
+    for _ in range(tries):
+        u = rng.integers(-7, 8, size=Z.shape[1]).astype(np.float64)
+        s = Z @ u
+        top = s.max()
+        members = np.nonzero(s == top)[0]
+        if not np.all(Z[members] == Z[members[0]]):
+            continue                       # the maximiser is not one point: try another direction
+        rest = s[s < top]
+        if rest.size == 0:
+            continue
+        w = float(np.sum(weights[members]))
+        if w == 0:
+            continue
+        delta = (top - rest.max()) / 2
+        v = np.concatenate([u, [-top + delta]])
+        return v, members, w, delta
+    return None
+
+
+def escape_deep(d: int = 10, h: int = 8, n: int = 200, *, activation: str = "relu", seed: int = 0) -> dict:
+    """A two-hidden-layer local minimum (:func:`affine_cell`, depth 2) with one more layer-2 unit that is
+    *silent*: zero incoming weights, bias and outgoing weight, so it sits on its kink at every sample.
+
+    Proof that theta is a saddle (by hand; the numbers are checked exactly here). Every gradient entry
+    and every kink coefficient is 0 as in :func:`affine_cell` (the new unit's outgoing weight is 0), so
+    theta is d-stationary. Let ``x1_i`` be the layer-1 outputs (integers) and ``r_i = f_i - y_i``. Pick
+    a sample group ``g`` (equal ``x1``) that a hyperplane ``u . x1 = top - delta`` separates from all
+    others, with ``R = sum_{i in g} r_i != 0``; set ``v = (u, delta - top)``. Along ``theta + t d`` with
+    ``d``: the new unit's incoming weights and bias ``+ v``, its outgoing weight ``-sign(R)``, the unit
+    outputs ``t relu(v . (x1_i, 1)) = t delta`` on ``g`` and 0 elsewhere, so ``f_i`` moves by
+    ``-sign(R) t^2 delta`` on ``g`` only and ``n (L(t) - L) = -|R| delta t^2 + |g| delta^2 t^4 / 2 < 0``
+    for small ``t``: ``c_1 = 0, c_2 < 0``, a saddle.
+    """
+    base = affine_cell(d=d, h=h, n=n, depth=2, activation=activation, variant="min", seed=seed)
+    (W1, b1), (W2, b2), (W3, b3) = base["network"]
+    act = nm.parse_activation(activation)
+    pre, post = nm.forward(base["network"], base["X"], act)
+    x1 = post[1]
+    r = pre[-1][:, 0] - base["y"]
+    found = _vertex_group(x1, r, np.random.default_rng(seed + 7))
+    if found is None:
+        raise RuntimeError("no separable group with a nonzero residual sum")
+    _, members, R, delta = found
+    W2e = np.concatenate([W2, np.zeros((1, W2.shape[1]))], axis=0)
+    b2e = np.concatenate([b2, [0.0]])
+    W3e = np.concatenate([W3, np.zeros((1, 1))], axis=1)
+    layers = [(W1, b1), (W2e, b2e), (W3e, b3)]
+    how = (f"exact construction (silent layer-2 unit: the escape of group {members.tolist()[:4]}... with residual sum "
+           f"{R:g}, n (L(t) - L) = -{abs(R) * delta:g} t^2 + O(t^4))")
+    return {"network": layers, "X": base["X"], "y": base["y"], "activation": activation, "loss": "square",
+            "weight_decay": 0.0, "truth": _known("saddle", how)}
+
+
+def escape_shallow(loss: str = "hinge", d: int = 10, h: int = 50, n: int = 400, *, outputs: int = 1,
+                   activation: str = "relu", seed: int = 0) -> dict:
+    """One hidden layer: ``h`` dead units (strictly negative pre-activations) and one silent unit (zero
+    weights: on its kink at every sample), constant output ``f = c``.
+
+    * ``hinge``: ``c = 1``; labels +1 on at least half the samples (margin exactly 1: loss kinks), -1 on
+      the rest (loss 2). First order: ``L'(dc) = (n- dc + n+ max(0, -dc)) / n >= 0`` (``n+ >= n-``), every
+      other first-order term vanishes: d-stationary, with ``n`` unit kinks and ``n+`` loss kinks of zero
+      or convex coefficient. Escape (by hand): a separable input group ``g`` whose labels sum to
+      ``S != 0`` would do; we make ``g`` all -1 (the samples beyond the hyperplane get label -1), so
+      along the silent unit's weights ``+ v`` and its outgoing weight ``-t``: ``f`` drops by ``t^2 delta``
+      on ``g`` only, each of its losses ``2 - t^2 delta``: ``n (L(t) - L) = -|g| delta t^2``.
+    * ``square`` with ``outputs = 2``: output 1 fitted exactly (residual 0), output 2 residuals ``r`` with
+      ``sum r = 0`` and a separable group of nonzero residual sum ``R``: the escape goes through output 2
+      only (outgoing weight ``-sign(R)`` into output 2): ``n (L(t) - L) = -|R| delta t^2 + O(t^4)``.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-3, 4, size=(n, d)).astype(np.float64)
+    W1 = rng.integers(-2, 3, size=(h, d)).astype(np.float64)
+    b1 = -(np.abs(X) @ np.abs(W1).T).max(axis=0) - 1.0          # dead: every pre-activation <= -1
+    W1 = np.concatenate([W1, np.zeros((1, d))], axis=0)
+    b1 = np.concatenate([b1, [0.0]])
+    found = _vertex_group(X, np.ones(n), rng)
+    if found is None:
+        raise RuntimeError("no separable group")
+    v, members, _, delta = found
+    C = outputs
+    W2 = rng.integers(-2, 3, size=(C, h + 1)).astype(np.float64)
+    W2[:, h] = 0.0                                               # the silent unit's outgoing weights
+    if loss == "hinge":
+        if C != 1:
+            raise ValueError("hinge needs one output")
+        b2 = np.array([1.0])
+        y = np.ones(n)
+        y[members] = -1.0
+        if 2 * members.size > n:
+            raise RuntimeError("the separable group is more than half the samples")
+        how = f"exact construction (hinge, silent unit: n (L(t) - L) = -{members.size * delta:g} t^2)"
+    elif loss == "square":
+        b2 = np.zeros(C)
+        r = rng.choice([-1.0, -0.5, 0.5, 1.0], size=n)
+        r[members] = 1.0
+        others = np.setdiff1d(np.arange(n), members)
+        r[others[-1]] -= r.sum()                                # sum r = 0 (dyadic)
+        R = float(r[members].sum())
+        if R == 0 or others[-1] in members:
+            raise RuntimeError("degenerate residuals")
+        Y = np.zeros((n, C))
+        Y[:, C - 1] = -r                                         # f = 0: residual f - y = r on the last output
+        y = Y if C > 1 else Y[:, 0]
+        how = (f"exact construction (silent unit escaping through output {C}: n (L(t) - L) = "
+               f"-{abs(R) * delta:g} t^2 + O(t^4))")
+    else:
+        raise ValueError(loss)
+    layers = [(W1, b1), (W2, b2)]
+    return {"network": layers, "X": X, "y": y, "activation": activation, "loss": loss, "weight_decay": 0.0,
+            "truth": _known("saddle", how)}
+
+
+def origin_deep(d: int = 8, h: int = 64, n: int = 16, *, depth: int = 2, activation: str = "relu",
+                seed: int = 0) -> dict:
+    """theta = 0 of a ``depth``-hidden-layer net (all weights and biases 0), integer inputs, labels with
+    ``sum y = 0`` (dyadic).
+
+    Proof that theta is a saddle (by hand). Every unit sits on its kink at every sample (``n h depth``
+    kinks); at first order ``f`` moves only through the output bias and ``sum y = 0``, so the gradient is
+    0. Along the chain ``W1[0, i] = W2[0, 0] = ... = s t`` (one path from input ``i`` to the output, sign
+    ``s`` on the last weight, all else 0), ``f(x) = s t^{depth+1} h(...h(x_i))`` and
+    ``L(t) = L - s t^{depth+1} mean(y h^depth(x_i)) + O(t^{2 depth + 2})``: with the sign ``s`` of
+    ``mean(y h^depth(x_i)) != 0`` (checked here exactly) the loss drops for every small ``t > 0``: an odd
+    (depth 2) or even but negative (depth 3) leading term, never second order.
+    """
+    rng = np.random.default_rng(seed)
+    act = nm.parse_activation(activation)
+    for _ in range(100):
+        X = rng.integers(-2, 3, size=(n, d)).astype(np.float64)
+        y = rng.choice([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0], size=n)
+        y[-1] -= y.sum()
+        hx = X.copy()
+        for _ in range(depth):
+            hx = nm.activate(hx, act)
+        m = y @ hx
+        if y.sum() == 0 and np.any(m != 0):
+            break
+    else:
+        raise RuntimeError("no data with a nonzero chain term")
+    widths = [d] + [h] * depth + [1]
+    layers = [(np.zeros((widths[l + 1], widths[l])), np.zeros(widths[l + 1])) for l in range(depth + 1)]
+    i = int(np.argmax(np.abs(m)))
+    how = (f"exact construction (origin of a depth-{depth} net: chain through input {i}, leading term "
+           f"-|{m[i] / n:g}| t^{depth + 1})")
+    return {"network": layers, "X": X, "y": y, "activation": activation, "loss": "square", "weight_decay": 0.0,
+            "truth": _known("saddle", how)}
+
+
+def escape_instances(specs) -> list[BenchInstance]:
+    makers = {"deep": escape_deep, "shallow": escape_shallow, "origin": origin_deep}
+    out = []
+    for spec in specs:
+        spec = dict(spec)
+        kind = spec.pop("kind")
+        spec.setdefault("seed", 0)
+        sid = kind + "_" + "_".join(f"{k}{v}" for k, v in spec.items())
+        out.append(BenchInstance(f"escapes/{sid}", "escapes", {"K": None, "variant": kind},
+                                 lambda spec=spec, kind=kind: makers[kind](**spec)))
+    return out
+
+
+def _escape_specs(full: bool) -> list:
+    specs = [
+        dict(kind="deep", d=10, h=8, n=200),
+        dict(kind="deep", d=10, h=8, n=200, activation="leaky_relu:0.25"),
+        dict(kind="shallow", loss="hinge", d=4, h=10, n=60),
+        dict(kind="shallow", loss="square", outputs=2, d=4, h=10, n=60),
+        dict(kind="origin", d=3, h=4, n=8),
+        dict(kind="origin", d=3, h=4, n=8, activation="identity"),
+        dict(kind="origin", d=3, h=4, n=8, depth=3),
+    ]
+    if full:
+        specs += [
+            dict(kind="deep", d=30, h=80, n=1000),                       # p = 5,641
+            dict(kind="deep", d=50, h=400, n=2000),                      # p ~ 100,800
+            dict(kind="shallow", loss="hinge", d=20, h=250, n=2000),     # p ~ 5,500, 2,000 unit kinks
+            dict(kind="shallow", loss="hinge", d=100, h=1000, n=5000),   # p ~ 102,000
+            dict(kind="shallow", loss="square", outputs=2, d=100, h=100, n=2000),   # p ~ 10,300
+            dict(kind="shallow", loss="square", outputs=2, d=100, h=1000, n=2000),  # p ~ 103,000
+            dict(kind="origin", d=8, h=64, n=16),                        # p = 4,801, 2,048 kinks
+            dict(kind="origin", d=16, h=128, n=16),                      # p = 18,817
+            dict(kind="origin", d=8, h=64, n=16, activation="identity"),
+            dict(kind="origin", d=8, h=32, n=16, depth=3),
+        ]
+    return specs
+
+
 # ============================================================================ instances.py generators
 def _from_instances(inst, truth) -> dict:
     return {"network": inst.model(), "X": inst.X, "y": inst.y, "activation": inst.activation,
@@ -935,6 +1127,7 @@ def suite(name: str) -> list[BenchInstance]:
     out += affine_instances(_affine_specs(full))
     out += affine_instances(_affine_kink_specs(full), family="affine_kinks")
     out += loss_instances(_loss_specs(full))
+    out += escape_instances(_escape_specs(full))
     hinge = [dict(variant=v, n_kinks=K, n=max(5 * K, 2 * K + 8), d=20, h=40)
              for K in ((10, 100) if not full else (10, 30, 100, 300))
              for v in ("descent", "stationary", "zero_gradient")]
@@ -968,6 +1161,6 @@ def suite(name: str) -> list[BenchInstance]:
 
 
 FAMILIES = ("reference", "bruteforce", "affine_cell", "affine_kinks", "loss_kinks", "hinge_margins",
-            "concave_kinks", "kink_scaling", "smooth_scale", "trained", "sosp_setting")
+            "concave_kinks", "kink_scaling", "smooth_scale", "trained", "sosp_setting", "escapes")
 CONSTRUCTED = ("affine_cell", "affine_kinks", "loss_kinks", "hinge_margins", "concave_kinks", "kink_scaling",
-               "smooth_scale")
+               "smooth_scale", "escapes")

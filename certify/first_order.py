@@ -441,7 +441,7 @@ def _unique_test(one: OneLevel, merged: OneLevel, group: tuple) -> FirstOrder | 
     J, p = merged.n_generators, merged.g.size
     A = merged.a.tocsr()
     dense = A.nnz > 0.2 * J * p
-    if J > 4000 or (dense and J * J * p > GRAM_FLOPS) or (not dense and A.nnz * J > GRAM_FLOPS):
+    if J > 4000 or J > p or (dense and J * J * p > GRAM_FLOPS) or (not dense and A.nnz * J > GRAM_FLOPS):
         return None
     from scipy.linalg import lapack, solve_triangular
     if J:

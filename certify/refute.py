@@ -225,3 +225,100 @@ def is_local_descent(c1: float, c2: float, scale: float, tol_rel: float = 1e-9) 
     """``c1 < 0``, or ``c1 = 0`` (to rounding) and ``c2 < 0``: the loss drops for all small ``t > 0``."""
     tol = tol_rel * max(scale, 1e-300)
     return c1 < -tol or (c1 <= tol and c2 < -tol)
+
+
+# ---------------------------------------------------------------------------- higher-order curves
+def taylor_judgement(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                     e: np.ndarray | None = None, *, order: int = 4) -> dict:
+    """Is ``theta + t d + t^2/2 e`` a local descent curve, judged by its Taylor coefficients?
+
+    The coefficients of ``L`` along the curve up to ``t^order`` on the piece it enters
+    (:mod:`certify.taylor`). The float64 pass must show a leading coefficient that is negative
+    *beyond its rounding bound* (a descent that rounding cannot explain: the point is stationary only
+    up to rounding, so a descent of rounding size would be an artefact, not a saddle). When the problem
+    is small and the loss rational the exact pass must agree with it within those bounds (else the
+    float pass chose another piece: rejected); ``local`` is then ``"exact"`` if the exact leading
+    coefficient is negative too (``"up_to_rounding"`` if the exact expansion differs only within the
+    float bounds, e.g. a float direction missing a held kink by 1e-17), and None when rejected.
+    """
+    from .taylor import Taylor, exact_fits, loss_taylor, sparse_line_taylor
+    terms = [d] if e is None or not np.any(e) else [d, 0.5 * np.asarray(e, dtype=np.float64)]
+    if len(terms) == 1 and (problem.loss.rational or order <= 2):
+        # a line: the sparse pass touches only the units the direction reaches (same coefficients)
+        c, err = sparse_line_taylor(problem, fwd, kinks, np.asarray(d, dtype=np.float64), order)
+        flt = Taylor(tuple(float(v) for v in c), tuple(float(v) for v in err), False)
+    else:
+        flt = loss_taylor(problem, terms, order, exact=False, fwd=fwd, kinks=kinks)
+    out = {"taylor": None if flt is None else flt.to_dict(), "local": None, "order": None,
+           "leading_coefficient": None}
+    if flt is None:
+        out["describe"] = f"the {problem.loss.name} loss has no polynomial expansion to order {order}"
+        return out
+    if not flt.descends:
+        out["describe"] = flt.describe()
+        return out
+    k, c = flt.leading()
+    ext = loss_taylor(problem, terms, order, exact=True) if exact_fits(problem, order) else None
+    if ext is not None and any(abs(float(ext.exact_coefficients[i]) - flt.coefficients[i]) > flt.errors[i]
+                               for i in range(1, k + 1)):
+        out["describe"] = "the exact expansion contradicts the float one: " + ext.describe()
+        return out
+    if ext is not None and ext.descends and ext.leading()[0] <= k:
+        out.update(local="exact", order=ext.leading()[0], leading_coefficient=ext.leading()[1],
+                   describe=ext.describe(), taylor=ext.to_dict())
+        return out
+    out.update(local="up_to_rounding", order=k, leading_coefficient=c, describe=flt.describe())
+    if ext is not None:
+        out["taylor"]["exact_expansion"] = ext.describe()
+    return out
+
+
+def taylor_curve(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                 e: np.ndarray | None = None, *, order: int = 4, max_tries: int = 60) -> dict:
+    """A verified decrease along ``theta + t d + t^2/2 e`` that is a local descent of any order.
+
+    Like :func:`search_curve`, but the curve may descend at third or higher order (a degenerate
+    point, GT-15): it is accepted when its leading Taylor coefficient on the piece it enters is
+    negative (:func:`taylor_judgement`), and only then is a step with a verified decrease searched.
+    """
+    theta = problem.theta
+    d = np.asarray(d, dtype=np.float64)
+    e_arr = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
+    judge = taylor_judgement(problem, fwd, kinks, d, None if e is None else e_arr, order=order)
+    coeffs = (judge["taylor"] or {}).get("coefficients") or [0.0, 0.0, 0.0]
+    errs = (judge["taylor"] or {}).get("errors") or [0.0, 0.0, 0.0]
+    # L(theta + t d + t^2/2 e) = L + c1 t + c2 t^2/2 + ...: c1 = c_1, c2 = 2 c_2 of the expansion
+    out = {"kind": "descent_curve", "direction": d, "curvature_direction": e_arr, "step": None, "verified": False,
+           "first_order_coefficient": float(coeffs[1]) if len(coeffs) > 1 else 0.0,
+           "second_order_coefficient": 2.0 * float(coeffs[2]) if len(coeffs) > 2 else 0.0,
+           "coefficient_scale": float(max(errs[1:3], default=0.0)),
+           "taylor": judge["taylor"], "local": judge["local"], "leading_order": judge["order"]}
+    if judge["order"] == 2 and float(d @ d) > 0:
+        out["curvature"] = out["second_order_coefficient"] / float(d @ d)   # q with c2 = q |d|^2 (plots)
+    if judge["local"] is None:
+        out["note"] = f"not a local descent curve: {judge.get('describe', '')}"
+        return out
+    t_max = _step_to_next_kink(problem, fwd, kinks, d)
+    scale = max(1.0, float(np.abs(theta).max(initial=0.0)))
+    t = min(0.5 * t_max, 0.25 * scale / max(float(np.abs(d).max()), 1e-300))
+    best = _search(problem, theta, lambda s: theta + s * d + 0.5 * s * s * e_arr, t, 0.5, max_tries)
+    if best is not None:
+        out.update({"step": best[0], **best[1].to_dict()})
+        out["note"] = judge.get("describe", "")
+        return out
+    out["note"] = "no step gave a decrease larger than the rounding-error bound"
+    return out
+
+
+def local_descent(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: np.ndarray,
+                  e: np.ndarray | None = None) -> tuple[bool, str]:
+    """``(ok, detail)``: the curve descends for every small ``t > 0`` -- at second order
+    (:func:`curve_coefficients`) or, failing that, at a higher order (:func:`taylor_judgement`)."""
+    c1, c2, cscale = curve_coefficients(problem, fwd, kinks, d, e)
+    detail = f"L(theta + t d + t^2/2 e) = L + ({c1:.6g}) t + ({c2:.6g}) t^2/2 + o(t^2)"
+    if is_local_descent(c1, c2, cscale):
+        return True, detail + ": descends for every small t > 0"
+    judge = taylor_judgement(problem, fwd, kinks, d, e, order=6)
+    if judge["local"] is not None:
+        return True, f"{judge['describe']}: descends for every small t > 0"
+    return False, detail + f"; {judge.get('describe', '')}: not a local descent curve"

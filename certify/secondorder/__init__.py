@@ -16,7 +16,8 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 from __future__ import annotations
 
 from ..budget import OutOfTime
-from . import affine, cell, cone, copositive, lanczos, nearby, pieces, smooth, spurious, zero_loss
+from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, pieces, search, smooth,
+               spurious, zero_loss)
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
 __all__ = ["KINDS", "RECHECK", "Context", "SecondOrder", "decide_second_order", "DENSE_P", "TOL_CURVATURE",
@@ -41,7 +42,8 @@ class _EarlyCell:
 
 
 #: the order in which the kinds are tried
-KINDS = (zero_loss, _EarlyCell, smooth, cell, affine, lanczos, cone, copositive, pieces)
+KINDS = (zero_loss, escape_any, _EarlyCell, smooth, cell, affine, search.Early, lanczos, cone, copositive, pieces,
+         higher_order, search)
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,

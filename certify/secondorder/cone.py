@@ -283,6 +283,9 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
                 f"first-order stationary, but the Lagrangian curvature on the critical cone is {q:.3g} < 0; "
                 f"the loss drops by {curve['decrease']:.3g} along theta + t d + t^2/2 e (verified)"),
                 flags={"strict": False}, certificate=certificate, refutation=curve)
+        if cache is not None:   # the targeted search (certify.secondorder.search) tries curves into this piece
+            cache.setdefault("negative_curvature", []).append({"source": "critical-cone test", "model": model,
+                                                               "result": res})
         return SecondOrder(None, "critical_cone", reason=f"negative curvature {q:.3g} on the critical cone, but no "
                            f"decrease could be verified along the second-order curve", certificate=certificate)
     if res["uncertain"]:
@@ -296,6 +299,8 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
             f"{res['faces']} face(s); least curvature {q:.3g}) modulo rescaling"
             + (f" and {flat} flat direction(s) of dead or always-active units" if flat else "")),
             flags={"strict": flat == 0, "flat_directions": flat > 0}, certificate=certificate)
+    if cache is not None and res["direction"] is not None:   # read by certify.secondorder.higher_order
+        cache.setdefault("zero_curvature", []).append({"source": "critical-cone test", "model": model, "result": res})
     return SecondOrder(None, "critical_cone", reason=(
         f"second-order necessary conditions hold but the curvature on the critical cone is 0 ({q:.3g}) in some "
         f"direction beyond symmetry: higher order needed"), certificate=certificate)

@@ -424,11 +424,14 @@ def piece_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, stor
     return out
 
 
-def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, time_limit: float = 60.0):
+def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, time_limit: float = 60.0,
+                   cache: dict | None = None):
     """:func:`piece_test` as a second-order result (verdict, reason, flags, certificate, refutation)."""
     if problem.n_params > DENSE_P:
         return SecondOrder(None, "piece_kkt", reason=f"p = {problem.n_params} is above the dense limit")
     out = piece_test(problem, fwd, kinks, time_limit=time_limit)
+    if cache is not None:   # read by the targeted search (certify.secondorder.search)
+        cache["piece_test"] = out
     if out["status"] == "error":
         return SecondOrder(None, "piece_kkt", reason=f"piece test not applicable: {out['reason']}")
     pieces = out["pieces"]
@@ -472,7 +475,7 @@ def applies(ctx: Context) -> str | None:
 
 
 def run(ctx: Context) -> SecondOrder:
-    return piece_kkt_test(ctx.problem, ctx.fwd, ctx.kinks, time_limit=ctx.budget())
+    return piece_kkt_test(ctx.problem, ctx.fwd, ctx.kinks, time_limit=ctx.budget(), cache=ctx.cache)
 
 
 def recheck(ctx: Context, cert: dict, checks: list) -> None:

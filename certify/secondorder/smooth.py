@@ -31,10 +31,11 @@ def applies(ctx: Context) -> str | None:
 
 
 def run(ctx: Context) -> SecondOrder:
-    return smooth_hessian_test(ctx.problem, ctx.fwd, deadline=ctx.deadline)
+    return smooth_hessian_test(ctx.problem, ctx.fwd, deadline=ctx.deadline, cache=ctx.cache)
 
 
-def smooth_hessian_test(problem: Problem, fwd: ForwardPass, deadline: float | None = None) -> SecondOrder:
+def smooth_hessian_test(problem: Problem, fwd: ForwardPass, deadline: float | None = None,
+                        cache: dict | None = None) -> SecondOrder:
     """Hessian on the complement of the symmetry directions (no kinks: ``L`` is C^2 here)."""
     p = problem.n_params
     D = piece_slopes(problem, fwd)
@@ -48,6 +49,8 @@ def smooth_hessian_test(problem: Problem, fwd: ForwardPass, deadline: float | No
     scale = float(np.linalg.norm(H))
     tol = TOL_CURVATURE * max(scale, 1e-300)
     q = float(evals[0]) if evals.size else np.inf
+    if cache is not None:   # the higher-order kind (certify.secondorder.higher_order) reads the null space
+        cache["reduced_hessian"] = {"basis": N, "evals": evals, "evecs": evecs, "tolerance": tol}
     cert = {"kind": "reduced_hessian", "min_eigenvalue": q, "max_eigenvalue": float(evals[-1]) if evals.size else None,
             "tolerance": tol, "hessian_frobenius": scale, "reduced_dimension": int(N.shape[1]),
             "symmetry": counts, "n_negative": int(np.count_nonzero(evals < -tol)),
