@@ -325,3 +325,19 @@ def test_units_of_full_rank_have_the_whole_group():
     (grp,) = groups.find_groups(net, pre, [])
     assert len(groups.select(net, net.theta, [grp], False)) == 2
     assert len(groups.select(net, net.theta, [grp], True)) == 1
+
+
+def test_the_few_lines_a_dense_second_order_test_needs():
+    """From a KinkStructure to the sparse tangents of the mixings beyond the rescalings (split GT-7: one)."""
+    from certify.data import Dataset, Problem
+    from certify.kinks import find_kinks
+    net = network(SPLIT7, "relu")
+    problem = Problem(net, Dataset(np.arange(4.0)[:, None], np.array([0.5, -1, 2, 1.5])), "square")
+    fwd = net.forward(problem.X, with_scale=True)
+    kinks = find_kinks(problem, fwd)
+    assert groups.held_units(kinks) == [(1, 1, 0), (1, 1, 1)]
+    grps, gens = groups.group_generators(net, net.theta, fwd.pre, groups.held_units(kinks), False)
+    T = groups.tangent_matrix(net, net.theta, gens)
+    assert T.shape == (net.n_params, 1)
+    assert np.linalg.matrix_rank(np.column_stack([groups.rescaling_tangents(net, net.theta, grps[0]),
+                                                  T.toarray()])) == 3

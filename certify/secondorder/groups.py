@@ -80,9 +80,12 @@ the minimum over a fibre is the balanced factorisation, unique up to ``O(k)``.
 
 Using this module (the nearby prover does; a dense second-order test would too)::
 
-    groups = find_groups(net, fwd.pre, held_units)             # held_units: (l, i, j) triples
-    gens = select(net, theta, groups, weight_decay=bool(problem.weight_decay))
-    T = tangent_matrix(net, theta, gens)                       # sparse (p, len(gens))
+    groups, gens = group_generators(net, net.theta, fwd.pre, held_units(kinks),
+                                    bool(problem.weight_decay), basis=T_other)  # T_other: rescalings, ...
+    T = tangent_matrix(net, net.theta, gens)                                # sparse (p, len(gens))
+
+Without ``basis`` the groups' own rescalings are the basis (no weight decay), so the columns are the
+mixings beyond them, ready to stack next to :func:`certify.secondorder.symmetry.symmetry_vectors`.
 """
 
 from __future__ import annotations
@@ -137,6 +140,11 @@ class Generator:
 
 
 # ---------------------------------------------------------------------------- groups
+def held_units(kinks) -> list:
+    """The held unit kinks ``(l, i, j)`` of a :class:`certify.kinks.KinkStructure` (every unit kink it lists)."""
+    return [(int(l), int(i), int(j)) for l, i, j in zip(kinks.unit_layer, kinks.unit_sample, kinks.unit_index)]
+
+
 def find_groups(network, pre, held_units) -> list:
     """The groups of duplicated units (module docstring, (a) and (b)), layer by layer.
 
