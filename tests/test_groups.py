@@ -194,7 +194,7 @@ def _random_point_with_copies(seed, depth2=False):
         return [[Fr(int(v), 8) for v in row] for row in rng.integers(-12, 13, size=shape)]
 
     widths = (2, 3, 3, 2) if depth2 else (2, 3, 2)
-    layers = [(frac((o, i)), frac((1, o))[0]) for i, o in zip(widths[:-1], widths[1:])]
+    layers = [(frac((o, i)), frac((1, o))[0]) for i, o in itertools.pairwise(widths)]
     l = 2 if depth2 else 1
     W, b = layers[l - 1]
     W[1] = [Fr(3, 2) * v for v in W[0]]
@@ -272,9 +272,11 @@ def test_tangent_of_a_shear_is_the_exact_difference_quotient():
         assert [Fr(float(x)) for x in tan] == quotient
     # rotations: R(tau) = [[c, -s], [s, c]] in the plane (0, 1) has dR/dtau(0) = 2 (E_10 - E_01), i.e. -2 times
     # the generator E_01 - E_10; compared with a central difference of the exact action
-    R = lambda tau: exact.flatten(act(layers, 1, (0, 1, 2), rotation(3, 0, 1, tau)))   # noqa: E731
+    def rotated(tau):
+        return exact.flatten(act(layers, 1, (0, 1, 2), rotation(3, 0, 1, tau)))
+
     h = Fr(1, 10 ** 6)
-    central = [float((a - b) / (2 * h)) for a, b in zip(R(h), R(-h))]
+    central = [float((a - b) / (2 * h)) for a, b in zip(rotated(h), rotated(-h))]
     tan = groups.tangent(net, net.theta, groups.Generator(groups.O, 1, 0, 1))
     assert np.allclose(central, -2 * tan, atol=1e-9)
 
@@ -335,8 +337,8 @@ def test_the_few_lines_a_dense_second_order_test_needs():
     problem = Problem(net, Dataset(np.arange(4.0)[:, None], np.array([0.5, -1, 2, 1.5])), "square")
     fwd = net.forward(problem.X, with_scale=True)
     kinks = find_kinks(problem, fwd)
-    assert groups.held_units(kinks) == [(1, 1, 0), (1, 1, 1)]
-    grps, gens = groups.group_generators(net, net.theta, fwd.pre, groups.held_units(kinks), False)
+    assert groups.held_units_of(kinks) == [(1, 1, 0), (1, 1, 1)]
+    grps, gens = groups.group_generators(net, net.theta, fwd.pre, groups.held_units_of(kinks), False)
     T = groups.tangent_matrix(net, net.theta, gens)
     assert T.shape == (net.n_params, 1)
     assert np.linalg.matrix_rank(np.column_stack([groups.rescaling_tangents(net, net.theta, grps[0]),

@@ -80,7 +80,7 @@ the minimum over a fibre is the balanced factorisation, unique up to ``O(k)``.
 
 Using this module (the nearby prover does; a dense second-order test would too)::
 
-    groups, gens = group_generators(net, net.theta, fwd.pre, held_units(kinks),
+    groups, gens = group_generators(net, net.theta, fwd.pre, held_units_of(kinks),
                                     bool(problem.weight_decay), basis=T_other)  # T_other: rescalings, ...
     T = tangent_matrix(net, net.theta, gens)                                # sparse (p, len(gens))
 
@@ -140,7 +140,7 @@ class Generator:
 
 
 # ---------------------------------------------------------------------------- groups
-def held_units(kinks) -> list:
+def held_units_of(kinks) -> list:
     """The held unit kinks ``(l, i, j)`` of a :class:`certify.kinks.KinkStructure` (every unit kink it lists)."""
     return [(int(l), int(i), int(j)) for l, i, j in zip(kinks.unit_layer, kinks.unit_sample, kinks.unit_index)]
 
@@ -268,7 +268,7 @@ def rescaling_tangents(network, theta: np.ndarray, group: Group) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- selection
-def select(network, theta: np.ndarray, groups, weight_decay: bool, basis: np.ndarray | None = None,
+def select(network, theta: np.ndarray, grps, weight_decay: bool, basis: np.ndarray | None = None,
            rel_rank: float = REL_RANK) -> list:
     """A maximal set of generators whose tangents at ``theta`` are independent of each other and of ``basis``.
 
@@ -283,17 +283,16 @@ def select(network, theta: np.ndarray, groups, weight_decay: bool, basis: np.nda
     list of Generator
         In the canonical order of :func:`candidates` (group by group). The choice is made in float64
         by pivoted QR on unit-norm columns (a column is kept while its pivot exceeds ``rel_rank``): it
-        decides only *which* symmetries a proof quotients, never whether they are symmetries.
+        decides only *which* symmetries a proof quotients, never whether they are symmetries. Dense:
+        ``O(p (r0 + n_candidates)^2)`` operations.
     """
     theta = np.asarray(theta, dtype=np.float64)
-    cands = [g for grp in groups for g in candidates(grp, weight_decay)]
+    cands = [g for grp in grps for g in candidates(grp, weight_decay)]
     if not cands:
         return []
     if basis is None:
-        basis = (np.hstack([rescaling_tangents(network, theta, grp) for grp in groups]) if not weight_decay
+        basis = (np.hstack([rescaling_tangents(network, theta, grp) for grp in grps]) if not weight_decay
                  else np.zeros((network.n_params, 0)))
-    # only the coordinates the candidates move matter for their independence from each other; the basis
-    # restricted to them can only over-count its span, so project on the full basis
     C = tangent_matrix(network, theta, cands).toarray()
     norms = np.linalg.norm(C, axis=0)
     keep = norms > 0
@@ -318,8 +317,8 @@ def select(network, theta: np.ndarray, groups, weight_decay: bool, basis: np.nda
 def group_generators(network, theta: np.ndarray, pre, held_units, weight_decay: bool,
                      basis: np.ndarray | None = None, rel_rank: float = REL_RANK) -> tuple:
     """``(groups, generators)``: :func:`find_groups` then :func:`select` (the usual entry point)."""
-    groups = find_groups(network, pre, held_units)
-    return groups, select(network, theta, groups, weight_decay, basis, rel_rank)
+    grps = find_groups(network, pre, held_units)
+    return grps, select(network, theta, grps, weight_decay, basis, rel_rank)
 
 
 def lipschitz_counts(network, gens, scales=None) -> np.ndarray:
