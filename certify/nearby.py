@@ -43,7 +43,8 @@ most once with coefficient ``+-1`` or ``-s``, so ``||(T(theta) - T(theta')) diag
 ||theta - theta'||`` with ``Lip^2`` the largest over coordinates of ``sum c_col^2 coef^2`` over the
 columns that read it (:func:`tangent_lipschitz`; a weight enters its own rescaling, the next layer's
 unit's rescaling, a translation with its slope, and its groups' generators). The slice
-fixes ``r`` *pivot coordinates* ``I`` (chosen by QR with column pivoting on ``T(theta0)^T``):
+fixes ``r`` *pivot coordinates* ``I`` (chosen by QR with column pivoting on ``T(theta0)^T``, among
+the coordinates not needed to keep the held kinks' switching rows independent; :func:`choose_pivots`):
 ``S = {theta : theta_I = theta0_I}``, free coordinates ``J``; ``theta = theta0 + E_J y``.
 
 The square system (``x = (y, nu^)``, ``nu = diag(alpha) nu^``, ``alpha_k`` powers of two)::

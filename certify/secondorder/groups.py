@@ -161,6 +161,18 @@ def find_groups(network, pre, held_units) -> list:
     -------
     list of Group
         Groups of at least two units, in layer order and, within a layer, by their first unit.
+
+    Examples
+    --------
+    Two copies of ``relu(x - 1)`` (rows ``(1, -1)``, ``(2, -2)``) on ``x = 0..3``, both held at ``x = 1``:
+
+    >>> import numpy as np
+    >>> from certify.network import Network
+    >>> net = Network([np.array([[1.0], [2.0]]), np.array([[0.5, 0.25]])], [np.array([-1.0, -2.0]), np.zeros(1)],
+    ...               "relu")
+    >>> (g,) = find_groups(net, net.forward(np.arange(4.0)[:, None]).pre, [(1, 1, 0), (1, 1, 1)])
+    >>> g.layer, g.units, g.held
+    (1, (0, 1), (1,))
     """
     s_pos, s_neg = network.activation.slopes
     held_by_layer = {}
