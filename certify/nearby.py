@@ -419,9 +419,10 @@ def tangent_lipschitz(problem: Problem, families, z: list, scales: np.ndarray) -
     with its slope, and the generators of the groups it belongs to). ``Lip = sqrt(max_c w_c)``.
     """
     w = np.zeros(problem.network.n_params)
-    for (src, _, coef, _), s in zip(family_columns(problem, families, z), scales):
+    cols = family_columns(problem, families, z)
+    for (src, _, coef, _), s in zip(cols, scales):
         np.add.at(w, src, (float(s) * coef) ** 2)
-    return up(math.sqrt(float(w.max(initial=0.0))), 4)
+    return up(math.sqrt(float(w.max(initial=0.0))), len(cols) + 8)     # a sum of <= len(cols) rounded squares
 
 
 def _column_scales(T: np.ndarray) -> np.ndarray:
