@@ -1088,3 +1088,26 @@ def test_trained_point_with_a_unit_split_into_rotated_copies(seed, widths, act, 
     assert res.proved, res.reason
     assert [f[0] for f in res.certificate["families"]].count("rotation") == 1
     assert all(ch.ok for ch in recheck(split, res.certificate))
+
+
+@pytest.mark.parametrize("name", ["linear_222", "split7_three"])
+def test_tangent_lipschitz_bounds_the_drift_of_all_families(name):
+    """Rescalings, translations and mixings together: ||(T(a) - T(b)) diag(s)||_F <= Lip ||a - b|| for
+    random a, b (T affine in theta), with equality for a difference on the most-read coordinate."""
+    from certify.nearby import _column_scales, tangent_lipschitz, tangent_matrix
+    problem = _group_problem(name)
+    cert = prove_nearby(problem).certificate
+    fams = [(f[0],) + tuple(f[1:]) for f in cert["families"]]
+    z = problem.network.forward(problem.X).pre
+    scales = _column_scales(tangent_matrix(problem, problem.theta, fams, z))
+    lip = tangent_lipschitz(problem, fams, z, scales)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(50):
+        a, b = rng.normal(size=(2, problem.n_params))
+        d = (tangent_matrix(problem, a, fams, z) - tangent_matrix(problem, b, fams, z)) * scales
+        worst = max(worst, np.linalg.norm(d) / np.linalg.norm(a - b))
+    assert worst <= lip
+    best = max(np.linalg.norm((tangent_matrix(problem, e, fams, z) - tangent_matrix(problem, 0 * e, fams, z)) * scales)
+               for e in np.eye(problem.n_params))
+    assert best == pytest.approx(lip, rel=1e-12)
