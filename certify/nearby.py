@@ -22,19 +22,29 @@ The base piece ``L_b``: held units take the slope ``s_pos``, held loss groups th
 other unit and loss group the side it has at ``theta0``. The Lagrangian is
 ``Lag(theta, nu) = L_b(theta) + sum_k nu_k phi_k(theta)``.
 
-Gauge. The exact symmetries (no weight decay; :func:`gauge_families`): the rescaling orbit of every
-hidden unit (``(w_j, b_j) -> c (w_j, b_j)``, ``W_{l+1}[:, j] -> W_{l+1}[:, j] / c``); for a unit
+Gauge. The exact symmetries (:func:`gauge_families`). Without weight decay: the rescaling orbit of
+every hidden unit (``(w_j, b_j) -> c (w_j, b_j)``, ``W_{l+1}[:, j] -> W_{l+1}[:, j] / c``); for a unit
 with one slope ``s`` on every sample (none of its pre-activations held; every unit of a network with
 the identity activation) the translation
 ``b_l[j] += e, b_{l+1} -= s W_{l+1}[:, j] e``; for a dead ReLU unit every incoming and outgoing
 coordinate; for cross-entropy and multiclass hinge (functions of the logits' differences) the logit
-shifts ``b_L += t 1`` and ``W_L[:, j] += t 1``. Each is a family ``Phi_i(t, .)`` of maps with
-``L(Phi_i(t, theta)) = L(theta)`` near ``theta*``, ``L_b`` and every ``phi_k`` invariant as
-polynomials (a loss kink's ``phi`` is a difference of logits) except that a rescaling multiplies the
-``phi_k`` of its own unit by ``c``; its tangent ``T_i(theta)`` is linear in ``theta`` (constant for
-dead units and logit shifts), with ``||T(theta) - T(theta')||_F <= sqrt(2 + s_max^2) ||theta - theta'||``
-(a weight enters at most one incoming orbit, one outgoing orbit and one translation). The slice
-fixes ``r`` *pivot coordinates* ``I`` (chosen by QR with column pivoting on ``T(theta0)^T``):
+shifts ``b_L += t 1`` and ``W_L[:, j] += t 1``. With or without weight decay: the mixing of
+*duplicated units* (:mod:`certify.secondorder.groups`: units of one layer with one slope pattern and
+one held-sample set; ``W^_l[U] -> A W^_l[U]``, ``W_{l+1}[:, U] -> W_{l+1}[:, U] A^{-1}``) by the
+generators ``E_uv`` of ``GL(k)`` (no weight decay) or ``E_uv - E_vu`` of ``O(k)`` (weight decay, which
+no other family keeps), as many as have independent tangents at ``theta0``. Each is a family
+``Phi_i(t, .)`` of maps that keep ``L_b`` as a polynomial (with weight decay included) and map the held
+switching functions linearly, ``phi(Phi_i(t, theta)) = A_i(t) phi(theta)`` (a rescaling multiplies the
+``phi_k`` of its own unit by ``c``, a mixing mixes the ``phi`` of its group at one held sample, every
+other ``phi_k`` -- a later pre-activation or a difference of logits -- is invariant): so ``Phi_i`` maps
+the held surface ``M = {phi = 0}`` into itself and keeps ``L_b`` on it. Its tangent ``T_i(theta)`` is
+affine in ``theta`` (constant for dead units and logit shifts), every column reading a coordinate at
+most once with coefficient ``+-1`` or ``-s``, so ``||(T(theta) - T(theta')) diag(c)||_F <= Lip
+||theta - theta'||`` with ``Lip^2`` the largest over coordinates of ``sum c_col^2 coef^2`` over the
+columns that read it (:func:`tangent_lipschitz`; a weight enters its own rescaling, the next layer's
+unit's rescaling, a translation with its slope, and its groups' generators). The slice
+fixes ``r`` *pivot coordinates* ``I`` (chosen by QR with column pivoting on ``T(theta0)^T``, among
+the coordinates not needed to keep the held kinks' switching rows independent; :func:`choose_pivots`):
 ``S = {theta : theta_I = theta0_I}``, free coordinates ``J``; ``theta = theta0 + E_J y``.
 
 The square system (``x = (y, nu^)``, ``nu = diag(alpha) nu^``, ``alpha_k`` powers of two)::
@@ -70,7 +80,7 @@ is ``r`` (``r`` is the smaller root of ``h r^2 / 2 - (1 - kappa0) r + eta = 0``)
 ``I - R F'(x0)`` of norm < 1 makes ``R`` nonsingular, so ``F(x*) = 0``. Every ``F'(x)`` on the ball is
 nonsingular (``||I - R F'(x)|| < 1``). (ii) *Full KKT*: ``F(x*) = 0`` gives ``phi(theta*) = 0`` and
 ``g := grad Lag(theta*, nu*)`` supported on ``I``. Along every family,
-``d/dt Lag(Phi_i(t, theta*), nu*) = g . T_i(theta*) = sum_k nu*_k (scale) phi_k(theta*) = 0``, so
+``d/dt Lag(Phi_i(t, theta*), nu*) = g . T_i(theta*) = nu* . A_i'(0) phi(theta*) = 0``, so
 ``T(theta*)[I, :]^T g_I = 0`` and (4) gives ``g = 0``. (iii) *Pieces*: by (2), near ``theta*`` the loss
 is ``L_sigma`` on ``D_sigma = {sigma_k phi_k >= 0}``; on ``phi = 0`` all pieces agree with ``L_b`` and
 ``grad L_sigma(theta*) = grad L_b(theta*) - sum_{sigma_k = -} gamma_k grad phi_k`` for unit kinks (the
@@ -78,21 +88,30 @@ base is their ``+`` side), so ``grad L_sigma = sum_k mu^sigma_k sigma_k grad phi
 ``mu^sigma_k = -nu*_k`` (``+`` side) or ``nu*_k + gamma_k`` (``-`` side); for a loss kink the base
 piece ``a0`` is the ``-`` side, ``L_+ = L_b + phi_q / n``, and the multipliers are ``nu*_q`` and
 ``1/n - nu*_q``. All are strictly positive by (3): KKT for every piece with strict complementarity. (iv) *LIKQ*: ``F'(x*)`` nonsingular forces ``J(theta*) E_J`` to have full row
-rank. (v) *Second order*: on ``ker J(theta*)`` every piece's Lagrangian Hessian equals
-``H = grad^2 Lag(theta*, nu*)`` (the pieces differ by ``ell' c_k (s_sigma - s_pos) phi_k``, whose
-second derivative on ``ker J`` is ``-gamma_k grad^2 phi_k``, cancelled by the change of multiplier;
-DESIGN.md §4). ``F'`` is symmetric and nonsingular on the whole segment ``[x0, x*]`` (i), so no
-eigenvalue crosses 0 and ``F'(x*)`` has the inertia ``(|J|, m, 0)`` of (5); with ``B* = diag(alpha)
-J(theta*) E_J`` of full row rank, ``In(F'(x*)) = In(Z^T A* Z) + (m, m, 0)`` for a basis ``Z`` of
-``ker B*`` (Gould, Math. Prog. 32, 1985), so ``E_J^T H E_J`` is positive definite on ``ker B*``.
-So ``y*`` is a strict local minimum of every piece problem on the slice (second-order sufficient
-conditions with strict complementarity and LICQ, e.g. Nocedal–Wright Thm 12.6) and, the pieces
-covering a neighbourhood, of ``L`` on the slice. The KKT point is also the only zero of ``F`` in
-``B(x0, rho)`` when ``kappa0 + h rho < 1`` (reported as ``uniqueness_radius``).
-(vi) *Modulo symmetry*: the map ``(t, s) -> Phi_1(t_1, ... Phi_r(t_r, s))`` from ``R^r x S`` has
-differential ``[T(theta*), E_J]`` at ``(0, theta*)``, nonsingular by (4): a local diffeomorphism
-onto a neighbourhood of ``theta*``, on which ``L(Phi(t, s)) = L(s) >= L(theta*)`` with equality only
-for ``s = theta*``. This is Griewank–Walther's (2016) second-order sufficiency under LIKQ with
+rank. (v) *Second order on the held surface*: ``F'`` is symmetric and nonsingular on the whole segment
+``[x0, x*]`` (i), so no eigenvalue crosses 0 and ``F'(x*)`` has the inertia ``(|J|, m, 0)`` of (5); with
+``B* = diag(alpha) J(theta*) E_J`` of full row rank, ``In(F'(x*)) = In(Z^T A* Z) + (m, m, 0)`` for a
+basis ``Z`` of ``ker B*`` (Gould, Math. Prog. 32, 1985), so ``E_J^T H E_J`` is positive definite on
+``ker B*`` (``H = grad^2 Lag(theta*, nu*)``). With (ii) and (iv) these are the second-order sufficient
+conditions of ``min L_b`` subject to ``phi = 0`` on the slice (Nocedal–Wright Thm 12.6): ``y*`` is a
+strict local minimum of ``L_b`` on ``S ∩ M``, ``M = {phi = 0}`` (a manifold of codimension ``m`` near
+``theta*`` by (iv)). The KKT point is also the only zero of ``F`` in ``B(x0, rho)`` when
+``kappa0 + h rho < 1`` (reported as ``uniqueness_radius``).
+(vi) *Modulo symmetry, on M*: every family maps ``M`` into ``M`` and keeps ``L_b`` (Gauge), so its
+tangent at ``theta*`` lies in ``ker J(theta*)`` (``J T_i = A_i'(0) phi(theta*) = 0``). The map
+``(t, s) -> Phi_1(t_1, ... Phi_r(t_r, s))`` from ``R^r x (S ∩ M)`` to ``M`` has differential
+``[T(theta*), E_J Z]``, injective by (4) (the pivot rows give ``T(theta*)[I, :] a = 0``, so ``a = 0``)
+between spaces of dimension ``r + |J| - m = p - m``: a local diffeomorphism onto a neighbourhood of
+``theta*`` in ``M``, on which ``L_b(Phi(t, s)) = L_b(s) >= L_b(theta*)`` with equality only for
+``s = theta*``. (vii) *Off M, strict normal growth*: in a chart ``(phi, w)`` of a neighbourhood (LIKQ;
+``w`` coordinates on ``M``) the KKT conditions of (iii) read ``d L_sigma / d phi_k = sigma_k mu^sigma_k``
+and ``d L_sigma / d w = 0`` at ``theta*``; all pieces agree with ``L_b`` on ``M``, so on ``D_sigma``
+(where ``sigma_k phi_k = |phi_k|``) ``L(phi, w) = L_b(0, w) + sum_k mu^sigma_k |phi_k| + o(||phi||)``
+uniformly near ``(0, w*)``: ``L(theta) > L_b(0, w) >= L(theta*)`` for ``theta`` off ``M`` near ``theta*``
+(finitely many pieces, every ``mu^sigma_k > 0``). So ``L >= L(theta*)`` near ``theta*``, with equality
+only on the local orbit of ``theta*`` in ``M``. (Every family but the mixing of a group with held
+samples keeps ``L`` itself near ``theta*``; the mixing keeps it only on ``M``, which is why the
+argument runs on ``M``.) This is Griewank–Walther's (2016) second-order sufficiency under LIKQ with
 strict normal growth, in local coordinates, with Rump's ``verifynlss`` idea of proving a zero of
 the KKT system near an approximate one.
 
@@ -122,6 +141,7 @@ from .bounds import SAFETY, U, Programs, gamma, up
 from .checks import Check
 from .data import Problem
 from .kinks import DEFAULT_TOL, KinkStructure, find_kinks
+from .secondorder import groups
 
 log = logging.getLogger(__name__)
 
@@ -271,15 +291,42 @@ def _loss_sources(problem: Problem, F: np.ndarray, e_F: np.ndarray, held_loss, u
 
 
 # ---------------------------------------------------------------------------- gauge
-def gauge_families(problem: Problem, z: list, held_units) -> list:
-    """The exact symmetry families at ``theta0`` (module docstring): ``(kind, l, j)`` tuples.
+def gauge_families(problem: Problem, z: list, held_units, stored=None,
+                   rel_rank: float = groups.REL_RANK) -> list | None:
+    """The exact symmetry families at ``theta0`` (module docstring): ``(kind, l, j)`` and ``(kind, l, u, v)`` tuples.
 
     ``z[l-1]`` are the computed pre-activations; signs are read from them (the proof checks that
-    every non-held pre-activation keeps its sign on the ball, so they are the exact signs).
+    every non-held pre-activation keeps its sign on the ball, so they are the exact signs). The
+    generators mixing duplicated units (:mod:`certify.secondorder.groups`) come last, chosen so that
+    every tangent is independent of the others at ``theta0`` (``rel_rank``: :func:`certify.secondorder.
+    groups.select`).
+
+    ``stored`` (a re-check): the families of a certificate, returned if they are families of this
+    point -- the plain ones exactly these, each mixing generator one of a group found here, of the
+    kind the weight decay allows, none twice -- and None otherwise. Which generators a proof uses is a
+    float64 choice; any set of genuine symmetries gives a valid proof (transversality is checked).
     """
     net = problem.network
-    if problem.weight_decay:
-        return []
+    wd = bool(problem.weight_decay)
+    fams = [] if wd else _plain_families(problem, z, held_units)
+    grps = groups.find_groups(net, z, held_units)
+    if stored is not None:
+        stored = [tuple(f) for f in stored]
+        plain = [f for f in stored if f[0] not in (groups.GL, groups.O)]
+        mixing = stored[len(plain):]
+        allowed = {g.family for grp in grps for g in groups.candidates(grp, wd)}
+        ok = (plain == fams and stored[:len(plain)] == plain and len(set(mixing)) == len(mixing)
+              and all(f in allowed for f in mixing))
+        return stored if ok else None
+    if grps:
+        basis = tangent_matrix(problem, net.theta, fams, z)
+        fams += [g.family for g in groups.select(net, net.theta, grps, wd, basis=basis, rel_rank=rel_rank)]
+    return fams
+
+
+def _plain_families(problem: Problem, z: list, held_units) -> list:
+    """Rescalings, translations, dead units and logit shifts (no weight decay)."""
+    net = problem.network
     s_pos, s_neg = net.activation.slopes
     held = {(l, j) for l, _, j in held_units}
     fams = []
@@ -315,39 +362,67 @@ def _unit_coords(net, l: int, j: int):
     return inc, out
 
 
-def tangent_matrix(problem: Problem, theta: np.ndarray, families, z: list) -> np.ndarray:
-    """Tangents ``T(theta)`` (p, r) of the families (linear in ``theta``; dead units: unit vectors)."""
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def family_columns(problem: Problem, families, z: list) -> list:
+    """Each family's tangent columns as affine maps of ``theta``: ``(src, dst, coef, const_idx)`` with
+    ``T(theta)[dst] = coef * theta[src]`` plus ones at ``const_idx`` (a dead unit gives one column per
+    coordinate). Within a column every source coordinate is read at most once."""
     net = problem.network
-    p = net.n_params
     s_pos, s_neg = net.activation.slopes
     cols = []
-    for kind, l, j in families:
+    for fam in families:
+        kind, l, j = fam[0], fam[1], fam[2]
         if kind == "logit_shift":
             w0, b0 = net.offsets[l - 1]
             n_out, n_in = net.weights[l - 1].shape
-            c = np.zeros(p)
-            c[(b0 + np.arange(n_out)) if j == n_in else (w0 + np.arange(n_out) * n_in + j)] = 1.0
-            cols.append(c)
-            continue
-        inc, out = _unit_coords(net, l, j)
-        if kind == "dead":
-            for idx in np.concatenate([inc, out]):
-                c = np.zeros(p)
-                c[idx] = 1.0
-                cols.append(c)
-        elif kind == "orbit":
-            c = np.zeros(p)
-            c[inc] = theta[inc]
-            c[out] = -theta[out]
-            cols.append(c)
+            const = (b0 + np.arange(n_out)) if j == n_in else (w0 + np.arange(n_out) * n_in + j)
+            cols.append((_EMPTY, _EMPTY, np.zeros(0), const))
+        elif kind in (groups.GL, groups.O):
+            src, dst, coef = groups.linear_map(net, fam)
+            cols.append((src, dst, coef, _EMPTY))
+        elif kind in ("dead", "orbit", "translation"):
+            inc, out = _unit_coords(net, l, j)
+            if kind == "dead":
+                cols += [(_EMPTY, _EMPTY, np.zeros(0), np.array([idx])) for idx in np.concatenate([inc, out])]
+            elif kind == "orbit":
+                both = np.concatenate([inc, out])
+                cols.append((both, both, np.concatenate([np.ones(inc.size), -np.ones(out.size)]), _EMPTY))
+            else:
+                slope = s_pos if z[l - 1][0, j] > 0 else s_neg
+                _, bn0 = net.offsets[l]
+                cols.append((out, bn0 + np.arange(out.size), np.full(out.size, -slope),
+                             np.array([net.offsets[l - 1][1] + j])))
         else:
-            slope = s_pos if z[l - 1][0, j] > 0 else s_neg
-            _, bn0 = net.offsets[l]
-            c = np.zeros(p)
-            c[net.offsets[l - 1][1] + j] = 1.0
-            c[bn0:bn0 + net.weights[l].shape[0]] = -slope * theta[out]
-            cols.append(c)
-    return np.column_stack(cols) if cols else np.zeros((p, 0))
+            raise ValueError(f"unknown symmetry family {fam!r}")
+    return cols
+
+
+def tangent_matrix(problem: Problem, theta: np.ndarray, families, z: list) -> np.ndarray:
+    """Tangents ``T(theta)`` (p, r) of the families (affine in ``theta``; dead units and logit shifts constant)."""
+    p = problem.network.n_params
+    cols = family_columns(problem, families, z)
+    T = np.zeros((p, len(cols)))
+    for c, (src, dst, coef, const) in enumerate(cols):
+        T[dst, c] = coef * theta[src]
+        T[const, c] = 1.0
+    return T
+
+
+def tangent_lipschitz(problem: Problem, families, z: list, scales: np.ndarray) -> float:
+    """``Lip >= ||(T(theta) - T(theta')) diag(scales)||_F / ||theta - theta'||`` for the families' tangents.
+
+    ``T(a) - T(b)`` is the linear part applied to ``a - b``; a column reads each coordinate at most once,
+    so ``||.||_F^2 = sum_c w_c (a - b)_c^2`` with ``w_c = sum_columns scale^2 coef^2`` over the columns
+    that read ``c`` (a weight enters its own rescaling, the next layer's unit's rescaling, a translation
+    with its slope, and the generators of the groups it belongs to). ``Lip = sqrt(max_c w_c)``.
+    """
+    w = np.zeros(problem.network.n_params)
+    cols = family_columns(problem, families, z)
+    for (src, _, coef, _), s in zip(cols, scales):
+        np.add.at(w, src, (float(s) * coef) ** 2)
+    return up(math.sqrt(float(w.max(initial=0.0))), len(cols) + 8)     # a sum of <= len(cols) rounded squares
 
 
 def _column_scales(T: np.ndarray) -> np.ndarray:
@@ -356,13 +431,26 @@ def _column_scales(T: np.ndarray) -> np.ndarray:
     return 2.0 ** -np.round(np.log2(np.where(norms > 0, norms, 1.0)))
 
 
-def choose_pivots(T: np.ndarray) -> list:
-    """Coordinates fixed by the slice: QR with column pivoting on the column-scaled ``T^T``."""
+def choose_pivots(T: np.ndarray, rows: np.ndarray | None = None) -> list:
+    """Coordinates fixed by the slice: QR with column pivoting on the column-scaled ``T^T``.
+
+    With the held kinks' switching rows (m, p), ``m`` coordinates that keep them independent (QR with
+    column pivoting on the row-normalised rows) are left free first: the families' tangents lie in the
+    tangent space of the held surface, and a slice that fixed every coordinate a switching function
+    reads (e.g. the whole incoming row of a unit mixed with its duplicate) would break LIKQ on it.
+    """
     r = T.shape[1]
     if r == 0:
         return []
-    _, _, piv = sla.qr((T * _column_scales(T)).T, pivoting=True, mode="economic")
-    return sorted(int(c) for c in piv[:r])
+    allowed = np.arange(T.shape[0])
+    if rows is not None and rows.shape[0]:
+        rn = np.linalg.norm(rows, axis=1)
+        _, _, kp = sla.qr(rows / np.where(rn > 0, rn, 1.0)[:, None], pivoting=True, mode="economic")
+        rest = np.setdiff1d(allowed, kp[:rows.shape[0]])
+        if rest.size >= r:
+            allowed = rest
+    _, _, piv = sla.qr((T * _column_scales(T))[allowed].T, pivoting=True, mode="economic")
+    return sorted(int(allowed[c]) for c in piv[:r])
 
 
 # ---------------------------------------------------------------------------- the proof
@@ -421,8 +509,33 @@ def _adjoint_chain(net, norms, l: int, rho: float, s_max: float):
     return bounds.chain_derivative_bounds(m, a, kmax=1)
 
 
+def _establish_gauges(problem: Problem, pre: list, held_units, held_loss, *, deadline=None) -> dict:
+    """:func:`_establish` with the mixing generators chosen at each cut of :data:`certify.secondorder.groups.
+    RANK_CUTS` in turn (finest first; a cut that selects the same families is skipped): near duplicated
+    units that are exactly proportional at ``theta*`` (a stabiliser), a perturbed ``theta0`` has
+    generators whose tangents are independent only at the size of the perturbation. ``pre``: float64
+    pre-activations, for the preview of the selection only (the proof recomputes its own)."""
+    tried, first = [], None
+    for cut in groups.RANK_CUTS:
+        preview = gauge_families(problem, pre, held_units, rel_rank=cut)
+        if preview in tried:
+            continue
+        tried.append(preview)
+        try:
+            return _establish(problem, held_units, held_loss, deadline=deadline, rel_rank=cut)
+        except _Fail as exc:
+            if first is None:
+                first = exc
+            else:
+                n_mix = sum(1 for f_ in preview if f_[0] in (groups.GL, groups.O))
+                first.reason += f"; with {n_mix} mixing generator(s) (rank cut {cut:g}): {exc.reason}"
+            if exc.data.get("out_of_time") or not exc.applicable:
+                break
+    raise first
+
+
 def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots=None, alpha_exp=None,
-               nu=None, deadline=None) -> dict:
+               nu=None, deadline=None, rel_rank: float = groups.REL_RANK) -> dict:
     """Run the proof of the module docstring for one held structure; raise :class:`_Fail` if it fails.
 
     ``families``, ``pivots``, ``alpha_exp`` and ``nu`` are chosen here when None (the prover) and
@@ -433,7 +546,7 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
     """
     t0 = time.perf_counter()
     st = SimpleNamespace(problem=problem, timings={}, deadline=deadline)
-    _first_order(st, held_units, held_loss, families, pivots, nu)
+    _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank)
     st.timings["first_order_s"] = time.perf_counter() - t0
     _check_time(deadline)
     t = time.perf_counter()
@@ -460,7 +573,7 @@ def _establish(problem: Problem, held_units, held_loss, *, families=None, pivots
     return _summary(st)
 
 
-def _first_order(st, held_units, held_loss, families, pivots, nu) -> None:
+def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=groups.REL_RANK) -> None:
     """At ``x0``: forward values, loss sources, switching values and rows, gauge, centre multipliers,
     the Lagrangian's gradient (in extended precision), each with its rounding bound."""
     problem = st.problem
@@ -538,12 +651,12 @@ def _first_order(st, held_units, held_loss, families, pivots, nu) -> None:
     st.phi, st.e_phi = phi, e_phi
 
     # gauge and slice
-    st.families = fams = gauge_families(problem, st.z, held_units)
-    if families is not None and [tuple(f) for f in families] != [tuple(f) for f in fams]:
+    st.families = fams = gauge_families(problem, st.z, held_units, stored=families, rel_rank=rel_rank)
+    if fams is None:
         raise _Fail("the symmetry families stored do not match the data")
     st.T0 = tangent_matrix(problem, st.theta0, fams, st.z)
     r_dim = st.T0.shape[1]
-    pivots = choose_pivots(st.T0) if pivots is None else pivots
+    pivots = choose_pivots(st.T0, rows) if pivots is None else pivots
     st.pivots = pivots = sorted(int(c) for c in pivots)
     if len(pivots) != r_dim or len(set(pivots)) != r_dim or any(not 0 <= c < p for c in pivots):
         raise _Fail(f"the slice needs {r_dim} distinct pivot coordinates; got {len(pivots)}")
@@ -811,7 +924,7 @@ def _margins(st) -> None:
         Ts = (st.T0 * scales)[st.pivots]
         e_T = U * bounds.fro(Ts) if st.s_neg not in (0.0, 1.0, -1.0) else 0.0
         sig = bounds.sigma_min_lower(Ts, e_T)
-        drift = up(float(scales.max()) * math.sqrt(2.0 + st.s_max ** 2) * r_theta)
+        drift = up(tangent_lipschitz(st.problem, st.families, st.z, scales) * r_theta)
         st.transversal = sig - drift
         if not st.transversal > 0:
             raise _Fail(f"the slice is not provably transversal to the symmetry orbits (sigma_min {sig:.3g}, "
@@ -873,6 +986,8 @@ def _summary(st) -> dict:
     shifts = sum(1 for f_ in fams if f_[0] == "translation")
     orbits = sum(1 for f_ in fams if f_[0] == "orbit")
     logit = sum(1 for f_ in fams if f_[0] == "logit_shift")
+    mixes = sum(1 for f_ in fams if f_[0] == groups.GL)
+    rotations = sum(1 for f_ in fams if f_[0] == groups.O)
     progs = st.progs
     return {
         "held_units": [list(k) for k in st.held_units], "held_loss": [list(k) for k in st.held_loss],
@@ -889,7 +1004,8 @@ def _summary(st) -> dict:
         "inertia_margin": st.inertia_margin, "inertia_error": st.inertia_error,
         "reduced_curvature_estimate": st.curv_est,
         "dimensions": {"p": st.p, "symmetry": int(st.T0.shape[1]), "free": int(st.nJ), "held": st.m,
-                       "orbits": orbits, "translations": shifts, "dead_units": dead, "logit_shifts": logit},
+                       "orbits": orbits, "translations": shifts, "dead_units": dead, "logit_shifts": logit,
+                       "unit_mixing": mixes, "unit_rotations": rotations},
         "rounding": {"unit_roundoff": U, "program_depth": progs.depth, "gamma": progs.gamma, "safety": SAFETY,
                      "F_error": bounds.fro(st.e_f), "Fprime_error": st.e_Fp},
         "strict": dead == 0 and shifts == 0,
@@ -981,7 +1097,7 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
             failures.append((k_tol, f"not applicable: {why}", False, {}))
             continue
         try:
-            out = _establish(problem, held_units, held_loss, deadline=deadline)
+            out = _establish_gauges(problem, fwd.pre, held_units, held_loss, deadline=deadline)
         except _Fail as exc:
             failures.append((k_tol, exc.reason, exc.applicable, exc.data))
             if kinks is not None or exc.data.get("out_of_time"):
@@ -1046,10 +1162,17 @@ def _down(v, down):
 
 def _claim_text(cert: dict) -> str:
     dims = cert["dimensions"]
-    sym = "rescaling" + (" and logit shifts" if dims.get("logit_shifts") else "")
-    what = f"strict modulo {sym}" if cert["strict"] else (
-        f"strict modulo {sym}, {dims['translations']} bias translation(s) and the weights of "
-        f"{dims['dead_units']} dead unit(s)")
+    parts = ["rescaling"] if dims.get("orbits") else []
+    if dims.get("logit_shifts"):
+        parts.append("logit shifts")
+    if dims.get("unit_mixing"):
+        parts.append(f"the linear mixing of duplicated units ({dims['unit_mixing']} generator(s) of GL(k))")
+    if dims.get("unit_rotations"):
+        parts.append(f"the rotations of duplicated units ({dims['unit_rotations']} generator(s) of O(k))")
+    if not cert["strict"]:
+        parts += [f"{dims['translations']} bias translation(s)", f"the weights of {dims['dead_units']} dead unit(s)"]
+    what = "strict modulo " + ", ".join(parts) if parts else "strict"
+
     kinks = dims["held"]
     return (f"an exact local minimum ({what}; {kinks} kink(s) held with interior multipliers) lies within "
             f"{cert['radius']:.3g} of the point (relative {cert['radius_relative']:.3g}); Newton–Kantorovich with "
@@ -1069,7 +1192,7 @@ def recheck(problem: Problem, cert: dict) -> list:
     try:
         held_units = [tuple(int(v) for v in k) for k in cert["held_units"]]
         held_loss = [tuple(int(v) for v in k) for k in cert["held_loss"]]
-        families = [(str(f[0]), int(f[1]), int(f[2])) for f in cert["families"]]
+        families = [(str(f[0]),) + tuple(int(v) for v in f[1:]) for f in cert["families"]]
         pivots = [int(c) for c in cert["pivots"]]
         alpha_exp = [int(e) for e in cert["alpha_exp"]]
         nu = np.asarray(cert["nu"], dtype=np.float64)

@@ -808,3 +808,306 @@ def test_loss_source_bounds_against_50_digit_values(loss):
                             fr = Fraction(*np.asarray(Q[i, c, d]).item().as_integer_ratio())
                             qv = Decimal(fr.numerator) / Decimal(fr.denominator)
                             assert abs(qv - q_ex[i][c][d]) <= Decimal(float(e_Q[i, c, d])), (dtype, i, c, d)
+
+
+# =============================================================================================
+# Duplicated units (certify.secondorder.groups): the mixing of copies in the gauge
+# =============================================================================================
+# Exact minima with copies of a unit. The orbit of each is applied here, in Fractions, by the same kind
+# of helper as tests/test_groups.py: P = [W b][U] -> A P, W_next[:, U] -> W_next[:, U] A^-1.
+X_WD = [[0], ["3/4"], [2], [3]]
+Y_WD = ["12/25", "-12/25", "17/16", "53/16"]
+GROUP_CONSTRUCTIONS = {
+    # GT-7's unit relu(x - 1) split into (1, -1), (2, -2) with outputs 1/3, 1/3 (f = relu(x - 1)). Near the
+    # point the copies keep their side at x = 0, 2, 3, where f depends on (A, B) = sum_u v_u (w_u, b_u) only;
+    # at x = 1 (both on the kink, x^ = (1, 1) orthogonal to both rows) f = c + sum_u v_u relu(z_u) >=
+    # c + relu(A + B) (v_u > 0, relu sublinear): the split's loss is at least GT-7's at the same (A, B, c),
+    # because GT-7's residual there is positive; GT-7 is a strict minimum modulo its orbit. The held kinks pin
+    # the rows to multiples of (1, -1), so the fibre of (A, B) is the GL(2) orbit: strict modulo GL(2)
+    # (2 rescalings and 1 mixing: the stabiliser of copies has dimension (k - 1)^2 = 1).
+    "split7": dict(layers=[([[1], [2]], [-1, -2]), ([["1/3", "1/3"]], [0])], X=X4, y=["1/2", -1, 2, "3/2"],
+                   act="relu", wd=0, group=("GL", 1, (0, 1)), mixing=1),
+    # three copies (1, -1), (2, -2), (3, -3) with outputs 1/6 each (sum 1): the same argument; orbit of
+    # dimension 2k - 1 = 5: 3 rescalings and 2 mixings
+    "split7_three": dict(layers=[([[1], [2], [3]], [-1, -2, -3]), ([["1/6", "1/6", "1/6"]], [0])], X=X4,
+                         y=["1/2", -1, 2, "3/2"], act="relu", wd=0, group=("GL", 1, (0, 1, 2)), mixing=2),
+    # Weight decay 1/10. One unit (w, b, v, c) = (1, -3/4, 5/4, 0) on x = (0, 3/4, 2, 3): residuals f - y =
+    # (-12/25, 12/25, 1/2, -1/2); the gradient in c, v, w, b with weight decay vanishes exactly for the kink
+    # slope 1/2 at x = 3/4 (interior); balanced (w^2 + b^2 = v^2); the penalty is strictly convex along the
+    # rescaling, the data strictly convex in (A, c): a strict minimum. Split into the rotated copies
+    # (3/5, 4/5) (units (3/5, -9/20), (4/5, -3/5), outputs (3/4, 1)): one output, so near the point the data
+    # see m = Q P at x = 0, 2, 3, at x = 3/4 the split's output is at least the one-unit one (residual
+    # positive), and ||P||^2 + ||Q||^2 >= 2 ||m|| with equality exactly on the O(2) orbit of balanced copies:
+    # strict modulo O(2) (1 rotation).
+    "split_wd": dict(layers=[([["3/5"], ["4/5"]], ["-9/20", "-3/5"]), ([["3/4", 1]], [0])], X=X_WD, y=Y_WD,
+                     act="relu", wd="1/10", group=("O", 1, (0, 1)), mixing=1),
+    # three copies (1/3, 2/3, 2/3) (a unit vector): the O(3) orbit of balanced rank-one copies is a sphere,
+    # 2 rotations
+    "split_wd_three": dict(layers=[([["1/3"], ["2/3"], ["2/3"]], ["-1/4", "-1/2", "-1/2"]),
+                                   ([["5/12", "5/6", "5/6"]], [0])], X=X_WD, y=Y_WD, act="relu", wd="1/10",
+                           group=("O", 1, (0, 1, 2)), mixing=2),
+    # Identity 2-2-2 at the least-squares fit: f = W2 (W1 x + b1) + b2 = A x + B with A = W2 W1 = [[2, 1],
+    # [2, 2]], B = (1, 2); y = f - alpha (1, -1, -1, 1) per output, a residual orthogonal to (x1, x2, 1), so
+    # (A, B) is the unique least-squares fit. theta -> (A, B) is a submersion (W1, W2 invertible) whose fibres
+    # (dimension 12 - 6) are the GL(2) orbits and the two translations: strict modulo them (2 mixings).
+    "linear_222": dict(layers=[([[1, 0], [1, 1]], [0, 1]), ([[1, 1], [0, 2]], [0, 0])],
+                       X=[[0, 0], [1, 0], [0, 1], [1, 1]],
+                       y=[["1/2", "9/4"], ["7/2", "15/4"], ["5/2", "15/4"], ["7/2", "25/4"]], act="identity", wd=0,
+                       group=("GL", 1, (0, 1)), mixing=2, translations=True),
+}
+
+
+def _group_problem(name) -> Problem:
+    c = GROUP_CONSTRUCTIONS[name]
+    L = _fr_layers(c["layers"])
+    net = Network([np.array([[float(v) for v in row] for row in W]) for W, _ in L],
+                  [np.array([float(v) for v in b]) for _, b in L], c["act"])
+    X = np.array([[float(Fraction(v)) for v in r] for r in c["X"]])
+    y = c["y"]
+    yf = (np.array([[float(Fraction(v)) for v in r] for r in y]) if isinstance(y[0], list)
+          else np.array([float(Fraction(v)) for v in y]))
+    return Problem(net, Dataset(X, yf), "square", float(Fraction(c["wd"])))
+
+
+def _group_exact_args(name):
+    c = GROUP_CONSTRUCTIONS[name]
+    X = [[Fraction(v) for v in r] for r in c["X"]]
+    y = [[Fraction(v) for v in r] if isinstance(r, list) else Fraction(r) for r in c["y"]]
+    return _fr_layers(c["layers"]), X, y, c["act"], Fraction(c["wd"])
+
+
+def _mat_inverse(A):
+    k = len(A)
+    M = [list(row) + [Fraction(int(i == j)) for j in range(k)] for i, row in enumerate(A)]
+    for col in range(k):
+        r = next(r for r in range(col, k) if M[r][col] != 0)
+        M[col], M[r] = M[r], M[col]
+        M[col] = [v / M[col][col] for v in M[col]]
+        for r in range(k):
+            if r != col and M[r][col] != 0:
+                f = M[r][col]
+                M[r] = [a - f * b for a, b in zip(M[r], M[col])]
+    return [row[k:] for row in M]
+
+
+def _group_orbit_point(name, params):
+    """The exact point ``g . theta*`` for group parameters ``params`` (Fractions): GL -- the k x k entries of
+    A; O -- the k(k-1)/2 entries of an antisymmetric S, A = (I - S)^-1 (I + S) (Cayley: exactly orthogonal);
+    then the translations ``b1 += t, b2 -= W2 t`` when the construction has them."""
+    c = GROUP_CONSTRUCTIONS[name]
+    kind, l, units = c["group"]
+    k = len(units)
+    L = copy.deepcopy(_fr_layers(c["layers"]))
+    eye = [[Fraction(int(i == j)) for j in range(k)] for i in range(k)]
+    if kind == "GL":
+        A = [[params[i * k + j] for j in range(k)] for i in range(k)]
+        rest = params[k * k:]
+    else:
+        S = [[Fraction(0)] * k for _ in range(k)]
+        pos = 0
+        for i in range(k):
+            for j in range(i + 1, k):
+                S[i][j], S[j][i] = params[pos], -params[pos]
+                pos += 1
+        inv = _mat_inverse([[eye[i][j] - S[i][j] for j in range(k)] for i in range(k)])
+        A = [[sum((inv[i][m] * (eye[m][j] + S[m][j]) for m in range(k)), Fraction(0)) for j in range(k)]
+             for i in range(k)]
+        rest = params[pos:]
+    W, b = L[l - 1]
+    Wn, bn = L[l]
+    P = [W[u] + [b[u]] for u in units]
+    newP = [[sum((A[a][m] * P[m][j] for m in range(k)), Fraction(0)) for j in range(len(P[0]))] for a in range(k)]
+    Ai = _mat_inverse(A)
+    for a, u in enumerate(units):
+        W[u], b[u] = newP[a][:-1], newP[a][-1]
+    for row in Wn:
+        Q = [row[u] for u in units]
+        for a, u in enumerate(units):
+            row[u] = sum((Q[m] * Ai[m][a] for m in range(k)), Fraction(0))
+    for j, t in enumerate(rest):          # translations (identity activation: slope 1)
+        b[j] += t
+        for o, row in enumerate(Wn):
+            bn[o] -= row[j] * t
+    return _flat(L)
+
+
+def _group_distance(name, theta0: np.ndarray) -> Fraction:
+    """Exact squared distance from ``theta0`` to a point of the orbit of the exact minimum (parameters
+    fitted in float by least squares, then read as exact rationals)."""
+    c = GROUP_CONSTRUCTIONS[name]
+    kind, _, units = c["group"]
+    k = len(units)
+    n_par = k * k if kind == "GL" else k * (k - 1) // 2
+    n_tr = len(c["layers"][0][1]) if c.get("translations") else 0
+    start = (list(np.eye(k).ravel()) if kind == "GL" else [0.0] * n_par) + [0.0] * n_tr
+
+    def residual(x):
+        return np.array([float(v) for v in _group_orbit_point(name, [Fraction(float(v)) for v in x])]) - theta0
+
+    x = so.least_squares(residual, np.array(start), xtol=1e-15, ftol=1e-15, gtol=1e-15).x
+    star = _group_orbit_point(name, [Fraction(float(v)) for v in x])
+    return sum((s - Fraction(float(t))) ** 2 for s, t in zip(star, theta0))
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_CONSTRUCTIONS))
+def test_group_constructions_are_local_minima_for_the_exact_oracle(name):
+    layers, X, y, act, wd = _group_exact_args(name)
+    res = exact.probe(layers, X, y, act, "square", wd, radii=(Fraction(1, 100), Fraction(1, 10 ** 4)), n_random=40)
+    assert not res.found_decrease, (name, res.min_difference, res.direction)
+    # and the loss is exactly constant along the orbit (a point of it away from theta*)
+    kind, _, units = GROUP_CONSTRUCTIONS[name]["group"]
+    k = len(units)
+    if kind == "GL":
+        params = [Fraction(int(i == j)) + Fraction(i + 2 * j + 1, 97) for i in range(k) for j in range(k)]
+    else:
+        params = [Fraction(m + 1, 13) for m in range(k * (k - 1) // 2)]
+    params += [Fraction(1, 5)] * (len(layers[0][1]) if GROUP_CONSTRUCTIONS[name].get("translations") else 0)
+    moved = exact.unflatten(_group_orbit_point(name, params), exact.shapes_of(layers))
+    assert moved != layers
+    assert exact.loss(moved, X, y, act, "square", wd) == exact.loss(layers, X, y, act, "square", wd)
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_CONSTRUCTIONS))
+def test_group_constructions_are_proved(name):
+    problem = _group_problem(name)
+    res = prove_nearby(problem)
+    assert res.proved, res.reason
+    c = GROUP_CONSTRUCTIONS[name]
+    mixing = [f for f in res.certificate["families"] if f[0] in ("mix", "rotation")]
+    assert len(mixing) == c["mixing"]
+    assert {f[0] for f in mixing} == {"mix" if c["group"][0] == "GL" else "rotation"}
+    assert res.radius < 1e-12
+    assert _group_distance(name, problem.theta) <= Fraction(res.radius) ** 2
+    assert all(ch.ok for ch in recheck(problem, res.certificate))
+    assert "duplicated units" in res.reason
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_CONSTRUCTIONS))
+def test_group_constructions_perturbed(name):
+    """Away from the exact copies (proportional only up to the perturbation) the proof still finds the
+    orbit: the radius covers the distance to the exact minimum set and shrinks with the perturbation."""
+    problem = _group_problem(name)
+    u = _direction(problem.n_params, seed=11 + sorted(GROUP_CONSTRUCTIONS).index(name))
+    radii = []
+    for delta in (1e-6, 1e-8):
+        moved = problem.at(problem.theta + delta * u)
+        res = prove_nearby(moved)
+        assert res.proved, (name, delta, res.reason)
+        assert _group_distance(name, moved.theta) <= Fraction(res.radius) ** 2, (name, delta)
+        assert res.radius < 100 * delta
+        checks = recheck(moved, res.certificate)
+        assert all(ch.ok for ch in checks), [ch.detail for ch in checks if not ch.ok]
+        radii.append(res.radius)
+    assert radii[0] > radii[1]
+
+
+def test_without_the_mixing_the_copies_are_flat():
+    """The certificate of the split GT-7 with its mixing generator removed (a set of genuine symmetries,
+    accepted as such) no longer proves anything: the mixing direction is flat and nothing else covers it."""
+    problem = _group_problem("split7")
+    cert = prove_nearby(problem).certificate
+    bad = _tamper(cert, ("families",), lambda v: [f for f in v if f[0] != "mix"])
+    bad["pivots"] = bad["pivots"][:-1]
+    checks = recheck(problem, bad)
+    assert not all(ch.ok for ch in checks)
+    assert "ill-conditioned" in checks[0].detail or "singular" in checks[0].detail
+
+
+@pytest.mark.parametrize("family", [["rotation", 1, 0, 1], ["mix", 1, 0, 2], ["mix", 1, 1, 1]])
+def test_a_stored_mixing_family_must_generate_a_group_of_the_point(family):
+    """A rotation where weight decay is off (the group is GL, its generators E_uv), a pair that is no group
+    (unit 2 does not exist here), a diagonal generator: the re-check refuses the families."""
+    problem = _group_problem("split7")
+    cert = prove_nearby(problem).certificate
+    bad = _tamper(cert, ("families",), lambda v: [f for f in v if f[0] != "mix"] + [family])
+    checks = recheck(problem, bad)
+    assert not all(ch.ok for ch in checks)
+    assert "do not match" in checks[0].detail or "does not fit" in checks[0].detail
+
+
+def test_copies_not_pinned_by_kinks_are_flat_beyond_the_group():
+    """GT-16 (differentiable) split into copies (2, -2/3), (4, -4/3) with outputs 1/3: a valid group, but
+    with no held kink the rows may move apart (b1 += (t, -t) keeps sum_u v_u (w_u, b_u) and every side): a
+    flat direction that is no group orbit (the GL tangents E P = (E c) a^T keep the rows parallel to
+    a = (2, -2/3), which moves the weight with the bias). A minimum, not strict modulo symmetry: no proof."""
+    layers = _fr_layers([([[2], [4]], ["-2/3", "-4/3"]), ([["1/3", "1/3"]], [0])])
+    X = [[Fraction(v)] for v in range(4)]
+    y = [Fraction(v) for v in (0, 1, 4, 5)]
+    t = Fraction(1, 1000)
+    flat = copy.deepcopy(layers)
+    flat[0][1][0] += t
+    flat[0][1][1] -= t
+    assert exact.loss(flat, X, y, "relu", "square") == exact.loss(layers, X, y, "relu", "square")
+    net = Network([np.array([[2.0], [4.0]]), np.array([[1 / 3, 1 / 3]])], [np.array([-2 / 3, -4 / 3]), np.zeros(1)],
+                  "relu")
+    res = prove_nearby(Problem(net, Dataset(np.arange(4.0)[:, None], np.array([0.0, 1, 4, 5])), "square"))
+    assert not res.proved and res.applicable
+
+
+def test_a_kink_at_one_unit_only_is_not_mixed():
+    """GT-7 split with the second copy's kink moved off the data ((2, -5/2): z = -1/2 at x = 1 where the first
+    copy is on its kink): no group, no mixing in the gauge, and the point is no minimum (the exact oracle
+    finds a decrease) -- the prover must not claim one."""
+    from certify.nearby import gauge_families
+    layers = _fr_layers([([[1], [2]], [-1, "-5/2"]), ([["1/3", "1/3"]], [0])])
+    X = [[Fraction(v)] for v in range(4)]
+    y = [Fraction(1, 2), Fraction(-1), Fraction(2), Fraction(3, 2)]
+    assert exact.probe(layers, X, y, "relu", "square", radii=(Fraction(1, 100),), n_random=20).found_decrease
+    net = Network([np.array([[1.0], [2.0]]), np.array([[1 / 3, 1 / 3]])], [np.array([-1.0, -2.5]), np.zeros(1)],
+                  "relu")
+    problem = Problem(net, Dataset(np.arange(4.0)[:, None], np.array([0.5, -1, 2, 1.5])), "square")
+    pre = net.forward(problem.X).pre
+    assert all(f[0] not in ("mix", "rotation") for f in gauge_families(problem, pre, [(1, 1, 0)]))
+    assert not prove_nearby(problem).proved
+
+
+@pytest.mark.parametrize("seed,widths,act,loss,wd", [
+    (1, (2, 2, 1), "leaky_relu:0.1", "logistic", 0.05),
+    (0, (2, 3, 1), "abs", "square", 0.001),
+    (2, (2, 4, 3), "relu", "cross_entropy", 0.01),
+])
+def test_trained_point_with_a_unit_split_into_rotated_copies(seed, widths, act, loss, wd):
+    """A proved trained point (weight decay) with hidden unit 0 replaced by the copies (3/5, 4/5) of it (float):
+    the loss is unchanged and the split point is proved with one rotation generator (regression: before
+    the groups the KKT matrix was singular along exactly that rotation, as on the polished wine network)."""
+    problem, X, y = _trained(seed, widths, act, loss, wd)
+    for _ in range(6):
+        res = prove_nearby(problem)
+        if res.proved or res.theta_newton is None:
+            break
+        problem = problem.at(res.theta_newton)
+    assert res.proved, res.reason
+    assert not any(f[0] == "rotation" for f in res.certificate["families"])
+    net = problem.network
+    (W1, W2), (b1, b2) = net.weights, net.biases
+    W1s, b1s, W2s = np.vstack([W1, 0.8 * W1[:1]]), np.concatenate([b1, 0.8 * b1[:1]]), np.hstack([W2, 0.8 * W2[:, :1]])
+    W1s[0], b1s[0], W2s[:, 0] = 0.6 * W1[0], 0.6 * b1[0], 0.6 * W2[:, 0]
+    split = Problem(Network([W1s, W2s], [b1s, b2], net.activation), Dataset(X, y), loss, wd)
+    assert split.value() == pytest.approx(problem.value(), rel=1e-14)
+    res = prove_nearby(split)
+    assert res.proved, res.reason
+    assert [f[0] for f in res.certificate["families"]].count("rotation") == 1
+    assert all(ch.ok for ch in recheck(split, res.certificate))
+
+
+@pytest.mark.parametrize("name", ["linear_222", "split7_three"])
+def test_tangent_lipschitz_bounds_the_drift_of_all_families(name):
+    """Rescalings, translations and mixings together: ||(T(a) - T(b)) diag(s)||_F <= Lip ||a - b|| for
+    random a, b (T affine in theta), with equality for a difference on the most-read coordinate."""
+    from certify.nearby import _column_scales, tangent_lipschitz, tangent_matrix
+    problem = _group_problem(name)
+    cert = prove_nearby(problem).certificate
+    fams = [(f[0],) + tuple(f[1:]) for f in cert["families"]]
+    z = problem.network.forward(problem.X).pre
+    scales = _column_scales(tangent_matrix(problem, problem.theta, fams, z))
+    lip = tangent_lipschitz(problem, fams, z, scales)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(50):
+        a, b = rng.normal(size=(2, problem.n_params))
+        d = (tangent_matrix(problem, a, fams, z) - tangent_matrix(problem, b, fams, z)) * scales
+        worst = max(worst, np.linalg.norm(d) / np.linalg.norm(a - b))
+    assert worst <= lip
+    best = max(np.linalg.norm((tangent_matrix(problem, e, fams, z) - tangent_matrix(problem, 0 * e, fams, z)) * scales)
+               for e in np.eye(problem.n_params))
+    assert best == pytest.approx(lip, rel=1e-12)
