@@ -307,48 +307,65 @@ def _edges(st: PathStructure) -> str | None:
 
 
 # ---------------------------------------------------------------------------- equations
-def chain_tensor(Om: np.ndarray, SB: np.ndarray, SA: np.ndarray, Xb: np.ndarray, deadline=None) -> np.ndarray:
+def chain_tensor(Om: np.ndarray, SB: np.ndarray, SA: np.ndarray, Xb: np.ndarray, deadline=None,
+                 route: str | None = None) -> np.ndarray:
     """``T[k, c, j, :] = sum_i Om[i, c] SB[i, k] SA[i, j] Xb[i, :]``, shape ``(h_B, C, h_A, m)``.
 
-    Two exact rewritings of the sum, whichever is cheaper:
+    Two exact rewritings of the sum, whichever is cheaper (``route`` forces one):
 
-    * **by pattern**: samples with the same slope pattern ``(SB_i, SA_i)`` are summed first,
+    * ``"pattern"``: samples with the same slope pattern ``(SB_i, SA_i)`` are summed first,
       ``v_P = sum_{i in P} Om_i Xb_i``; a pattern whose ``v_P`` is 0 (a group at its own affine fit)
       contributes nothing, the others cost ``h_B h_A (d + 1)`` each;
-    * **by deviation**: each slope matrix is its column mode plus a sparse deviation; mode x mode is
+    * ``"deviation"``: each slope matrix is its column mode plus a sparse deviation; mode x mode is
       an outer product and the rest costs the deviations' non-zeros (about one gradient when the
       patterns are mostly constant per unit).
     """
-    n, C = Om.shape
-    hB, hA, m = SB.shape[1], SA.shape[1], Xb.shape[1]
-    # ---- by pattern
+    groups = _pattern_groups(Om, SB, SA, Xb)
+    mB, DB = _modes_sparse(SB)
+    mA, DA = _modes_sparse(SA)
+    hB, hA, m, C = SB.shape[1], SA.shape[1], Xb.shape[1], Om.shape[1]
+    cost_pattern = groups[0].size * hB * hA * m * C
+    nzB, nzA = np.diff(DB.indptr), np.diff(DA.indptr)
+    cost_dev = (DA.nnz + DB.nnz) * m * C + int(nzB @ nzA) * m * C + hB * hA * m * C
+    if route == "pattern" or (route is None and cost_pattern <= cost_dev):
+        return _tensor_by_pattern(groups, SB, SA, C, deadline)
+    return _tensor_by_deviation(Om, Xb, mB, DB, mA, DA, deadline)
+
+
+def _pattern_groups(Om, SB, SA, Xb):
+    """Representatives of the slope patterns with ``v_P != 0`` and those ``v_P`` (``(P, C, m)``)."""
     key = np.ascontiguousarray(np.hstack([SB, SA]))
     _, first, inv = np.unique(key.view(np.dtype((np.void, key.dtype.itemsize * max(key.shape[1], 1)))).ravel(),
                               return_index=True, return_inverse=True)
+    inv = inv.ravel()
     order = np.argsort(inv, kind="stable")
     starts = np.searchsorted(inv[order], np.arange(first.size))
     V = np.add.reduceat((Om[order][:, :, None] * Xb[order][:, None, :]), starts, axis=0)   # (nP, C, m)
     live = np.nonzero(np.any(V != 0, axis=(1, 2)))[0]
-    cost_pattern = live.size * hB * hA * m * C
-    # ---- by deviation (estimated cost)
-    mB, DB = _modes_sparse(SB)
-    mA, DA = _modes_sparse(SA)
-    nzB = np.diff(DB.indptr)
-    nzA = np.diff(DA.indptr)
-    cost_dev = (DA.nnz + DB.nnz) * m * C + int(nzB @ nzA) * m * C + hB * hA * m * C
-    if cost_pattern <= cost_dev:
-        T = np.zeros((hB, C, hA, m))
-        if live.size:
-            rep = first[live]
-            SBP, SAP, VP = SB[rep], SA[rep], V[live]
-            step = max(1, int(DENSE_BLOCK // max(1, hA * m)))
-            for c in range(C):
-                for s0 in range(0, live.size, step):
-                    budget_check(deadline, "the path-space equations")
-                    sl = slice(s0, s0 + step)
-                    K = (SAP[sl, :, None] * VP[sl, c, None, :]).reshape(-1, hA * m)
-                    T[:, c] += (SBP[sl].T @ K).reshape(hB, hA, m)
+    return first[live], V[live]
+
+
+def _tensor_by_pattern(groups, SB, SA, C, deadline):
+    rep, VP = groups
+    hB, hA, m = SB.shape[1], SA.shape[1], VP.shape[2] if VP.ndim == 3 else 0
+    m = VP.shape[2] if rep.size else m
+    T = np.zeros((hB, C, hA, m))
+    if rep.size == 0:
         return T
+    SBP, SAP = SB[rep], SA[rep]
+    step = max(1, int(DENSE_BLOCK // max(1, hA * m)))
+    for c in range(C):
+        for s0 in range(0, rep.size, step):
+            budget_check(deadline, "the path-space equations")
+            sl = slice(s0, s0 + step)
+            K = (SAP[sl, :, None] * VP[sl, c, None, :]).reshape(-1, hA * m)
+            T[:, c] += (SBP[sl].T @ K).reshape(hB, hA, m)
+    return T
+
+
+def _tensor_by_deviation(Om, Xb, mB, DB, mA, DA, deadline):
+    n, C = Om.shape
+    hB, hA, m = mB.size, mA.size, Xb.shape[1]
     G = Om.T @ Xb                                                        # (C, m)
     T = mB[:, None, None, None] * mA[None, None, :, None] * G[None, :, None, :]
     # Khatri-Rao rows of the A deviations: KR[i, j*m + t] = DA[i, j] Xb[i, t]
