@@ -575,14 +575,26 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
     ``A``). Zero-loss samples contribute ``>= 0 = `` their value at theta. Hence
     ``L(theta') >= L(theta)`` near theta.
 
+    Variant ``saddle`` (depth 2, square loss): one more quadruple ``Q0`` with ``delta_2 = delta_1 = delta``
+    around a centre ``c0`` where a first-layer unit ``j0`` (``S_j0 = (1, 1, ...)``) exceeds its value at
+    every other sample, and one more top-layer unit ``k*`` with ``W2[k*] = e_j0``,
+    ``b2[k*] = -z_j0(c0)`` and output weights 0: ``z_k*`` is ``+delta`` at ``c0 + delta e1`` (residual
+    ``s``) and ``c0 + delta e2`` (residual ``-s``) and negative (nonzero) everywhere else, so
+    ``dL/da_k* = sum r relu(z_k*) / n = 0`` and theta stays stationary; ``L`` is C^2 in the plane of
+    ``(a[c, k*], W2[k*, j])`` (``z_k*`` is never 0) with Hessian ``[[2 delta^2 / n, beta], [beta, 0]]``,
+    ``beta = s_c (relu z_j(c0 + delta e1) - relu z_j(c0 + delta e2)) / n = +-2 delta s_c / n != 0`` for a unit
+    ``j`` active there with ``S_j1 != S_j2``: indefinite, a saddle.
+
     Variants: ``not_stationary`` -- one quadruple target moved by 1/2 (hinge: one label flipped), so
     the output bias has derivative ``mean r != 0`` (no kink involves it at first order);
     ``concave`` -- one first-layer kink member with the wrong residual sign: along
     ``d = -xbar_m`` on that unit's incoming weights ``L'(theta; d) = (rho r_m / n) |xbar_m|^2 < 0``
     (the balanced quadruple cancels the rest; checked exactly by the benchmark's ground truth).
     """
-    if variant not in ("min", "not_stationary", "concave"):
+    if variant not in ("min", "not_stationary", "concave", "saddle"):
         raise ValueError(variant)
+    if variant == "saddle" and (len(hidden) != 2 or loss != "square"):
+        raise ValueError("saddle variant: depth 2, square loss")
     if loss not in ("square", "hinge"):
         raise ValueError(loss)
     if loss == "hinge" and C != 1:
@@ -757,8 +769,6 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         X_parts.append(P)
         r_parts.append(np.stack([s, s, -s, -s]))
         made2 += 1
-    Xq = np.concatenate(X_parts, axis=0)
-    Rq = np.concatenate(r_parts, axis=0)
     # zero-loss samples on first-layer kinks
     Xk, units = [], rng.integers(h1, size=K_zero)
     count = np.zeros(h1, dtype=int)
@@ -776,8 +786,44 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
             Xk.append(x)
             break
     Xk = np.array(Xk).reshape(-1, d)
+    escape = None
+    if variant == "saddle":
+        # an escape unit k* in the top layer: z_k* = relu(z1_j0) - z1_j0(c0), positive only at the two
+        # members c0 + delta e1, c0 + delta e2 (opposite residuals, equal values delta) of a quadruple
+        others = np.concatenate([np.concatenate(X_parts, axis=0), Xk.reshape(-1, d)], axis=0)
+        j0s = np.nonzero((S[:, 0] == 1) & (S[:, 1] == 1))[0]
+        for _ in range(400):
+            j0 = int(rng.choice(j0s))
+            z_other = _exact_forward(weights, biases, others, frac)[0][:, j0]
+            c = centres[rng.integers(len(centres))].copy()
+            c[0] += max(0.0, float(np.maximum(z_other, 0).max()) + 2 - (c[0] + S[j0] @ c[1:] + biases[0][j0]))
+            c[0] = np.ceil(c[0])
+            P = quad(c, d1, d1)
+            if pattern_ok(P) is None:
+                continue
+            z0 = float(c[0] + S[j0] @ c[1:] + biases[0][j0])
+            if z0 < float(np.maximum(z_other, 0).max()) + 1:
+                continue
+            s_ = rng.choice(s_vals, size=C)
+            X_parts.append(P)
+            r_parts.append(np.stack([s_, s_, -s_, -s_]))
+            escape = (j0, z0)
+            break
+        if escape is None:
+            raise RuntimeError("pattern_cells: no escape quadruple found")
+    Xq = np.concatenate(X_parts, axis=0)
+    Rq = np.concatenate(r_parts, axis=0)
+    if escape is not None:
+        j0, z0 = escape
+        row = np.zeros((1, h1)); row[0, j0] = 1.0
+        weights[1] = np.concatenate([weights[1], row], axis=0)
+        biases[1] = np.concatenate([biases[1], [-z0]])
+        weights[2] = np.concatenate([weights[2], np.zeros((C, 1))], axis=1)
     X = np.concatenate([Xq, Xk], axis=0)
     pre = _exact_forward(weights, biases, X, frac)
+    if escape is not None:
+        zk = pre[1][:, -1]
+        assert np.count_nonzero(zk > 0) == 2 and np.all(zk != 0)
     F = pre[-1]
     nq = Xq.shape[0]
     if loss == "square":
@@ -801,6 +847,7 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
     return Instance(name=f"pattern_cells_{'-'.join(map(str, widths))}_{loss}_{variant}_s{seed}",
                     weights=tuple(weights), biases=tuple(biases), X=X, y=y, activation="relu", loss=loss,
                     expect={"variant": variant, "quadruples": int(nq // 4), "unit_kinks": kinks1,
+                            "escape_unit": None if escape is None else int(weights[1].shape[0] - 1),
                             "zero_loss_kinks": int(Xk.shape[0]), "convex_kinks": (made1, made2)},
                     params={"generator": "pattern_cells", "d": d, "hidden": list(hidden), "C": C, "loss": loss,
                             "n_quads": n_quads, "K_zero": K_zero, "K_convex": list(K_convex), "variant": variant,

@@ -106,3 +106,25 @@ def test_zero_loss_samples_per_loss():
     assert list(zero_loss_samples(sq, fwd)) == [True, False, True]
     logi = cd.Problem(net, cd.Dataset(X, np.array([1.0, 1.0, 1.0])), "logistic")
     assert not zero_loss_samples(logi, fwd).any()
+
+
+def test_saddle_behind_zero_residual_kinks_is_refuted_exactly():
+    """benchmarks.instances.pattern_cells(variant="saddle"): an escape unit splits one quadruple
+    (proof in its docstring: an indefinite 2x2 Hessian block in a plane where L is C^2). The reduced
+    problem's least curvature direction does not descend on the full problem (the set-aside samples
+    add curvature), so the escape is searched on the directions that keep them fixed; the decrease is
+    then checked here in exact rational arithmetic."""
+    from benchmarks.instances import pattern_cells
+    from tests.test_path_fit import _exact_data, _exact_layers
+    inst = pattern_cells(d=6, hidden=(8, 6), variant="saddle", n_quads=16, K_zero=8, K_convex=(2, 2))
+    report = certify.check(inst.model(), inst.X, inst.y, **inst.options())
+    assert report.verdict.value == "saddle", report.reason
+    ref = report.refutation
+    layers = _exact_layers(inst)
+    X, y = _exact_data(inst)
+    d = [Fraction(float(v)) for v in ref["direction"]]
+    e = None if ref.get("curvature_direction") is None else [Fraction(float(v)) for v in ref["curvature_direction"]]
+    t = Fraction(float(ref["step"]))
+    before = exact.loss(layers, X, y, "relu", "square")
+    after = exact.loss(exact.on_curve(layers, d, t, e), X, y, "relu", "square")
+    assert after < before

@@ -189,6 +189,17 @@ def run(ctx: Context) -> SecondOrder:
                 f"{what}; the reduced problem is a saddle ({res.method}) and its descent curve is a verified local "
                 f"descent of the full loss too: it drops by {curve['decrease']:.3g}"),
                 flags={"strict": False}, certificate=certificate, refutation=curve)
+    if res.verdict == "saddle" or "curvature" in (res.reason or ""):
+        try:
+            curve, q = _constrained_escape(ctx, sub, drop)
+        except OutOfTime:
+            curve, q = None, None
+        if curve is not None and curve.get("verified"):
+            return SecondOrder("saddle", NAME, reason=(
+                f"{what}; on the directions that keep the set-aside samples' outputs and kinks fixed to first "
+                f"order (where they add nothing up to fourth order) the reduced Lagrangian curvature is {q:.3g} < 0, "
+                f"and the loss drops by {curve['decrease']:.3g} along the curve (verified on the full problem)"),
+                flags={"strict": False}, certificate=certificate, refutation=curve)
     return SecondOrder(None, NAME, reason=f"{what}; the reduced problem is not proved a minimum ({res.reason})",
                        certificate=certificate)
 
@@ -206,6 +217,86 @@ def _transfer_curve(ctx: Context, ref: dict) -> dict | None:
     if not curve["verified"] and e is not None:
         curve = search_curve(ctx.problem, ctx.fwd, ctx.kinks, d, None)
     return curve
+
+
+def _constrained_escape(ctx: Context, sub: Context, drop: np.ndarray):
+    """A second-order descent curve of the full problem from the reduced one's Lagrangian.
+
+    Restricted to ``V_Z = {d : a_k . d = 0 for the set-aside samples' kinks, J_i d = 0 for their
+    outputs}``, a set-aside sample's output moves by ``O(t^2)`` along ``theta + t d + t^2/2 e`` and its
+    loss (0 at theta, with zero gradient) by ``O(t^4)``: the full loss and the reduced one agree to
+    second order. So negative reduced curvature on ``V_Z`` (critical cone of the reduced problem, faces
+    by :func:`certify.secondorder.cone.cone_curvature`) gives a candidate curve; ``e`` keeps every held
+    switching function (reduced and set-aside) at 0 to second order; the decrease is verified on the
+    full loss (nothing is claimed otherwise). Dense: ``p <= DENSE_P``. Returns ``(curve, q)``.
+    """
+    from ..refute import search_curve
+    from ..tangent import blocked_slopes, piece_slopes, second_tangent, switching_rows
+    from .base import DENSE_P
+    from .cone import cone_curvature, cone_model
+    problem, fwd, kinks = ctx.problem, ctx.fwd, ctx.kinks
+    p = problem.n_params
+    if p > DENSE_P:
+        return None, None
+    cert = sub.first.certificate if sub.first is not None else {}
+    if sub.kinks.n_total == 0:
+        D_sub = piece_slopes(sub.problem, sub.fwd)
+        model = {"D": D_sub, "inject": [np.zeros_like(d) for d in D_sub],
+                 "loss_grad": sub.problem.loss.gradient(sub.fwd.output, sub.problem.Y),
+                 "E": np.zeros((0, p)), "E_desc": [], "F": np.zeros((0, p)), "F_desc": [], "F_mult": [], "inert": []}
+    elif cert.get("kind") == "multipliers":
+        model = cone_model(sub.problem, sub.fwd, sub.kinks, sub.fo, np.asarray(cert["lambda"], dtype=np.float64),
+                           [np.asarray(x, dtype=np.float64) for x in cert.get("pi", [])])
+        if isinstance(model, str) or model["inert"]:
+            return None, None
+    else:
+        return None, None
+    keep = np.setdiff1d(np.arange(problem.n_samples), drop)
+    Db = blocked_slopes(problem, fwd, kinks)
+    net = problem.network
+    rows, descs = [], []
+    for k in np.nonzero(np.isin(kinks.unit_sample, drop))[0]:
+        l, i, u = int(kinks.unit_layer[k]), int(kinks.unit_sample[k]), int(kinks.unit_index[k])
+        R, _ = switching_rows(problem, fwd, Db, kinks, np.array([i]), l, np.array([u]))
+        rows.append(R.toarray().ravel())
+        descs.append(("unit", l, i, u))
+    for i in drop:
+        for c in range(net.n_outputs):
+            R, _ = switching_rows(problem, fwd, Db, kinks, np.array([int(i)]), net.n_layers, np.array([c]))
+            rows.append(R.toarray().ravel())
+            descs.append(("output", int(i), c))
+    model = dict(model, E=np.vstack([model["E"]] + [np.array(rows).reshape(-1, p)]))
+    res = cone_curvature(sub.problem, sub.fwd, model, deadline=ctx.deadline)
+    if "error" in res or res["direction"] is None or not res["q"] < -res["tolerance"]:
+        return None, None
+    d = res["direction"]
+    d = d / max(float(np.abs(d).max()), 1e-300)
+    # the piece of the full problem: the reduced piece on the kept samples, any side at the set-aside kinks
+    from .cone import piece_of
+    D_red, Fp, F_desc = piece_of(model, res["piece"] or [], net.activation.slopes)
+    D_full = [np.array(x, dtype=np.float64) for x in piece_slopes(problem, fwd)]
+    for l in range(len(D_full)):
+        D_full[l][keep] = D_red[l]
+    ddz = second_tangent(problem, fwd, D_full, d)
+    held = list(model["E_desc"]) + [F_desc[x] for x in (res["face"] or [])]
+    A_rows = [model["E"][:len(model["E_desc"])]] + ([Fp[res["face"]]] if res["face"] else [])
+    rhs = []
+    for desc in held:
+        if desc[0] == "unit":
+            _, l, i, u = desc
+            rhs.append(-ddz[l - 1][int(keep[i]), u])
+        else:
+            _, i, w = desc
+            rhs.append(-float(w @ ddz[-1][int(keep[i])]))
+    for desc in descs:
+        rhs.append(-ddz[desc[1] - 1][desc[2], desc[3]] if desc[0] == "unit" else -ddz[-1][desc[1], desc[2]])
+    A = np.vstack(A_rows + [np.array(rows).reshape(-1, p)])
+    e = np.linalg.lstsq(A, np.array(rhs), rcond=None)[0] if len(rhs) else np.zeros(p)
+    curve = search_curve(problem, fwd, kinks, d, e)
+    if not curve["verified"]:
+        curve = search_curve(problem, fwd, kinks, d, None)
+    curve["curvature"] = res["q"]
+    return curve, res["q"]
 
 
 def recheck(ctx: Context, cert: dict, checks: list) -> None:
