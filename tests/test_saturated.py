@@ -116,7 +116,7 @@ def test_saddle_behind_zero_residual_kinks_is_refuted_exactly():
     then checked here in exact rational arithmetic."""
     from benchmarks.instances import pattern_cells
     from tests.test_path_fit import _exact_data, _exact_layers
-    inst = pattern_cells(d=6, hidden=(8, 6), variant="saddle", n_quads=16, K_zero=8, K_convex=(2, 2))
+    inst = pattern_cells(d=6, hidden=(8, 6), variant="saddle", n_quads=10, K_zero=4, K_convex=(1, 0))
     report = certify.check(inst.model(), inst.X, inst.y, **inst.options())
     assert report.verdict.value == "saddle", report.reason
     ref = report.refutation
