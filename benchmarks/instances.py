@@ -519,13 +519,17 @@ def balanced_unit_kinks(n_kinks: int = 100, *, d: int = 8, h: int = 32, n: int |
 
 
 # ---------------------------------------------------------------------------- path-space cells
-def _exact_forward(weights, biases, X, frac_bits: int):
-    """Pre-activations (ReLU) with a check that every value is a dyadic computed exactly in float64."""
+def _exact_forward(weights, biases, X, frac_bits):
+    """Pre-activations (ReLU) with a check that every value is a dyadic computed exactly in float64.
+
+    ``frac_bits``: the fractional bits of the hidden values, or ``(hidden, output)``."""
+    frac_h, frac_o = frac_bits if isinstance(frac_bits, tuple) else (frac_bits, frac_bits)
     pre, x = [], X
     for l, (W, b) in enumerate(zip(weights, biases), start=1):
         z = x @ W.T + b
         size = np.abs(x) @ np.abs(W).T + np.abs(b)
-        if size.size and size.max() * 2.0 ** frac_bits >= 2.0 ** 52:
+        bits = frac_o if l == len(weights) else frac_h
+        if size.size and size.max() * 2.0 ** bits >= 2.0 ** 52:
             raise ValueError("pattern_cells: values too large for an exact float64 forward pass")
         pre.append(z)
         if l < len(weights):
@@ -561,8 +565,8 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
       top-layer unit ``k`` (placed with the one-unit input coordinate, exactly). The residual sign is chosen so that ``r_m . rho > 0`` (square; hinge:
       ``-y_m rho > 0``), ``rho`` = the derivative of ``f`` w.r.t. the unit's output at that point.
     * **Zero-loss kink samples** (``K_zero``): points exactly on the kink of a first-layer unit
-      (``x_rest = -t S_j``, ``x_0 = t (d - 1) - b_j``: every other first-layer unit is active), fitted
-      exactly (square: ``y = f(x)``; hinge: ``y = sign f``, ``|f| >= 1``).
+      (``x_rest = -t S_j + u`` with ``u`` small, ``x_0 = -S_j . x_rest - b_j``; every other pre-activation
+      at least 1 away from 0), fitted exactly (square: ``y = f(x)``; hinge: ``y = sign f``, ``|f| >= 1``).
 
     **Proof that theta is a local minimum** (variant ``min``). Near ``theta`` every non-kink point of a
     quadruple keeps the quadruple's pattern, so ``f = A_Q(theta') xbar`` there. At a kink member ``m``
@@ -665,7 +669,7 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         q = int(np.ceil(np.log2(4 * max(float(np.abs(Fc).max()), 1.0) + 8 * growth))) + 1
         out_scale = 2.0 ** -q
         weights[-1] = weights[-1] * out_scale
-        frac += q
+        frac = (frac, frac + q)
     X_parts, r_parts, y_lab = [], [], []
     e1 = np.zeros(d); e1[1] = 1.0
     e2 = np.zeros(d); e2[2] = 1.0
@@ -703,6 +707,7 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         raise ValueError("pattern_cells: not enough quadruples")
     used = 0
     concave_done = False
+    witness = None
     # plain quadruples
     for c in centres[:n_plain]:
         P = quad(c, d1, d1 / 2)
@@ -716,9 +721,12 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
     cand_units = np.nonzero((S[:, 0] == -1) & (aligned if depth == 2 else np.ones(h1, bool)))[0]
     tries = 0
     made1 = 0
+    used_units = set()
     while made1 < k_first and tries < 200 * max(k_first, 1) and cand_units.size:
         tries += 1
         j = int(rng.choice(cand_units))
+        if j in used_units and (len(used_units) < cand_units.size or (witness is not None and j == witness[0])):
+            continue                                  # distinct units while they last; never the concave one
         c = centres[rng.integers(len(centres))].copy()
         c[0] = d1 - (S[j] @ c[1:]) - biases[0][j]                       # z_j(c) = delta_1 (S_j1 = -1)
         P = quad(c, d1, d1 / 2)
@@ -737,8 +745,10 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         if variant == "concave" and not concave_done:
             s = -s
             concave_done = True
+            witness = (j, 4 * len(X_parts))            # (unit, sample index of its kink member)
         X_parts.append(P)
         r_parts.append(np.stack([s, s, -s, -s]))
+        used_units.add(j)
         made1 += 1
     # kink members in the top hidden layer (depth >= 2)
     L = len(weights)
@@ -769,20 +779,22 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         X_parts.append(P)
         r_parts.append(np.stack([s, s, -s, -s]))
         made2 += 1
-    # zero-loss samples on first-layer kinks
+    # zero-loss samples on first-layer kinks: x_rest = -t S_j + u (u small), x_0 such that z_j = 0; the
+    # others are active (z_j' = t (|S_j|^2 - S_j'.S_j) + ... >= 2t - ...); bounded magnitudes (a far-out
+    # sample with a huge target would swamp every rounding bound of the loss)
     Xk, units = [], rng.integers(h1, size=K_zero)
-    count = np.zeros(h1, dtype=int)
     for j in units:
-        for t in range(int(count[j]) + 1, int(count[j]) + 200):
+        for attempt in range(400):
+            t = 2 + attempt // 50
             x = np.zeros(d)
-            x[1:] = -t * S[j]
-            x[0] = t * float(S[j] @ S[j]) - biases[0][j]
+            x[1:] = -t * S[j] + rng.integers(-1, 2, size=d - 1) * (attempt % 50 > 0)
+            x[0] = -(S[j] @ x[1:]) - biases[0][j]
             pre_ = _exact_forward(weights, biases, x[None, :], frac)
-            if pre_[0][0, j] != 0 or any(np.any(z == 0) for z in [np.delete(pre_[0][0], j)] + [z[0] for z in pre_[1:-1]]):
+            if pre_[0][0, j] != 0 or np.any(np.abs(np.delete(pre_[0][0], j)) < 1) or any(
+                    np.any(np.abs(z[0]) < 1) for z in pre_[1:-1]):
                 continue
             if loss == "hinge" and abs(pre_[-1][0, 0]) < 1:
                 continue
-            count[j] = t
             Xk.append(x)
             break
     Xk = np.array(Xk).reshape(-1, d)
@@ -848,6 +860,7 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
                     weights=tuple(weights), biases=tuple(biases), X=X, y=y, activation="relu", loss=loss,
                     expect={"variant": variant, "quadruples": int(nq // 4), "unit_kinks": kinks1,
                             "escape_unit": None if escape is None else int(weights[1].shape[0] - 1),
+                            "concave_witness": witness,
                             "zero_loss_kinks": int(Xk.shape[0]), "convex_kinks": (made1, made2)},
                     params={"generator": "pattern_cells", "d": d, "hidden": list(hidden), "C": C, "loss": loss,
                             "n_quads": n_quads, "K_zero": K_zero, "K_convex": list(K_convex), "variant": variant,

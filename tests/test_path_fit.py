@@ -220,3 +220,33 @@ def test_agrees_with_the_enumeration_oracle(seed):
         assert oracle.verdict in ("local_min", "unsure"), oracle.reason
     else:
         assert oracle.verdict != "local_min" or res["status"] in ("na", "fail")
+
+
+def test_construction_is_exact():
+    """The construction's facts, recomputed in rational arithmetic by tests/exact.py: every quadruple's
+    residuals are orthogonal to xbar, the kink members and zero-loss samples sit exactly on a kink, and
+    the zero-loss samples are fitted exactly."""
+    inst = _construction(hidden=(4, 3), n_quads=6, K_zero=3)
+    layers = _exact_layers(inst)
+    X, y = _exact_data(inst)
+    nq = 4 * inst.expect["quadruples"]
+    def pre_activations(x):
+        a, out = list(x), []
+        for l, (W, b) in enumerate(layers, start=1):
+            z = [sum((w * v for w, v in zip(row, a)), bj) for row, bj in zip(W, b)]
+            out.append(z)
+            a = [max(v, Fraction(0)) for v in z]
+        return out
+
+    outs, zeros = [], 0
+    for i, x in enumerate(X):
+        pre = pre_activations(x)
+        assert pre[-1] == exact.forward(layers, x, "relu")
+        outs.append(pre[-1])
+        zeros += sum(1 for z in pre[:-1] for v in z if v == 0)
+    assert zeros == inst.expect["unit_kinks"]
+    for q in range(0, nq, 4):
+        r = [outs[i][0] - y[i] for i in range(q, q + 4)]
+        xbar = [list(X[i]) + [Fraction(1)] for i in range(q, q + 4)]
+        assert all(sum(r[a] * xbar[a][k] for a in range(4)) == 0 for k in range(len(xbar[0])))
+    assert all(outs[i][0] == y[i] for i in range(nq, len(X)))
