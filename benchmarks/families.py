@@ -601,7 +601,7 @@ def _path_cell_specs(full: bool) -> list:
                   dict(d=8, hidden=(12, 8), n_quads=60, K_zero=60, K_convex=(4, 0), variant="saddle", C=2)]
         big = dict(d=100, hidden=(300, 200), n_quads=2000, K_zero=2000, K_convex=(100, 100))
         specs += [dict(big), dict(big, C=3), dict(big, loss="hinge"),
-                  dict(d=60, hidden=(200, 100, 100), n_quads=1500, K_zero=1000, K_convex=(100, 0))]
+                  dict(d=40, hidden=(80, 40, 40), n_quads=1000, K_zero=1000, K_convex=(80, 0))]
     return specs
 
 

@@ -97,6 +97,8 @@ NAME = "path_fit"
 MAX_ENTRIES = 2.5e7
 #: samples per block when the deviations from the column modes are dense (BLAS product)
 DENSE_BLOCK = 2e7
+#: the equation tensor may cost at most this many times the multiply-adds of one gradient (2 n p)
+MAX_GRADIENTS = 200
 
 
 # ---------------------------------------------------------------------------- structure
@@ -307,6 +309,17 @@ def _edges(st: PathStructure) -> str | None:
 
 
 # ---------------------------------------------------------------------------- equations
+def chain_cost(Om: np.ndarray, SB: np.ndarray, SA: np.ndarray, Xb: np.ndarray) -> int:
+    """Multiply-adds :func:`chain_tensor` will spend (the cheaper of its two routes)."""
+    groups = _pattern_groups(Om, SB, SA, Xb)
+    _, DB = _modes_sparse(SB)
+    _, DA = _modes_sparse(SA)
+    hB, hA, m, C = SB.shape[1], SA.shape[1], Xb.shape[1], Om.shape[1]
+    nzB, nzA = np.diff(DB.indptr), np.diff(DA.indptr)
+    cost_dev = (DA.nnz + DB.nnz) * m * C + int(nzB @ nzA) * m * C + hB * hA * m * C
+    return int(min(groups[0].size * hB * hA * m * C, cost_dev))
+
+
 def chain_tensor(Om: np.ndarray, SB: np.ndarray, SA: np.ndarray, Xb: np.ndarray, deadline=None,
                  route: str | None = None) -> np.ndarray:
     """``T[k, c, j, :] = sum_i Om[i, c] SB[i, k] SA[i, j] Xb[i, :]``, shape ``(h_B, C, h_A, m)``.
@@ -574,6 +587,10 @@ def path_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo=None,
     why = _convexity(st)
     if why:
         return {"status": "fail", "reason": why}
+    cost = chain_cost(st.Om, st.SB, st.SA, st.Xb)
+    if cost > MAX_GRADIENTS * 2 * problem.n_samples * problem.n_params:
+        return {"status": "na", "reason": f"the path equations would cost {cost:.3g} multiply-adds, more than "
+                                           f"{MAX_GRADIENTS} gradients (activation patterns vary too much per unit)"}
     s_pos, s_neg = st.slopes
     ds = s_pos - s_neg
     T = chain_tensor(st.Om, st.SB, st.SA, st.Xb, deadline)

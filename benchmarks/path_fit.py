@@ -1,0 +1,135 @@
+"""Path-space certificate: time against one gradient at scale, and a cross-check with the oracle.
+
+    PYTHONPATH=. python -m benchmarks.path_fit              # p ~ 4k and 20k (minutes)
+    PYTHONPATH=. python -m benchmarks.path_fit --heavy      # also p ~ 90k (depth 2) and 8k (depth 3)
+    PYTHONPATH=. python -m benchmarks.path_fit --oracle 300 # tests.bruteforce seeds 0..299
+
+Timing: the instances are :func:`benchmarks.instances.pattern_cells` minima (their proof is the
+construction); the figure is the whole ``certify.check`` time and the path test's own time, each
+divided by the median of three loss-and-gradient evaluations (``certify.tangent.loss_gradient``) in
+the same process. Results: ``benchmarks/results/path_fit.jsonl`` (one line per measurement) and
+``benchmarks/results/path_fit.md``.
+
+Oracle: for every seed of :func:`tests.bruteforce.random_instance` at a d-stationary point, the
+path test's answer is compared with :func:`tests.bruteforce.oracle` (exact piece enumeration);
+``ok`` at a point the oracle calls a saddle or not stationary would be a soundness bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+SIZES = {
+    "p4k_depth2": dict(d=30, hidden=(60, 40), n_quads=500, K_zero=500, K_convex=(40, 40)),
+    "p20k_depth2_C3": dict(d=60, hidden=(150, 100), n_quads=1000, K_zero=1000, K_convex=(60, 60), C=3),
+    "p90k_depth2": dict(d=100, hidden=(300, 200), n_quads=2000, K_zero=2000, K_convex=(100, 100)),
+    "p8k_depth3": dict(d=40, hidden=(80, 40, 40), n_quads=1000, K_zero=1000, K_convex=(80, 0)),
+}
+
+
+def time_one(name: str, spec: dict) -> dict:
+    import certify
+    from certify.first_order import decide_first_order
+    from certify.kinks import find_kinks
+    from certify.secondorder.path_fit import path_test
+    from certify.tangent import first_order_model, loss_gradient
+    from .instances import pattern_cells
+    inst = pattern_cells(**spec)
+    problem = inst.problem()
+    grads = []
+    for _ in range(3):
+        t = time.perf_counter()
+        loss_gradient(problem)
+        grads.append(time.perf_counter() - t)
+    g = statistics.median(grads)
+    t = time.perf_counter()
+    report = certify.check(inst.model(), inst.X, inst.y, **inst.options())
+    t_check = time.perf_counter() - t
+    fwd = problem.network.forward(problem.X, with_scale=True)
+    kinks = find_kinks(problem, fwd)
+    fo = first_order_model(problem, fwd, kinks)
+    first = decide_first_order(problem, fwd, kinks, fo)
+    t = time.perf_counter()
+    res = path_test(problem, fwd, kinks, fo, first)
+    t_path = time.perf_counter() - t
+    t = time.perf_counter()
+    ok = certify.verify(report.to_dict(), inst.model(), inst.X, inst.y).ok
+    t_verify = time.perf_counter() - t
+    return {"name": name, "p": inst.n_params, "n": inst.n_samples, "K": int(sum(inst.expect["convex_kinks"])) +
+            inst.expect["zero_loss_kinks"], "widths": list(inst.widths), "verdict": report.verdict.value,
+            "method": report.flags.get("method"), "path_status": res["status"], "equations": res.get("equations"),
+            "kink_copies": res.get("kink_copies"), "grad_s": g, "check_s": t_check, "path_s": t_path,
+            "verify_s": t_verify, "verify_ok": ok, "check_over_grad": t_check / g, "path_over_grad": t_path / g,
+            "second_order_s": report.timings.get("second_order_s")}
+
+
+def oracle_crosscheck(n: int) -> dict:
+    from tests import bruteforce as bf
+    from certify.data import Dataset, Problem
+    from certify.first_order import decide_first_order
+    from certify.kinks import find_kinks
+    from certify.loaders import as_network
+    from certify.secondorder.path_fit import path_test
+    from certify.tangent import first_order_model
+    counts, bad = Counter(), []
+    for seed in range(n):
+        inst = bf.random_instance(seed)
+        a = inst.certify_args()
+        net = as_network(a["model"], a["activation"])
+        pr = Problem(net, Dataset(a["X"], a["y"]), a["loss"])
+        fwd = net.forward(pr.X, with_scale=True)
+        k = find_kinks(pr, fwd)
+        fo = first_order_model(pr, fwd, k)
+        first = decide_first_order(pr, fwd, k, fo)
+        if not first.stationary:
+            continue
+        res = path_test(pr, fwd, k, fo, first)
+        o = bf.oracle(inst)
+        counts[f"path {res['status']} / oracle {o.verdict}"] += 1
+        if res["status"] == "ok" and o.verdict in ("saddle", "not_stationary"):
+            bad.append(seed)
+    return {"seeds": n, "counts": dict(counts), "disagreements": bad}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.path_fit")
+    ap.add_argument("--heavy", action="store_true")
+    ap.add_argument("--oracle", type=int, default=0, help="number of bruteforce seeds to cross-check")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    lines = []
+    names = ["p4k_depth2", "p20k_depth2_C3"] + (["p90k_depth2", "p8k_depth3"] if args.heavy else [])
+    with open(RESULTS / "path_fit.jsonl", "a") as fh:
+        for name in names:
+            rec = time_one(name, SIZES[name])
+            rec["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            fh.write(json.dumps(rec) + "\n")
+            lines.append(rec)
+            print(json.dumps(rec))
+        if args.oracle:
+            rec = oracle_crosscheck(args.oracle)
+            rec["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            fh.write(json.dumps(rec) + "\n")
+            print(json.dumps(rec))
+    if lines:
+        md = ["| instance | p | n | K | verdict (method) | check / grad | path test / grad | verify |",
+              "|---|---:|---:|---:|---|---:|---:|---|"]
+        for r in lines:
+            md.append(f"| {r['name']} ({'-'.join(map(str, r['widths']))}) | {r['p']} | {r['n']} | {r['K']} | "
+                      f"{r['verdict']} ({r['method']}) | {r['check_over_grad']:.1f} | {r['path_over_grad']:.1f} | "
+                      f"{r['verify_ok']} |")
+        (RESULTS / "path_fit.md").write_text("Path-space certificate at scale (`python -m benchmarks.path_fit"
+                                             + (" --heavy" if args.heavy else "") + "`; ratios within one run "
+                                             "on a shared 2-core machine)\n\n" + "\n".join(md) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
