@@ -648,8 +648,8 @@ def path_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo=None,
            "residual_inf": max(res_A.inf, res_B.inf, res_0.inf), "rounding_ratio": ratio,
            "time_s": time.perf_counter() - t0}
     if not ok:
-        worst = "A-copy" if not res_A.ok else ("B-copy" if not res_B.ok else "output-bias")
-        out["reason"] = (f"the path-space equations do not close: a {worst} residual is {ratio:.3g} times its "
+        worst = ("affine-fit" if st.D == 0 else "A-copy") if not res_A.ok else ("B-copy" if not res_B.ok else "output-bias")
+        out["reason"] = (f"the path-space equations do not close: the worst ({worst} equations) is {ratio:.3g} times its "
                          f"rounding-error bound (the point minimises the loss in theta, not over the whole span of "
                          f"its path features)")
     return out
@@ -692,9 +692,10 @@ def run(ctx: Context) -> SecondOrder:
                    "theorem": "certify.secondorder.path_fit (module docstring): piecewise convexity in path space"}
     dropped = (f"; {st.dropped.size} sample(s) with loss 0 set aside (the loss is >= 0 there)"
                if st.dropped.size else "")
-    reason = (f"d-stationary in the whole space of path coordinates ({_describe(st)}; {res['equations']} equations, "
-              f"{res['kink_copies']} kink copies with multipliers in [0, 1], every residual within its rounding "
-              f"bound): the loss is convex on every piece in those coordinates, so a local minimum{dropped}")
+    copies = (f", {res['kink_copies']} kink copies with multipliers in [0, 1]" if res["kink_copies"] else "")
+    reason = (f"d-stationary in the whole space of path coordinates ({_describe(st)}; {res['equations']} equations"
+              f"{copies}, every residual within its rounding bound): the loss is convex on every piece in those "
+              f"coordinates, so a local minimum{dropped}")
     flags = {"strict": None, "flat": None}
     return SecondOrder("local_min", NAME, reason=reason, flags=flags, certificate=certificate)
 
