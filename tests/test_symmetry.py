@@ -55,7 +55,7 @@ def test_every_straight_family_is_exactly_flat(seed):
     net = Network([W for W, _ in layers], [b for _, b in layers], "relu")
     problem = Problem(net, Dataset(X, y), "square")
     fwd = net.forward(X, with_scale=True)
-    T, counts = symmetry_vectors(problem, fwd)
+    T, counts = symmetry_vectors(problem, fwd, with_labels=True)
     assert counts["gl"] >= 2 and counts["partly_dead"] >= 1 and counts["dead_units"] == 1
     assert counts["translations"] >= 4
     L0 = _exact_loss_along(layers, X, y, np.zeros(problem.n_params), Fraction(0))

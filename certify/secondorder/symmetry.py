@@ -71,12 +71,12 @@ def _kink_masks(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | None)
 
 
 def symmetry_vectors(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | None = None, *,
-                     gl: bool = True, partly_dead: bool = True):
+                     gl: bool = True, partly_dead: bool = True, with_labels: bool = False):
     """The tangent vectors of the families in the module docstring, as sparse columns (p, r), and counts.
 
     ``counts``: ``orbits``, ``dead_units``, ``translations``, ``gl``, ``partly_dead`` (numbers of
     vectors) and ``beyond_rescaling`` (all but the orbits: directions that make a minimum non-strict);
-    ``labels`` names the family of every column.
+    with ``with_labels``, ``labels`` names the family of every column.
     """
     net = problem.network
     p = net.n_params
@@ -84,7 +84,7 @@ def symmetry_vectors(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | 
     labels = []
     counts = {"orbits": 0, "dead_units": 0, "translations": 0, "gl": 0, "partly_dead": 0}
     if problem.weight_decay:
-        return sp.csc_matrix((p, 0)), dict(counts, beyond_rescaling=0, labels=[])
+        return sp.csc_matrix((p, 0)), dict(counts, beyond_rescaling=0, **({"labels": []} if with_labels else {}))
     s_pos, s_neg = net.activation.slopes
     masks = _kink_masks(problem, fwd, kinks)
     gl_left = MAX_GL if gl else 0
@@ -143,7 +143,8 @@ def symmetry_vectors(problem: Problem, fwd: ForwardPass, kinks: KinkStructure | 
                     counts["gl"] += 1
             gl_left -= U.size * (U.size - 1)
     counts["beyond_rescaling"] = counts["dead_units"] + counts["translations"] + counts["gl"] + counts["partly_dead"]
-    counts["labels"] = labels
+    if with_labels:
+        counts["labels"] = labels
     if not vecs:
         return sp.csc_matrix((p, 0)), counts
     rows = np.concatenate([i for i, _ in vecs])
