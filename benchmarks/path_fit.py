@@ -3,12 +3,18 @@
     PYTHONPATH=. python -m benchmarks.path_fit              # p ~ 4k and 20k (minutes)
     PYTHONPATH=. python -m benchmarks.path_fit --heavy      # also p ~ 90k (depth 2) and 8k (depth 3)
     PYTHONPATH=. python -m benchmarks.path_fit --oracle 300 # tests.bruteforce seeds 0..299
+    PYTHONPATH=. python -m benchmarks.path_fit --mutations 200
 
 Timing: the instances are :func:`benchmarks.instances.pattern_cells` minima (their proof is the
 construction); the figure is the whole ``certify.check`` time and the path test's own time, each
 divided by the median of three loss-and-gradient evaluations (``certify.tangent.loss_gradient``) in
 the same process. Results: ``benchmarks/results/path_fit.jsonl`` (one line per measurement) and
 ``benchmarks/results/path_fit.md``.
+
+Mutations: small :func:`benchmarks.instances.pattern_cells` minima are perturbed (a target moved by
+``2^-k``, a weight moved by ``2^-k``, an output weight's sign flipped, a hinge label flipped); wherever
+the path test still says ``ok``, an exact brute-force probe (:func:`tests.exact.probe`, rational
+arithmetic) looks for a decrease -- finding one would be a soundness bug.
 
 Oracle: for every seed of :func:`tests.bruteforce.random_instance` at a d-stationary point, the
 path test's answer is compared with :func:`tests.bruteforce.oracle` (exact piece enumeration);
@@ -98,20 +104,87 @@ def oracle_crosscheck(n: int) -> dict:
     return {"seeds": n, "counts": dict(counts), "disagreements": bad}
 
 
+def mutation_fuzz(n: int, seed: int = 0) -> dict:
+    from fractions import Fraction
+    import numpy as np
+    from tests import exact
+    from certify.data import Dataset, Problem
+    from certify.first_order import decide_first_order
+    from certify.kinks import find_kinks
+    from certify.network import Network
+    from certify.secondorder.path_fit import path_test
+    from certify.tangent import first_order_model
+    from .instances import pattern_cells
+    rng = np.random.default_rng(seed)
+    counts, bad = Counter(), []
+    for it in range(n):
+        loss = "hinge" if it % 4 == 3 else "square"
+        hidden = [(4, 3), (4,), (4, 3, 2)][it % 3]
+        kc = (2, 2) if len(hidden) == 2 else (2, 0)
+        inst = pattern_cells(d=5, hidden=hidden, n_quads=6, K_zero=3, K_convex=kc, loss=loss, seed=int(it))
+        weights = [W.copy() for W in inst.weights]
+        biases = [b.copy() for b in inst.biases]
+        y = np.array(inst.y, dtype=float).copy()
+        kind = ["target", "weight", "sign", "target"][int(rng.integers(4))]
+        k = int(rng.choice([1, 3, 6, 12]))
+        if kind == "target" and loss == "square":
+            y.reshape(len(y), -1)[int(rng.integers(len(y)))] += rng.choice([-1, 1]) * 2.0 ** -k
+        elif kind == "target":
+            i = int(rng.integers(len(y)))
+            y[i] = -y[i]
+        elif kind == "weight":
+            l = int(rng.integers(len(weights)))
+            W = weights[l]
+            W[int(rng.integers(W.shape[0])), int(rng.integers(W.shape[1]))] += rng.choice([-1, 1]) * 2.0 ** -k
+        else:
+            W = weights[-1]
+            j = int(rng.integers(W.shape[1]))
+            W[:, j] = -W[:, j]
+        net = Network(weights, biases, "relu")
+        pr = Problem(net, Dataset(inst.X, y), loss)
+        fwd = net.forward(pr.X, with_scale=True)
+        kk = find_kinks(pr, fwd)
+        fo = first_order_model(pr, fwd, kk)
+        first = decide_first_order(pr, fwd, kk, fo)
+        res = path_test(pr, fwd, kk, fo, first)
+        counts[f"{kind}: {res['status']}"] += 1
+        if res["status"] != "ok":
+            continue
+        layers = [([[Fraction(float(v)) for v in row] for row in W], [Fraction(float(v)) for v in b])
+                  for W, b in zip(weights, biases)]
+        X = [tuple(Fraction(float(v)) for v in row) for row in inst.X]
+        yq = ([int(v) for v in y] if loss == "hinge" else
+              [Fraction(float(v)) for v in y] if y.ndim == 1 else [tuple(Fraction(float(v)) for v in r) for r in y])
+        probe = exact.probe(layers, X, yq, "relu", loss, radii=(Fraction(1, 2 ** 16), Fraction(1, 2 ** 24)),
+                            n_random=8, seed=it)
+        counts["ok and probed"] += 1
+        if probe.found_decrease:
+            bad.append(it)
+    return {"mutations": n, "counts": dict(counts), "ok_with_exact_decrease": bad}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.path_fit")
     ap.add_argument("--heavy", action="store_true")
     ap.add_argument("--oracle", type=int, default=0, help="number of bruteforce seeds to cross-check")
+    ap.add_argument("--mutations", type=int, default=0, help="number of mutated constructions to probe")
     args = ap.parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     lines = []
     names = ["p4k_depth2", "p20k_depth2_C3"] + (["p90k_depth2", "p8k_depth3"] if args.heavy else [])
+    if (args.oracle or args.mutations) and not args.heavy:
+        names = []
     with open(RESULTS / "path_fit.jsonl", "a") as fh:
         for name in names:
             rec = time_one(name, SIZES[name])
             rec["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
             fh.write(json.dumps(rec) + "\n")
             lines.append(rec)
+            print(json.dumps(rec))
+        if args.mutations:
+            rec = mutation_fuzz(args.mutations)
+            rec["date"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+            fh.write(json.dumps(rec) + "\n")
             print(json.dumps(rec))
         if args.oracle:
             rec = oracle_crosscheck(args.oracle)
