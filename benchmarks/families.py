@@ -38,6 +38,10 @@ affine_cell      all units strictly active: a local minimum at the least-squares
                  ``not_stationary`` (one target moved)
 affine_kinks     the same with K samples exactly on first-layer kinks, fitted exactly: still a
                  local minimum (K up to 1,000, depth 1-3)
+path_cells       :func:`benchmarks.instances.pattern_cells`: quadruples of samples at their own affine fit
+                 under varying activation patterns (layers 1 and top nonlinear), convex kinks with nonzero
+                 residual in both, hundreds to 2,000 zero-loss kinks, depth 1-3, several outputs, hinge;
+                 p up to 9e4; variants not_stationary / concave (an exact L' < 0) and saddle (an escape unit)
 loss_kinks       other losses (hinge, absolute, multiclass hinge, logistic, cross-entropy) at
                  minima of the loss over all output vectors (groups of equal inputs), with loss
                  kinks where the loss has them; ``not_stationary`` variants
