@@ -38,6 +38,10 @@ affine_cell      all units strictly active: a local minimum at the least-squares
                  ``not_stationary`` (one target moved)
 affine_kinks     the same with K samples exactly on first-layer kinks, fitted exactly: still a
                  local minimum (K up to 1,000, depth 1-3)
+path_cells       :func:`benchmarks.instances.pattern_cells`: quadruples of samples at their own affine fit
+                 under varying activation patterns (layers 1 and top nonlinear), convex kinks with nonzero
+                 residual in both, hundreds to 2,000 zero-loss kinks, depth 1-3, several outputs, hinge;
+                 p up to 9e4; variants not_stationary / concave (an exact L' < 0) and saddle (an escape unit)
 loss_kinks       other losses (hinge, absolute, multiclass hinge, logistic, cross-entropy) at
                  minima of the loss over all output vectors (groups of equal inputs), with loss
                  kinks where the loss has them; ``not_stationary`` variants
@@ -729,6 +733,82 @@ def smooth_instances(specs) -> list[BenchInstance]:
     return out
 
 
+# ============================================================================ path-space cells
+def _pattern_truth(inst, spec):
+    """The construction's answer; the refuted variants are proved by an exact ``L'(theta; d) < 0``."""
+    variant = spec.get("variant", "min")
+    if variant == "min":
+        return _known("local_min", "exact construction (per-pattern affine fit: benchmarks.instances.pattern_cells)")
+    if variant == "saddle":
+        return _known("saddle", "exact construction (escape unit: indefinite 2x2 Hessian block on a plane where "
+                                "L is C^2; benchmarks.instances.pattern_cells)")
+
+    def truth():
+        ex = nm.ExactNet(inst.model(), inst.X, inst.y, inst.activation, inst.loss)
+        p = inst.n_params
+        dirs = []
+        if variant == "concave":
+            j, m = inst.expect["concave_witness"]
+            W1 = inst.weights[0]
+            d = np.zeros(p)
+            d[j * W1.shape[1]:(j + 1) * W1.shape[1]] = -inst.X[m]
+            d[W1.size + j] = -1.0
+            dirs.append(("concave witness -xbar_m", d))
+        C = inst.weights[-1].shape[0]
+        for c in range(C):
+            for sgn in (1.0, -1.0):
+                d = np.zeros(p)
+                d[p - C + c] = sgn
+                dirs.append(("output bias", d))
+        for name, d in dirs:
+            val = ex.directional_derivative(d)
+            if val < 0:
+                return "not_stationary", f"exact construction (L'(theta; d) = {float(val):.3g} < 0 exactly, {name})"
+        return None, "exact check of the witness directions failed"
+    return truth
+
+
+def path_cell_instances(specs) -> list[BenchInstance]:
+    """:func:`benchmarks.instances.pattern_cells`: depth 1-3 minima with convex kinks in the first and the
+    top hidden layer, many zero-loss kinks, several outputs, hinge; refuted variants (a moved target, a
+    concave kink member, an escape unit)."""
+    from . import instances as gen
+    out = []
+    for spec in specs:
+        spec = dict(spec)
+        spec.setdefault("seed", 0)
+
+        def make(spec=spec):
+            inst = gen.pattern_cells(**spec)
+            return _from_instances(inst, _pattern_truth(inst, spec))
+        sid = "_".join(f"{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in spec.items())
+        K = spec.get("K_zero", 32) + sum(spec.get("K_convex", (4, 4)))
+        out.append(BenchInstance(f"path_cells/{sid}", "path_cells",
+                                 {"K": K, "variant": spec.get("variant", "min"), "depth": len(spec.get("hidden", (16, 8)))},
+                                 make))
+    return out
+
+
+def _path_cell_specs(full: bool) -> list:
+    small = dict(d=6, n_quads=32, K_zero=16, K_convex=(4, 4))
+    specs = [dict(small, hidden=(8,), K_convex=(4, 0)),
+             dict(small, hidden=(8, 6)), dict(small, hidden=(8, 6), C=3), dict(small, hidden=(8, 6), loss="hinge"),
+             dict(small, hidden=(8, 6, 4), K_convex=(4, 0)),
+             dict(small, hidden=(8, 6), variant="not_stationary"), dict(small, hidden=(8, 6), variant="concave"),
+             dict(small, hidden=(8, 6), variant="saddle", K_convex=(2, 0))]
+    if full:
+        mid = dict(d=30, hidden=(60, 40), n_quads=500, K_zero=500, K_convex=(40, 40))
+        specs += [dict(mid), dict(mid, C=3), dict(mid, loss="hinge"), dict(mid, hidden=(60, 40, 30), K_convex=(40, 0)),
+                  dict(mid, variant="not_stationary"),
+                  dict(d=16, hidden=(24, 16), n_quads=120, K_zero=120, K_convex=(8, 8), variant="concave"),
+                  dict(d=10, hidden=(16, 10), n_quads=80, K_zero=80, K_convex=(4, 0), variant="saddle", seed=1),
+                  dict(d=8, hidden=(12, 8), n_quads=60, K_zero=60, K_convex=(4, 0), variant="saddle", C=2)]
+        big = dict(d=100, hidden=(300, 200), n_quads=2000, K_zero=2000, K_convex=(100, 100))
+        specs += [dict(big), dict(big, C=3), dict(big, loss="hinge"),
+                  dict(d=40, hidden=(80, 40, 40), n_quads=1000, K_zero=1000, K_convex=(80, 0))]
+    return specs
+
+
 # ============================================================================ descent search
 def _unit_lp_candidates(net: nm.AutogradNet, rng, max_units: int = 200) -> list:
     """Directions that move one first-layer unit: for each distinct kink row with a net negative
@@ -1128,6 +1208,7 @@ def suite(name: str) -> list[BenchInstance]:
     out += affine_instances(_affine_kink_specs(full), family="affine_kinks")
     out += loss_instances(_loss_specs(full))
     out += escape_instances(_escape_specs(full))
+    out += path_cell_instances(_path_cell_specs(full))
     hinge = [dict(variant=v, n_kinks=K, n=max(5 * K, 2 * K + 8), d=20, h=40)
              for K in ((10, 100) if not full else (10, 30, 100, 300))
              for v in ("descent", "stationary", "zero_gradient")]
@@ -1160,7 +1241,7 @@ def suite(name: str) -> list[BenchInstance]:
     return out
 
 
-FAMILIES = ("reference", "bruteforce", "affine_cell", "affine_kinks", "loss_kinks", "hinge_margins",
+FAMILIES = ("reference", "bruteforce", "affine_cell", "affine_kinks", "path_cells", "loss_kinks", "hinge_margins",
             "concave_kinks", "kink_scaling", "smooth_scale", "trained", "sosp_setting", "escapes")
-CONSTRUCTED = ("affine_cell", "affine_kinks", "loss_kinks", "hinge_margins", "concave_kinks", "kink_scaling",
-               "smooth_scale", "escapes")
+CONSTRUCTED = ("affine_cell", "affine_kinks", "path_cells", "loss_kinks", "hinge_margins", "concave_kinks",
+               "kink_scaling", "smooth_scale", "escapes")

@@ -639,3 +639,350 @@ def mixed_hinge_unit_kinks(n_hinge: int = 900, n_unit: int = 700, *, d: int = 50
                     expect={"unit_kinks": n_unit, "loss_kinks": n_hinge, "stationary": True, "local_min": True},
                     params={"generator": "mixed_hinge_unit_kinks", "n_hinge": n_hinge, "n_unit": n_unit, "d": d,
                             "h": h, "n": int(X.shape[0]), "alpha": alpha, "seed": seed})
+# ---------------------------------------------------------------------------- path-space cells
+def _exact_forward(weights, biases, X, frac_bits):
+    """Pre-activations (ReLU) with a check that every value is a dyadic computed exactly in float64.
+
+    ``frac_bits``: the fractional bits of the hidden values, or ``(hidden, output)``."""
+    frac_h, frac_o = frac_bits if isinstance(frac_bits, tuple) else (frac_bits, frac_bits)
+    pre, x = [], X
+    for l, (W, b) in enumerate(zip(weights, biases), start=1):
+        z = x @ W.T + b
+        size = np.abs(x) @ np.abs(W).T + np.abs(b)
+        bits = frac_o if l == len(weights) else frac_h
+        if size.size and size.max() * 2.0 ** bits >= 2.0 ** 52:
+            raise ValueError("pattern_cells: values too large for an exact float64 forward pass")
+        pre.append(z)
+        if l < len(weights):
+            x = np.maximum(z, 0.0)
+    return pre
+
+
+def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str = "square", n_quads: int = 64,
+                  K_zero: int = 32, K_convex: tuple = (4, 4), variant: str = "min", seed: int = 0) -> Instance:
+    """Minima (and refuted variants) whose proof is a per-pattern affine fit: depth 1-3, kinks in the
+    first and the top hidden layer with nonzero loss, many zero-loss kinks, several outputs, hinge.
+
+    Construction (ReLU; integers and dyadic numbers only, so float64 is exact -- asserted):
+
+    * ``W1 = [1 | S]`` (distinct rows ``S_j in {+-1}^(d-1)``; depth 2: the last column is 0 except for
+      one unit, so that input coordinate moves one first-layer unit only), ``b1 in {-1, 0, 1}``; depth 3: a middle
+      layer with weights in ``{1, 2}`` and bias 1 (active on every sample: a linear layer); the top
+      hidden layer has weights ``+-{1, 2}`` and biases set to minus the median of its pre-activations
+      (so about half its units are active at a sample); output weights ``a[c, k] = sgn_k {1, 2}``
+      (hinge: times ``2^-q`` so that ``|f| < 1/2`` on the quadruples). For depth 2, a quarter of the
+      first-layer units (the *aligned* ones) have ``W2[k, j] = sgn_k {1, 2}``: every path from them
+      to every output has the same sign.
+    * **Quadruples** ``Q``: ``c + delta_1 e_1, c - delta_1 e_1`` with residual ``+s`` and
+      ``c + delta_2 e_2, c - delta_2 e_2`` with ``-s`` (square loss; hinge: labels ``(y, y, -y, -y)``,
+      margins in ``(-1, 1)``). So ``sum_Q r_i xbar_i = 0`` exactly, for every output. Every
+      pre-activation at the centre ``c`` is at least ``1`` away from 0 and ``delta`` is small enough
+      that the four points share the centre's activation pattern: near ``theta``,
+      ``f(x_i) = A_Q(theta') xbar_i`` on ``Q`` for one affine map ``A_Q`` (patterns differ between
+      quadruples: layers 1 and top are nonlinear).
+    * **Convex kink members** (``K_convex = (k1, k2)``): in ``k1`` quadruples the point
+      ``c + delta_1 e_1`` sits exactly on the kink of a first-layer unit ``j`` (aligned for depth 2)
+      which is active at the other three points; in ``k2`` quadruples (depth 2) on the kink of a
+      top-layer unit ``k`` (placed with the one-unit input coordinate, exactly). The residual sign is chosen so that ``r_m . rho > 0`` (square; hinge:
+      ``-y_m rho > 0``), ``rho`` = the derivative of ``f`` w.r.t. the unit's output at that point.
+    * **Zero-loss kink samples** (``K_zero``): points exactly on the kink of a first-layer unit
+      (``x_rest = -t S_j + u`` with ``u`` small, ``x_0 = -S_j . x_rest - b_j``; every other pre-activation
+      at least 1 away from 0), fitted exactly (square: ``y = f(x)``; hinge: ``y = sign f``, ``|f| >= 1``).
+
+    **Proof that theta is a local minimum** (variant ``min``). Near ``theta`` every non-kink point of a
+    quadruple keeps the quadruple's pattern, so ``f = A_Q(theta') xbar`` there. At a kink member ``m``
+    of unit ``u``, ``f_m = A_Q(theta') xbar_m + rho(theta') max(-z_u, 0)`` (the unit only switches
+    off; ``rho`` keeps its sign near theta). Square loss: ``l_m >= 1/2 (A_Q xbar_m - y_m)^2 +
+    (A_Q xbar_m - y_m) . rho max(-z_u, 0)`` and the second term is ``>= 0`` near theta since
+    ``r_m . rho > 0``; hinge: ``l_m = 1 - y_m f_m >= 1 - y_m A_Q xbar_m``. So each quadruple's loss
+    is at least that of an affine fit of its four points, which is at least the best affine fit's --
+    attained at theta because ``sum_Q r_i xbar_i = 0`` (hinge: the loss of ``Q`` is constant in
+    ``A``). Zero-loss samples contribute ``>= 0 = `` their value at theta. Hence
+    ``L(theta') >= L(theta)`` near theta.
+
+    Variant ``saddle`` (depth 2, square loss): one more quadruple ``Q0`` with ``delta_2 = delta_1 = delta``
+    around a centre ``c0`` where a first-layer unit ``j0`` (``S_j0 = (1, 1, ...)``) exceeds its value at
+    every other sample, and one more top-layer unit ``k*`` with ``W2[k*] = e_j0``,
+    ``b2[k*] = -z_j0(c0)`` and output weights 0: ``z_k*`` is ``+delta`` at ``c0 + delta e1`` (residual
+    ``s``) and ``c0 + delta e2`` (residual ``-s``) and negative (nonzero) everywhere else, so
+    ``dL/da_k* = sum r relu(z_k*) / n = 0`` and theta stays stationary; ``L`` is C^2 in the plane of
+    ``(a[c, k*], W2[k*, j])`` (``z_k*`` is never 0) with Hessian ``[[2 delta^2 / n, beta], [beta, 0]]``,
+    ``beta = s_c (relu z_j(c0 + delta e1) - relu z_j(c0 + delta e2)) / n = +-2 delta s_c / n != 0`` for a unit
+    ``j`` active there with ``S_j1 != S_j2``: indefinite, a saddle.
+
+    Variants: ``not_stationary`` -- one quadruple target moved by 1/2 (hinge: one label flipped), so
+    the output bias has derivative ``mean r != 0`` (no kink involves it at first order);
+    ``concave`` -- one first-layer kink member with the wrong residual sign: along
+    ``d = -xbar_m`` on that unit's incoming weights ``L'(theta; d) = (rho r_m / n) |xbar_m|^2 < 0``
+    (the balanced quadruple cancels the rest; checked exactly by the benchmark's ground truth).
+    """
+    if variant not in ("min", "not_stationary", "concave", "saddle"):
+        raise ValueError(variant)
+    if variant == "saddle" and (len(hidden) != 2 or loss != "square"):
+        raise ValueError("saddle variant: depth 2, square loss")
+    if loss not in ("square", "hinge"):
+        raise ValueError(loss)
+    if loss == "hinge" and C != 1:
+        raise ValueError("hinge loss needs one output")
+    depth = len(hidden)
+    if depth not in (1, 2, 3) or d < 4:
+        raise ValueError("pattern_cells: depth 1-3 and d >= 4")
+    rng = np.random.default_rng(seed)
+    h1, htop = hidden[0], hidden[-1]
+    # depth 2: the last input coordinate is an *adjuster* seen by one first-layer unit only, so a
+    # top-layer pre-activation can be moved by W2[k, u] (a power of two) without touching the others
+    n_sign = d - 1 if depth != 2 else d - 2
+    if 2 ** n_sign < h1:
+        raise ValueError("need 2^(d-1) (depth 2: 2^(d-2)) >= h1 distinct sign rows")
+    rows, seen = [], set()
+    while len(rows) < h1:
+        r = rng.choice([-1.0, 1.0], size=n_sign)
+        if r.tobytes() not in seen:
+            seen.add(r.tobytes())
+            rows.append(r)
+    S = np.array(rows)
+    adjuster = None
+    if depth == 2:
+        adjuster = int(rng.integers(h1))
+        S = np.concatenate([S, np.zeros((h1, 1))], axis=1)
+        S[adjuster, -1] = 1.0
+    weights = [np.concatenate([np.ones((h1, 1)), S], axis=1)]
+    biases = [rng.integers(-1, 2, size=h1).astype(np.float64)]
+    sgn = rng.choice([-1.0, 1.0], size=htop)
+    aligned = np.zeros(h1, dtype=bool)
+    if depth == 2:
+        aligned[rng.permutation(h1)[:max(1, h1 // 4)]] = True
+        W2 = rng.choice([-2.0, -1.0, 1.0, 2.0], size=(htop, h1))
+        W2[:, aligned] = sgn[:, None] * rng.choice([1.0, 2.0], size=(htop, int(aligned.sum())))
+        weights.append(W2)
+        biases.append(np.zeros(htop))
+    elif depth == 3:
+        h2 = hidden[1]
+        weights.append(rng.choice([1.0, 2.0], size=(h2, h1)))
+        biases.append(np.ones(h2))
+        weights.append(sgn[:, None] * rng.choice([1.0, 2.0], size=(htop, h2)))
+        biases.append(np.zeros(htop))
+    a = sgn[None, :] * rng.choice([1.0, 2.0], size=(C, htop))
+    if depth == 1:
+        a = sgn[None, :] * rng.choice([1.0, 2.0], size=(C, htop))
+    weights.append(a)
+    biases.append(np.zeros(C))
+    # centres: integers; the top layer's biases from the median of its pre-activations
+    n_cand = 4 * n_quads + 64
+    cand = np.concatenate([rng.integers(-(d - 1), d, size=(n_cand, 1)),
+                           rng.integers(-2, 3, size=(n_cand, d - 1))], axis=1).astype(np.float64)
+    if depth >= 2:
+        pre = _exact_forward(weights, biases, cand, 0)
+        biases[-2] = -np.floor(np.median(pre[-2], axis=0))
+    pre = _exact_forward(weights, biases, cand, 0)
+    ok = np.all([np.all(np.abs(z) >= 1, axis=1) for z in pre[:-1]], axis=0)
+    centres = cand[ok]
+    # delta: small enough that no pre-activation changes sign inside a quadruple
+    growth = 1.0
+    for W in weights[1:-1]:
+        growth = max(growth, float(np.abs(W).sum(axis=1).max()) * growth)
+    k1 = int(np.ceil(np.log2(8 * growth))) + 1
+    d1 = 2.0 ** -k1
+    frac = k1 + 8
+    out_scale = 1.0
+    if loss == "hinge":
+        Fc = _exact_forward(weights, biases, centres, 0)[-1]
+        q = int(np.ceil(np.log2(4 * max(float(np.abs(Fc).max()), 1.0) + 8 * growth))) + 1
+        out_scale = 2.0 ** -q
+        weights[-1] = weights[-1] * out_scale
+        frac = (frac, frac + q)
+    X_parts, r_parts, y_lab = [], [], []
+    e1 = np.zeros(d); e1[1] = 1.0
+    e2 = np.zeros(d); e2[2] = 1.0
+
+    def quad(c, dd1, dd2):
+        return np.stack([c + dd1 * e1, c - dd1 * e1, c + dd2 * e2, c - dd2 * e2])
+
+    def pattern_ok(P, skip=None):
+        pre_ = _exact_forward(weights, biases, P, frac)
+        for l, z in enumerate(pre_[:-1], start=1):
+            zz = z.copy()
+            if skip is not None and skip[0] == l:
+                zz[0, skip[1]] = np.sign(zz[1, skip[1]])      # the kink member takes the others' side
+                if z[0, skip[1]] != 0 or np.any(z[1:, skip[1]] <= 0):
+                    return None
+            if np.any(zz == 0) or np.any(np.sign(zz) != np.sign(zz[0:1])):
+                return None
+        return pre_
+
+    # derivative rho of f (all outputs) w.r.t. a unit's output at a point whose pattern is known
+    def rho_of(point, layer, unit):
+        pre_ = _exact_forward(weights, biases, point[None, :], frac)
+        # back-propagate e_unit from layer `layer` (1-based hidden layer) to the output
+        v = np.zeros(weights[layer - 1].shape[0]); v[unit] = 1.0
+        for l in range(layer + 1, len(weights) + 1):
+            v = weights[l - 1] @ v
+            if l < len(weights):
+                v = v * (pre_[l - 1][0] > 0)
+        return v                                                          # (C,)
+
+    s_vals = np.array([-1.0, -0.5, 0.5, 1.0])
+    k_first, k_top = K_convex if depth == 2 else (K_convex[0], 0)
+    n_plain = n_quads - k_first - k_top
+    if n_plain < 1 or len(centres) < n_quads:
+        raise ValueError("pattern_cells: not enough quadruples")
+    used = 0
+    concave_done = False
+    witness = None
+    # plain quadruples
+    for c in centres[:n_plain]:
+        P = quad(c, d1, d1 / 2)
+        if pattern_ok(P) is None:
+            continue
+        s = rng.choice(s_vals, size=C)
+        X_parts.append(P)
+        r_parts.append(np.stack([s, s, -s, -s]))
+        used += 1
+    # kink members in the first layer
+    cand_units = np.nonzero((S[:, 0] == -1) & (aligned if depth == 2 else np.ones(h1, bool)))[0]
+    tries = 0
+    made1 = 0
+    used_units = set()
+    while made1 < k_first and tries < 200 * max(k_first, 1) and cand_units.size:
+        tries += 1
+        j = int(rng.choice(cand_units))
+        if j in used_units and (len(used_units) < cand_units.size or (witness is not None and j == witness[0])):
+            continue                                  # distinct units while they last; never the concave one
+        c = centres[rng.integers(len(centres))].copy()
+        c[0] = d1 - (S[j] @ c[1:]) - biases[0][j]                       # z_j(c) = delta_1 (S_j1 = -1)
+        P = quad(c, d1, d1 / 2)
+        pre_ = pattern_ok(P, skip=(1, j))
+        if pre_ is None:
+            continue
+        z1 = pre_[0]
+        if np.any(np.abs(np.delete(z1[0], j)) < 0.5):
+            continue
+        rho = rho_of(P[0], 1, j)
+        if np.any(rho == 0) and depth > 1:
+            continue
+        mag = rng.choice(s_vals[2:], size=C)
+        # the member's loss derivative omega_m (square: its residual; hinge: -y_m) has the sign of rho
+        s = np.sign(rho) * mag if loss == "square" else np.array([np.sign(rho[0])])
+        if variant == "concave" and not concave_done:
+            s = -s
+            concave_done = True
+            witness = (j, 4 * len(X_parts))            # (unit, sample index of its kink member)
+        X_parts.append(P)
+        r_parts.append(np.stack([s, s, -s, -s]))
+        used_units.add(j)
+        made1 += 1
+    # kink members in the top hidden layer (depth >= 2)
+    L = len(weights)
+    made2, tries = 0, 0
+    while made2 < k_top and tries < 400 * max(k_top, 1):
+        tries += 1
+        k = int(rng.integers(htop))
+        c = centres[rng.integers(len(centres))].copy()
+        ea = np.zeros(d); ea[-1] = 1.0
+        pre_c = _exact_forward(weights, biases, np.stack([c, c + e1, c + e2, c + ea]), 0)
+        zt = pre_c[-2][:, k]
+        g, g2, s0 = zt[1] - zt[0], zt[2] - zt[0], zt[3] - zt[0]           # slopes along e1, e2, the adjuster
+        if pre_c[0][0, adjuster] <= 0 or g >= 0 or abs(s0) not in (1.0, 2.0):
+            continue
+        c[-1] += (-d1 * g - zt[0]) / s0                                   # z_k(c) = -delta_1 g > 0
+        m = 1
+        while 2.0 ** m <= 4 * abs(g2) / abs(g):
+            m += 1
+        dd2 = d1 * 2.0 ** -m
+        P = quad(c, d1, dd2)
+        pre_ = pattern_ok(P, skip=(L - 1, k))
+        if pre_ is None:
+            continue
+        if np.any([np.any(np.abs(z[0]) < 0.25) for z in pre_[:-2]]):
+            continue
+        rho = weights[-1][:, k]
+        s = np.sign(rho) * rng.choice(s_vals[2:], size=C) if loss == "square" else np.array([np.sign(rho[0])])
+        X_parts.append(P)
+        r_parts.append(np.stack([s, s, -s, -s]))
+        made2 += 1
+    # zero-loss samples on first-layer kinks: x_rest = -t S_j + u (u small), x_0 such that z_j = 0; the
+    # others are active (z_j' = t (|S_j|^2 - S_j'.S_j) + ... >= 2t - ...); bounded magnitudes (a far-out
+    # sample with a huge target would swamp every rounding bound of the loss)
+    Xk, units = [], rng.integers(h1, size=K_zero)
+    for j in units:
+        for attempt in range(400):
+            t = 2 + attempt // 50
+            x = np.zeros(d)
+            x[1:] = -t * S[j] + rng.integers(-1, 2, size=d - 1) * (attempt % 50 > 0)
+            x[0] = -(S[j] @ x[1:]) - biases[0][j]
+            pre_ = _exact_forward(weights, biases, x[None, :], frac)
+            if pre_[0][0, j] != 0 or np.any(np.abs(np.delete(pre_[0][0], j)) < 1) or any(
+                    np.any(np.abs(z[0]) < 1) for z in pre_[1:-1]):
+                continue
+            if loss == "hinge" and abs(pre_[-1][0, 0]) < 1:
+                continue
+            Xk.append(x)
+            break
+    Xk = np.array(Xk).reshape(-1, d)
+    escape = None
+    if variant == "saddle":
+        # an escape unit k* in the top layer: z_k* = relu(z1_j0) - z1_j0(c0), positive only at the two
+        # members c0 + delta e1, c0 + delta e2 (opposite residuals, equal values delta) of a quadruple
+        others = np.concatenate([np.concatenate(X_parts, axis=0), Xk.reshape(-1, d)], axis=0)
+        j0s = np.nonzero((S[:, 0] == 1) & (S[:, 1] == 1))[0]
+        for _ in range(400):
+            j0 = int(rng.choice(j0s))
+            z_other = _exact_forward(weights, biases, others, frac)[0][:, j0]
+            c = centres[rng.integers(len(centres))].copy()
+            c[0] += max(0.0, float(np.maximum(z_other, 0).max()) + 2 - (c[0] + S[j0] @ c[1:] + biases[0][j0]))
+            c[0] = np.ceil(c[0])
+            P = quad(c, d1, d1)
+            if pattern_ok(P) is None:
+                continue
+            z0 = float(c[0] + S[j0] @ c[1:] + biases[0][j0])
+            if z0 < float(np.maximum(z_other, 0).max()) + 1:
+                continue
+            s_ = rng.choice(s_vals, size=C)
+            X_parts.append(P)
+            r_parts.append(np.stack([s_, s_, -s_, -s_]))
+            escape = (j0, z0)
+            break
+        if escape is None:
+            raise RuntimeError("pattern_cells: no escape quadruple found")
+    Xq = np.concatenate(X_parts, axis=0)
+    Rq = np.concatenate(r_parts, axis=0)
+    if escape is not None:
+        j0, z0 = escape
+        row = np.zeros((1, h1)); row[0, j0] = 1.0
+        weights[1] = np.concatenate([weights[1], row], axis=0)
+        biases[1] = np.concatenate([biases[1], [-z0]])
+        weights[2] = np.concatenate([weights[2], np.zeros((C, 1))], axis=1)
+    X = np.concatenate([Xq, Xk], axis=0)
+    pre = _exact_forward(weights, biases, X, frac)
+    if escape is not None:
+        zk = pre[1][:, -1]
+        assert np.count_nonzero(zk > 0) == 2 and np.all(zk != 0)
+    F = pre[-1]
+    nq = Xq.shape[0]
+    if loss == "square":
+        R = np.concatenate([Rq, np.zeros((Xk.shape[0], C))], axis=0)
+        if variant == "not_stationary":
+            R[0] += 0.5
+        y = F - R
+        assert np.array_equal(F - y, R)
+        y = y[:, 0] if C == 1 else y
+    else:
+        # hinge: Rq holds omega = -y on the quadruples (margins in (-1, 1)); zero-loss samples: y = sign f
+        yq = -np.sign(Rq[:, 0])
+        assert np.all(np.abs(F[:nq, 0]) < 0.5)
+        yk = np.sign(F[nq:, 0])
+        assert np.all(np.abs(F[nq:, 0]) >= 1)
+        y = np.concatenate([yq, yk])
+        if variant == "not_stationary":
+            y[0] = -y[0]
+    kinks1 = int(sum(np.count_nonzero(z == 0) for z in pre[:-1]))
+    widths = (d,) + tuple(hidden) + (C,)
+    return Instance(name=f"pattern_cells_{'-'.join(map(str, widths))}_{loss}_{variant}_s{seed}",
+                    weights=tuple(weights), biases=tuple(biases), X=X, y=y, activation="relu", loss=loss,
+                    expect={"variant": variant, "quadruples": int(nq // 4), "unit_kinks": kinks1,
+                            "escape_unit": None if escape is None else int(weights[1].shape[0] - 1),
+                            "concave_witness": witness,
+                            "zero_loss_kinks": int(Xk.shape[0]), "convex_kinks": (made1, made2)},
+                    params={"generator": "pattern_cells", "d": d, "hidden": list(hidden), "C": C, "loss": loss,
+                            "n_quads": n_quads, "K_zero": K_zero, "K_convex": list(K_convex), "variant": variant,
+                            "seed": seed})

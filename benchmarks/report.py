@@ -16,9 +16,9 @@ from pathlib import Path
 from .runner import RESULTS_DIR, load_records
 
 METHOD_ORDER = ("certify", "enumeration", "hessian_rule", "gradient_sampling", "sosp_check")
-FAMILY_ORDER = ("reference", "bruteforce", "affine_cell", "affine_kinks", "loss_kinks", "hinge_margins",
+FAMILY_ORDER = ("reference", "bruteforce", "affine_cell", "affine_kinks", "path_cells", "loss_kinks", "hinge_margins",
                 "concave_kinks", "kink_scaling", "smooth_scale", "trained", "sosp_setting")
-CONSTRUCTED = ("affine_cell", "affine_kinks", "loss_kinks", "hinge_margins", "concave_kinks", "kink_scaling",
+CONSTRUCTED = ("affine_cell", "affine_kinks", "path_cells", "loss_kinks", "hinge_margins", "concave_kinks", "kink_scaling",
                "smooth_scale")
 
 

@@ -16,8 +16,8 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 from __future__ import annotations
 
 from ..budget import OutOfTime
-from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, pieces, search, smooth,
-               spurious, zero_loss)
+from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, path_fit, pieces,
+               saturated, search, smooth, spurious, zero_loss)
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
 __all__ = ["KINDS", "RECHECK", "Context", "SecondOrder", "decide_second_order", "DENSE_P", "TOL_CURVATURE",
@@ -41,13 +41,28 @@ class _EarlyCell:
     run = staticmethod(cell.run)
 
 
+class _EarlyPath:
+    """The path-space certificate (a few gradients) ahead of the dense Hessian when p is large."""
+
+    NAME = path_fit.NAME
+
+    @staticmethod
+    def applies(ctx: Context) -> str | None:
+        if ctx.problem.n_params <= EARLY_CELL_P:
+            return "small p: the Hessian runs first (it also says whether the minimum is strict)"
+        return path_fit.applies(ctx)
+
+    run = staticmethod(path_fit.run)
+
+
 #: the order in which the kinds are tried
-KINDS = (zero_loss, escape_any, _EarlyCell, smooth, cell, affine, search.Early, lanczos, cone, copositive, pieces,
-         higher_order, search)
+KINDS = (zero_loss, escape_any, _EarlyCell, _EarlyPath, smooth, cell, affine, path_fit, search.Early, lanczos,
+         saturated, cone, copositive, pieces, higher_order, search)
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,
-           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces, "nearby": nearby}
+           "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces, "nearby": nearby,
+           "path_fit": path_fit, "saturated": saturated}
 
 
 def decide_second_order(problem, fwd, kinks, fo, first, *, time_limit: float = 60.0,

@@ -293,7 +293,7 @@ def critical_cone_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure,
                            "of the critical cone: the exact minimum over the cone was not established",
                            certificate=certificate)
     if q > tol:
-        flat = res["symmetry"].get("dead_units", 0) + res["symmetry"].get("translations", 0)
+        flat = res["symmetry"].get("beyond_rescaling", 0)
         return SecondOrder("local_min", "critical_cone", reason=(
             f"the Lagrangian Hessian is positive on the critical cone of every piece ({res['pieces']} piece(s), "
             f"{res['faces']} face(s); least curvature {q:.3g}) modulo rescaling"

@@ -457,7 +457,7 @@ def piece_kkt_test(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, *, 
         return SecondOrder(None, "piece_kkt", reason="; ".join(out["reasons"][:3]), certificate=certificate)
     flat = sum(pc.get("flat", 0) for pc in pieces)
     sym = certificate.get("symmetry", {})
-    flat += sym.get("dead_units", 0) + sym.get("translations", 0)
+    flat += sym.get("beyond_rescaling", 0)
     least = min((pc["min_curvature"] for pc in pieces if pc.get("min_curvature") is not None), default=None)
     return SecondOrder("local_min", "piece_kkt", reason=(
         f"KKT multipliers and positive Lagrangian curvature on the critical cone of each of the {n} piece(s) "

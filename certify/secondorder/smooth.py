@@ -56,12 +56,12 @@ def smooth_hessian_test(problem: Problem, fwd: ForwardPass, deadline: float | No
             "symmetry": counts, "n_negative": int(np.count_nonzero(evals < -tol)),
             "n_zero": int(np.count_nonzero(np.abs(evals) <= tol))}
     if q > tol:
-        dead, shift = counts.get("dead_units", 0), counts.get("translations", 0)
-        # strict: modulo the rescaling orbits only; dead units and translations are flat directions
+        dead, shift = counts.get("dead_units", 0), counts.get("beyond_rescaling", 0) - counts.get("dead_units", 0)
+        # strict: modulo the rescaling orbits only; dead units, translations, GL and partly dead units are flat
         flags = {"strict": dead + shift == 0, "flat_directions": dead + shift > 0, "differentiable": True}
         what = ("a strict local minimum modulo rescaling" if dead + shift == 0 else
                 f"a local minimum, strict modulo rescaling and the flat directions of {dead} dead unit(s) and "
-                f"{shift} always-active unit bias translation(s)")
+                f"{shift} translation, GL or partly-dead direction(s) (certify.secondorder.symmetry)")
         return SecondOrder("local_min", "hessian", reason=f"no kink; the Hessian is positive definite "
                            f"(smallest eigenvalue {q:.3g}) on the complement of the {Q.shape[1]} symmetry/flat "
                            f"directions: {what}", flags=flags, certificate=cert)
