@@ -1,0 +1,186 @@
+"""Multipliers of the held kinks: which side each one's release would descend to, releases, and the
+stationarity of a point (reduced gradient, kink residual, multiplier violations)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..data import Problem
+from ..tangent import backprop
+from .limits import MAX_RELEASES, TOL_FACE, TOL_HOLD, TOL_SLOPE
+from .pieces import Held, Point, evaluate, nested, nested_of
+from .projector import Projector
+
+log = logging.getLogger(__name__)
+
+
+def grad_scale(pt: Point) -> float:
+    """Size of the terms the gradient entries are summed from (absolute back-propagation)."""
+    problem, fwd = pt.problem, pt.fwd
+    D_abs = [np.abs(d) for d in pt.D]     # held units carry s_pos, the larger slope in size
+    gs, _ = backprop(problem, fwd, D_abs, np.abs(pt.loss_slopes) / problem.n_samples, absolute=True)
+    if problem.weight_decay:
+        gs = gs + problem.weight_decay * np.abs(pt.theta)
+    return max(float(np.abs(gs).max(initial=0.0)), 1e-300)
+
+
+def sides(pt: Point, nu: np.ndarray, gamma_floor: float):
+    """Per held row: the normalised slopes into ``phi > 0`` and ``phi < 0`` (>= 0 both: consistent).
+
+    ``s_plus = -nu / |gamma|``, ``s_minus = (nu + gamma) / |gamma|``; for a convex kink
+    ``s_plus = 1 - lambda`` and ``s_minus = lambda`` with ``lambda = 1 + nu / gamma``. Rows with
+    ``|gamma| <= gamma_floor`` (a kink the loss does not see) get ``-inf`` on the side ``nu`` descends.
+    """
+    k = len(pt.keys)
+    gam = pt.gamma[:k]
+    nu = nu[:k]
+    tiny = np.abs(gam) <= gamma_floor
+    g_abs = np.where(tiny, 1.0, np.abs(gam))
+    s_plus = -nu / g_abs
+    s_minus = (nu + gam) / g_abs
+    s_plus = np.where(tiny & (nu > 0), -np.inf, np.where(tiny, np.inf, s_plus))
+    s_minus = np.where(tiny & (nu <= 0), -np.inf, np.where(tiny, np.inf, s_minus))
+    return s_plus, s_minus
+
+
+def tie_weights(pt: Point, nu: np.ndarray) -> dict:
+    """Simplex weights ``pi`` of every held loss group: ``pi_b = -n nu_b``, ``pi_ref = 1 - sum``."""
+    n = pt.problem.n_samples
+    out = {}
+    for key, v in zip(pt.keys, nu):
+        if key[0] != "tie":
+            continue
+        _, i, grp, b, ref = key
+        w = out.setdefault((i, grp), {ref: 1.0})
+        w[b] = -n * v
+        w[ref] -= -n * v
+    return out
+
+
+def violations(pt: Point, nu: np.ndarray, gscale: float) -> np.ndarray:
+    """Per held row: the rate at which ``L`` falls along the unit normal into its descending side,
+    relative to the size of the gradient's terms (0 when the multiplier lies in its interval)."""
+    k = len(pt.keys)
+    if k == 0:
+        return np.zeros(0)
+    s_plus, s_minus = sides(pt, nu, 1e-12 * gscale)
+    worst = np.minimum(s_plus, s_minus)
+    row_norm = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel())
+    size = np.abs(pt.gamma[:k]) * row_norm
+    finite = np.isfinite(worst)
+    out = np.abs(nu[:k]) * row_norm                      # kinks the loss does not see: |nu| is the slope
+    out[finite] = np.maximum(0.0, -worst[finite]) * size[finite]
+    # a unit kink that feeds a held kink (same sample, downstream) acts on L through that kink: its
+    # multiplier in the reference piece is not its multiplier in the nested piecewise structure, so
+    # it is held as long as the kink it feeds is, and the checker judges the nested structure
+    n = pt.problem.n_samples
+    feeds = {l: nested_of(pt.keys, l, n) for l in {key[1] for key in pt.keys if key[0] == "unit"}}
+    for q, key in enumerate(pt.keys):
+        if key[0] == "unit" and feeds[key[1]][key[2]]:
+            out[q] = 0.0
+    for (i, grp), w in tie_weights(pt, nu).items():
+        low = min(w.values())
+        if low < 0:
+            for q, key in enumerate(pt.keys):
+                if key[0] == "tie" and key[1] == i and key[2] == grp:
+                    out[q] = max(out[q], -low * row_norm[q] / pt.problem.n_samples)
+    return out / gscale
+
+
+def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floor: float,
+             viol: np.ndarray) -> tuple[Held, int]:
+    """Release held kinks whose multiplier lies outside its interval, to the side that descends.
+
+    Only kinks whose descent (``viol``, see :func:`violations`) exceeds :data:`TOL_SLOPE` count.
+    Concave kinks (``gamma < 0``) and kinks the loss does not see (``|gamma| <= gamma_floor``) are
+    released at once; convex kinks and loss ties only once their face is solved (``face_solved``:
+    the reduced gradient is ~0, so the multipliers are those of the face's KKT point, as in an
+    active-set QP), and a kink released :data:`MAX_RELEASES` times stays held (anti-cycling). A
+    unit kink feeding a held kink is not released (see :func:`violations`).
+    """
+    s_plus, s_minus = sides(pt, nu, gamma_floor)
+    out = held.copy()
+    count = 0
+    n = pt.problem.n_samples
+    feeds = {l: nested(held, l, n) for l in range(1, len(held.units) + 1)}
+    for k, key in enumerate(pt.keys):
+        if key[0] != "unit" or viol[k] <= TOL_SLOPE:
+            continue
+        if feeds[key[1]][key[2]]:
+            continue                     # feeds a held kink: see violations
+        convex = pt.gamma[k] > gamma_floor
+        if convex and (not face_solved or out.releases.get(key, 0) >= MAX_RELEASES):
+            continue
+        _, l, i, j = key
+        out.units[l - 1][i, j] = False
+        out.side[l - 1][i, j] = 1 if s_plus[k] < s_minus[k] else -1
+        out.releases[key] = out.releases.get(key, 0) + 1
+        count += 1
+    if not face_solved:
+        return out, count
+    bad_groups = {(key[1], key[2]) for q, key in enumerate(pt.keys) if key[0] == "tie" and viol[q] > TOL_SLOPE}
+    for (i, grp), w in tie_weights(pt, nu).items():
+        key = ("tie", i, grp)
+        if (i, grp) not in bad_groups or out.releases.get(key, 0) >= MAX_RELEASES:
+            continue
+        active, ref = out.ties[(i, grp)]
+        worst = min(w, key=lambda b: w[b])
+        remaining = tuple(a for a in active if a != worst)
+        out.releases[key] = out.releases.get(key, 0) + 1
+        count += 1
+        if len(remaining) <= 1:
+            del out.ties[(i, grp)]
+            out.tie_side[(i, grp)] = remaining[0]
+        else:
+            new_ref = ref if ref in remaining else max(remaining, key=lambda a: w.get(a, 0.0))
+            out.ties[(i, grp)] = (remaining, new_ref)
+    return out, count
+
+
+@dataclass
+class Stationarity:
+    pt: Point
+    held: Held
+    proj: Projector
+    nu: np.ndarray
+    r: np.ndarray
+    gscale: float
+    red_rel: float
+    kink_res: float
+    viol: float
+
+    @property
+    def gamma_floor(self) -> float:
+        return 1e-12 * self.gscale
+
+    @property
+    def kinks_ok(self) -> bool:
+        return self.kink_res <= 1e3 * TOL_HOLD
+
+    @property
+    def mult_ok(self) -> bool:
+        return self.viol <= TOL_SLOPE
+
+
+def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: int = 4) -> Stationarity:
+    """Multipliers, reduced gradient and releases at ``theta`` (releases change the held set)."""
+    for _ in range(max_updates):
+        pt = evaluate(problem, theta, held)
+        proj = Projector(sp.vstack([pt.rows, pt.gauge], format="csr"))
+        nu = proj.multipliers(-pt.g)
+        r = proj.project(pt.g)
+        gscale = grad_scale(pt)
+        red_rel = float(np.abs(r).max(initial=0.0)) / gscale
+        viol = violations(pt, nu, gscale)
+        new_held, n_rel = release(pt, nu, held, red_rel <= TOL_FACE, 1e-12 * gscale, viol)
+        if n_rel == 0:
+            break
+        log.debug("  released %d kink(s)", n_rel)
+        held = new_held
+    kink_res = float((np.abs(pt.phi) / np.maximum(pt.phi_scale, 1e-300)).max(initial=0.0))
+    return Stationarity(pt=pt, held=held, proj=proj, nu=nu, r=r, gscale=gscale, red_rel=red_rel, kink_res=kink_res,
+                         viol=float(viol.max(initial=0.0)))
