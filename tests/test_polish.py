@@ -13,6 +13,7 @@ Expected answers are derived independently of the tool:
   checkpoint is the checkpoint itself.
 """
 
+import itertools
 from fractions import Fraction
 
 import numpy as np
@@ -122,7 +123,7 @@ def trained(widths, loss, n_out, seed, *, n=30, steps=3000) -> Problem:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, widths[0]))
     y = np.column_stack([np.abs(X[:, 0]) - X[:, -1], X[:, 0] * X[:, -1]])[:, :n_out]
-    net = Network([rng.standard_normal((b, a)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:])],
+    net = Network([rng.standard_normal((b, a)) / np.sqrt(a) for a, b in itertools.pairwise(widths)],
                   [0.1 * rng.standard_normal(b) for b in widths[1:]], "relu")
     return adam(Problem(net, Dataset(X, y[:, 0] if n_out == 1 else y), loss), steps)
 
@@ -247,7 +248,7 @@ def small_problems(draw):
         y = rng.integers(0, 3, n)
     else:
         y = rng.standard_normal((n, n_out))
-    net = Network([rng.standard_normal((b, a)) for a, b in zip(widths[:-1], widths[1:])],
+    net = Network([rng.standard_normal((b, a)) for a, b in itertools.pairwise(widths)],
                   [rng.standard_normal(b) for b in widths[1:]], act)
     return Problem(net, Dataset(X, y), loss, wd)
 
@@ -259,7 +260,7 @@ def test_the_loss_never_goes_up(problem):
     res = polish(problem, deadline=time.perf_counter() + 0.4)
     assert res.loss_after <= res.loss_before
     losses = [h["loss"] for h in res.history]
-    assert all(b <= a for a, b in zip(losses, losses[1:])), losses
+    assert all(b <= a for a, b in itertools.pairwise(losses)), losses
     assert np.isfinite(res.theta).all() and np.isfinite(res.loss_after)
 
 

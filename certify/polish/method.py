@@ -109,7 +109,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
                 held.units[l - 1][:, j] = False
             log.info("polish: %d unit(s) collapsed on the way, set to 0 and frozen", len(zero_units))
         st = stationarity(problem, theta, held)
-        if refine_from is not None and st.red_rel >= 0.5 * refine_from[2]:
+        if refine_from is not None and st.red_rel >= refine_from[2]:
             theta, held = refine_from[0], refine_from[1]      # the refinement did not help: undo it
             st = stationarity(problem, theta, held)
             ok = st.kinks_ok and st.mult_ok and st.red_rel <= TOL_STALL
@@ -138,7 +138,8 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         hvp = lagrangian_hvp(st.pt, st.nu)
         rho = RHO_REL * max(hess_size(hvp, theta.size), 1e-300)
         tol_cg = min(0.1, np.sqrt(st.red_rel)) * float(np.linalg.norm(st.r))
-        x, model, cg_info = steihaug(hvp, st.proj.project, st.r, radius, rho, tol_cg, deadline, MAX_CG)
+        max_cg = MAX_CG if st.red_rel > TOL_FACE else 4 * MAX_CG     # final steps: solve accurately
+        x, model, cg_info = steihaug(hvp, st.proj.project, st.r, radius, rho, tol_cg, deadline, max_cg)
         if not np.any(x) and out_of_time():
             reason = "the time budget ran out"
             break

@@ -176,7 +176,23 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
         gscale = grad_scale(pt)
         red_rel = float(np.abs(r).max(initial=0.0)) / gscale
         viol = violations(pt, nu, gscale)
-        new_held, n_rel = release(pt, nu, held, red_rel <= TOL_FACE, 1e-12 * gscale, viol)
+        face_solved = red_rel <= TOL_FACE
+        if face_solved and viol.max(initial=0.0) > TOL_SLOPE:
+            # the least-norm multipliers leave their intervals; other multipliers may not (dependent
+            # rows share the load): the box-constrained least squares decides, as the checker's QP
+            box = box_multipliers(pt, gscale)
+            if box is None:
+                pass
+            elif float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red_rel, TOL_SLOPE):
+                nu, viol = box[0], np.zeros_like(viol)
+            else:
+                r_box = box[1]
+                new_held, n_rel = release_along(pt, held, -r_box, 1e-12 * gscale)
+                if n_rel:
+                    log.debug("  released %d kink(s) along the box-multiplier descent", n_rel)
+                    held = new_held
+                    continue
+        new_held, n_rel = release(pt, nu, held, face_solved, 1e-12 * gscale, viol)
         if n_rel == 0:
             break
         log.debug("  released %d kink(s)", n_rel)
@@ -184,3 +200,91 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
     kink_res = float((np.abs(pt.phi) / np.maximum(pt.phi_scale, 1e-300)).max(initial=0.0))
     return Stationarity(pt=pt, held=held, proj=proj, nu=nu, r=r, gscale=gscale, red_rel=red_rel, kink_res=kink_res,
                          viol=float(viol.max(initial=0.0)))
+
+
+def multiplier_bounds(pt: Point, gscale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Intervals of the held rows' multipliers ``nu`` (``g + B' nu = 0`` at a KKT point).
+
+    A unit kink with jump ``gamma > 0`` needs ``nu`` in ``[-gamma, 0]`` (``lambda`` in [0, 1]), a
+    loss tie ``[-1/n, 0]`` per losing piece (the simplex is relaxed to a box for three or more
+    pieces), a kink the loss does not see ``~0``; kinks feeding a held kink and the gauge are free.
+    """
+    k = len(pt.keys)
+    lo = np.full(k + pt.gauge.shape[0], -np.inf)
+    hi = np.full(k + pt.gauge.shape[0], np.inf)
+    n = pt.problem.n_samples
+    feeds = {l: nested_of(pt.keys, l, n) for l in {key[1] for key in pt.keys if key[0] == "unit"}}
+    floor = 1e-12 * gscale
+    for q, key in enumerate(pt.keys):
+        if key[0] == "tie":
+            lo[q], hi[q] = -1.0 / n, 0.0
+        elif feeds[key[1]][key[2]]:
+            continue
+        else:
+            gam = pt.gamma[q]
+            lo[q], hi[q] = (min(-gam, 0.0), max(-gam, 0.0)) if abs(gam) > floor else (-floor, floor)
+    return lo, hi
+
+
+def box_multipliers(pt: Point, gscale: float, max_rows: int = 2500) -> tuple[np.ndarray, np.ndarray] | None:
+    """Multipliers in their intervals nearest to closing ``g + B' nu = 0``, and the residual.
+
+    The bounded least squares ``min ||g + B' nu||`` is solved in the multipliers' own space: with
+    ``B B' = R' R`` (eigen-decomposition, so dependent rows are fine) it is ``min ||R nu + c||``
+    over the box, a small dense problem for scipy's ``lsq_linear`` (trust-region reflective). The residual is zero at
+    a KKT point, else minus the steepest descent of the loss's first-order model (as the checker's
+    Clarke QP). None above ``max_rows`` held rows (dense ``m x m`` work).
+    """
+    from scipy.optimize import lsq_linear
+    B = sp.vstack([pt.rows, pt.gauge], format="csr")
+    m = B.shape[0]
+    if m == 0 or m > max_rows:
+        return None
+    G = (B @ B.T).toarray()
+    w, V = np.linalg.eigh(0.5 * (G + G.T))
+    keep = w > 1e-13 * max(float(w[-1]), 1e-300)
+    R = np.sqrt(w[keep])[:, None] * V[:, keep].T                  # G = R'R on the range
+    c = (V[:, keep].T @ (B @ pt.g)) / np.sqrt(w[keep])            # ||g + B'nu||^2 = ||R nu + c||^2 + const
+    lo, hi = multiplier_bounds(pt, gscale)
+    sol = lsq_linear(R, -c, bounds=(lo, hi), method="trf", lsmr_tol=None, tol=1e-13, max_iter=200)
+    nu = np.clip(sol.x, lo, hi)
+    return nu, pt.g + B.T @ nu
+
+
+def release_along(pt: Point, held: Held, d: np.ndarray, gamma_floor: float) -> tuple[Held, int]:
+    """Release the held kinks that the descent direction ``d`` moves off their switching surface
+    (``|grad phi_k . d|`` above rounding), each to the side ``d`` moves it to."""
+    if not np.any(d):
+        return held, 0
+    move = pt.rows @ d
+    size = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel()) * float(np.linalg.norm(d))
+    out = held.copy()
+    count = 0
+    n = pt.problem.n_samples
+    feeds = {l: nested(held, l, n) for l in range(1, len(held.units) + 1)}
+    for q, key in enumerate(pt.keys):
+        if abs(move[q]) <= 1e-8 * size[q]:
+            continue
+        side = 1 if move[q] > 0 else -1
+        if key[0] == "unit":
+            _, l, i, j = key
+            if feeds[l][i]:
+                continue
+            out.units[l - 1][i, j] = False
+            out.side[l - 1][i, j] = side
+            out.releases[key] = out.releases.get(key, 0) + 1
+            count += 1
+        else:
+            _, i, grp, b, _ = key
+            if (i, grp) not in out.ties:
+                continue
+            active, r = out.ties[(i, grp)]
+            loser = b if side > 0 else r           # phi = v_ref - v_b grows: b falls behind
+            remaining = tuple(a for a in active if a != loser)
+            if len(remaining) <= 1:
+                del out.ties[(i, grp)]
+                out.tie_side[(i, grp)] = remaining[0]
+            else:
+                out.ties[(i, grp)] = (remaining, r if r in remaining else remaining[0])
+            count += 1
+    return out, count
