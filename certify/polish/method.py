@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def polish(problem: Problem, *, deadline: float | None = None, tol_near: float = DEFAULT_TOL_NEAR,
            max_rounds: int = 500, radius: float | None = None, max_distance: float = 1.0,
-           rescale: bool = True) -> PolishResult:
+           rescale: bool = True, anchor: np.ndarray | None = None) -> PolishResult:
     """Move ``problem``'s point to a nearby KKT point of the piecewise-smooth loss (module docstring).
 
     Parameters
@@ -62,13 +62,17 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         while the loss still decreases: no minimum near the checkpoint (default 1, its norm).
     rescale : bool
         Return the rescaling representative nearest ``theta_0`` (no effect with weight decay).
+    anchor : (p,) array, optional
+        The checkpoint distances are measured from and the rescaling is chosen for (default
+        ``theta_0``; :func:`polish_point` passes the original checkpoint when it restarts).
 
     Returns
     -------
     PolishResult
     """
     t_start = time.perf_counter()
-    theta0 = problem.theta.copy()
+    start = problem.theta.copy()
+    theta0 = start if anchor is None else np.asarray(anchor, dtype=np.float64)
     norm0 = float(np.linalg.norm(theta0))
     loss0 = problem.value()
     held = initial_held(problem, tol_near)
@@ -82,8 +86,8 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     def out_of_time():
         return deadline is not None and time.perf_counter() > deadline
 
-    theta = theta0.copy()
-    snapped, zero_units = snap_collapsed(problem, theta0)
+    theta = start.copy()
+    snapped, zero_units = snap_collapsed(problem, start)
     if zero_units and problem.value(snapped) <= loss0:
         theta = snapped
         for l, j in zero_units:
@@ -247,7 +251,7 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     current = problem
     res = None
     for k in range(max_rounds):
-        res = polish(current, deadline=deadline, tol_near=tol_near)
+        res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
         if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline:
             break
         report = judge(problem.at(res.theta), time_limit)

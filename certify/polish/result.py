@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from .multipliers import grad_scale, tie_weights, violations
+from .limits import TOL_SLOPE
+from .multipliers import box_multipliers, grad_scale, tie_weights, violations
 from .pieces import evaluate, nested_of
 from .projector import Projector
 
@@ -110,6 +111,11 @@ def make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, 
     nu = proj.multipliers(-pt.g)
     r = proj.project(pt.g)
     gscale = grad_scale(pt)
+    if violations(pt, nu, gscale).max(initial=0.0) > TOL_SLOPE:        # as in multipliers.stationarity
+        box = box_multipliers(pt, gscale)
+        red = float(np.abs(r).max(initial=0.0)) / gscale
+        if box is not None and float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red, TOL_SLOPE):
+            nu = box[0]
     k = len(pt.keys)
     gam = pt.gamma[:k]
     with np.errstate(divide="ignore", invalid="ignore"):
