@@ -25,7 +25,15 @@ both sides):
    rate ``-nu_k``, into ``phi_k < 0`` at ``nu_k + gamma_k`` (per unit of ``phi_k``). A held kink is
    consistent with a minimum iff both are ``>= 0``, i.e. its multiplier ``lambda_k = 1 + nu_k /
    gamma_k`` lies in ``[0, 1]`` (for a loss tie: the simplex weights ``pi``); a concave kink
-   (``gamma_k < 0``) never is. A held kink with a negative side is **released** to that side.
+   (``gamma_k < 0``) never is. As in an active-set QP, convex kinks are **released** (to the side
+   that descends) only once their face is solved (reduced gradient ~0, so the multipliers are the
+   face's KKT multipliers), concave ones at once. When the rows are dependent (LIKQ fails, e.g.
+   samples with identical outputs) the least-norm multipliers are not the only ones: a
+   box-constrained least squares (the checker's Clarke QP in the multipliers' space) decides, and
+   its residual, when it is not zero, is the steepest descent along which the kinks are released.
+   A unit kink feeding another held kink of the same sample is held with it (nested kinks: its
+   multiplier is judged by the checker, not here); a unit whose weights collapse to ~0 (weight
+   decay) is set to exactly 0 and frozen (whether it should escape is the checker's question).
 2. **Newton–KKT step on M_H.** The step solves ``min r.x + 1/2 x'(H_lag + rho I)x`` over
    ``null B`` within a trust region, where ``H_lag`` is the Hessian of the Lagrangian
    ``L_ref + nu' phi_H`` (the curvature of deep switching functions enters through adjoint
@@ -33,14 +41,18 @@ both sides):
    projected conjugate gradients with Hessian-vector products (Steihaug–Toint: negative curvature
    goes to the trust-region boundary), so no ``p x p`` matrix is ever formed; ``P`` needs only the
    sparse rows ``B`` and a factorisation of ``B B'`` (dense per connected block, pivoted Cholesky
-   so dependent kink rows are detected; conjugate gradients for a block too large to factor).
-3. **Blocking kinks and the line search on L.** Along the step, kinks that change side are
-   *blocking constraints* (as in an active-set QP): the trial point ``theta + t x`` is pulled back
-   onto ``M_{H + crossed}`` by Gauss–Newton on ``phi = 0`` (exact in one step for first-layer
-   kinks, a second-order correction for deep ones) and accepted only if the true loss ``L`` does
-   not go up; ``t`` is halved otherwise. So the loss never increases (steps below its rounding-error
-   bound are the only exception, and only once the point has converged), and every trained minimum
-   on kinks is reached on its kink manifold instead of being zig-zagged across.
+   so dependent kink rows are detected; conjugate gradients for a block too large to factor). The
+   Levenberg shift ``rho`` is tiny (``1e-10 ||H||``); the trust region does the damping.
+3. **Blocking kinks and the line search on L.** Along the step, convex kinks that change side
+   are *blocking constraints* (as in an active-set QP; across a concave kink the loss is below the
+   model, so those cross freely): the trial point ``theta + t x`` is pulled back onto
+   ``M_{H + crossed}`` by Gauss–Newton on ``phi = 0`` (exact in one step for first-layer kinks, a
+   second-order correction for deep ones; crossed kinks whose rows depend on the held ones cross
+   unheld) and accepted only if the true loss ``L`` goes down; ``t`` is halved otherwise, and a kink
+   the step would cross at once is held before any step (a degenerate active-set step). So the
+   loss never increases, and every trained minimum on kinks is reached on its kink manifold
+   instead of being zig-zagged across. Once the predicted decrease is below the rounding error of
+   ``L`` (the last Newton steps), a step is kept when it lowers the reduced gradient instead.
 4. **Moving no further than needed.** Steps stay orthogonal to the exact symmetries (the rescaling
    orbits of hidden units, the coordinates of dead units, the bias translations of units with one
    slope on all samples, :mod:`certify.secondorder.symmetry`; none with weight decay), a trust
@@ -51,8 +63,10 @@ both sides):
 
 It stops when the held kinks are zero to a few ulps of their terms (``|W||x| + |b|``), the reduced
 gradient is zero to rounding relative to the size of its terms (``|W|``, ``|x|`` back-propagated),
-and every held multiplier lies in its interval; or when the budget (``deadline``) runs out, the
-line search fails or the rounds are used up, returning the best point so far with the reason.
+and every held multiplier lies in its interval (or the loss is zero to rounding); or when the
+budget (``deadline``) runs out, the line search fails, the point has moved further than the
+checkpoint's norm while the loss still falls (no minimum near it) or the rounds are used up,
+returning the best point so far with the reason.
 Why this method: near a minimum with interior multipliers (strict complementarity, LIKQ) the held
 set is identified after finitely many changes and the method is Newton's method on ``M_H``
 (quadratic convergence), which is exactly what the certificates downstream need — an accurate,

@@ -69,6 +69,21 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     Returns
     -------
     PolishResult
+
+    Examples
+    --------
+    GT-7 (REFERENCES.md) with x = 1 moved 1e-7 off its kink: polishing puts it back on the kink,
+    held with multiplier 1/2, at the exact minimum nearest the start.
+
+    >>> import numpy as np
+    >>> from certify import Dataset, Network, Problem
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0.5, -1.0, 2.0, 1.5])
+    >>> net = Network([np.array([[1 + 1e-7]]), np.array([[1.0]])], [np.array([-1.0]), np.array([0.0])], "relu")
+    >>> res = polish(Problem(net, Dataset(X, y), "square"))
+    >>> res.converged, res.kinks_held, float(round(res.multipliers[0], 9))
+    (True, [('unit', 1, 1, 0)], 0.5)
+    >>> float(res.theta[0] + res.theta[1])          # w + b: x = 1 exactly on its kink
+    0.0
     """
     t_start = time.perf_counter()
     start = problem.theta.copy()

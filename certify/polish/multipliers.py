@@ -186,8 +186,7 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
             elif float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red_rel, TOL_SLOPE):
                 nu, viol = box[0], np.zeros_like(viol)
             else:
-                r_box = box[1]
-                new_held, n_rel = release_along(pt, held, -r_box, 1e-12 * gscale)
+                new_held, n_rel = release_along(pt, held, -box[1], box[0], gscale)
                 if n_rel:
                     log.debug("  released %d kink(s) along the box-multiplier descent", n_rel)
                     held = new_held
@@ -248,30 +247,43 @@ def box_multipliers(pt: Point, gscale: float, max_rows: int = 2500) -> tuple[np.
     lo, hi = multiplier_bounds(pt, gscale)
     sol = lsq_linear(R, -c, bounds=(lo, hi), method="trf", lsmr_tol=None, tol=1e-13, max_iter=200)
     nu = np.clip(sol.x, lo, hi)
+    # refine on the active set trf found: the free multipliers solve their least squares exactly
+    width = np.where(np.isfinite(hi - lo), hi - lo, np.inf)
+    at_lo = np.isfinite(lo) & (nu - lo <= 1e-9 * np.maximum(width, 1e-300))
+    at_hi = np.isfinite(hi) & (hi - nu <= 1e-9 * np.maximum(width, 1e-300))
+    free = ~(at_lo | at_hi)
+    if free.any():
+        fixed = np.where(at_lo, lo, np.where(at_hi, hi, 0.0))
+        sub = np.linalg.lstsq(R[:, free], -c - R[:, ~free] @ fixed[~free], rcond=None)[0]
+        if np.all(sub >= lo[free]) and np.all(sub <= hi[free]):
+            nu = np.where(free, 0.0, fixed)
+            nu[free] = sub
     return nu, pt.g + B.T @ nu
 
 
-def release_along(pt: Point, held: Held, d: np.ndarray, gamma_floor: float) -> tuple[Held, int]:
-    """Release the held kinks that the descent direction ``d`` moves off their switching surface
-    (``|grad phi_k . d|`` above rounding), each to the side ``d`` moves it to."""
+def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: float) -> tuple[Held, int]:
+    """Release the held kinks whose box multiplier ``nu`` sits at the end of its interval that lets
+    the descent direction ``d`` (minus the box residual) move them off their surface: at
+    ``lambda = 0`` into ``phi < 0``, at ``lambda = 1`` into ``phi > 0`` (the optimality conditions
+    of the bounded least squares say no other kink moves at first order)."""
     if not np.any(d):
         return held, 0
+    lo, hi = multiplier_bounds(pt, gscale)
     move = pt.rows @ d
     size = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel()) * float(np.linalg.norm(d))
+    width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, np.inf), 1e-300)
     out = held.copy()
     count = 0
-    n = pt.problem.n_samples
-    feeds = {l: nested(held, l, n) for l in range(1, len(held.units) + 1)}
     for q, key in enumerate(pt.keys):
-        if abs(move[q]) <= 1e-8 * size[q]:
+        if abs(move[q]) <= 1e-6 * size[q]:
             continue
         side = 1 if move[q] > 0 else -1
+        at_bound = (hi[q] - nu[q] <= 1e-6 * width[q]) if side > 0 else (nu[q] - lo[q] <= 1e-6 * width[q])
+        if not at_bound or not np.isfinite(lo[q] if side < 0 else hi[q]):
+            continue
         if key[0] == "unit":
-            _, l, i, j = key
-            if feeds[l][i]:
-                continue
-            out.units[l - 1][i, j] = False
-            out.side[l - 1][i, j] = side
+            out.units[key[1] - 1][key[2], key[3]] = False
+            out.side[key[1] - 1][key[2], key[3]] = side
             out.releases[key] = out.releases.get(key, 0) + 1
             count += 1
         else:
