@@ -190,7 +190,8 @@ def gauge_rows(problem: Problem, fwd: ForwardPass, held: Held) -> sp.csr_matrix:
     As :func:`certify.secondorder.symmetry.symmetry_vectors`, except that a unit with a held kink
     is neither dead nor a translation unit (moving its bias would move the kink off zero).
     Without weight decay only (each row is a tangent of a family of loss-preserving maps), except
-    for the coordinates of zero units (:func:`snap_collapsed`), which are always frozen.
+    for the incoming coordinates of zero units (:func:`snap_collapsed`), which are always frozen
+    (their outgoing ones too without weight decay; with it those go to 0 by themselves).
     """
     net = problem.network
     p = net.n_params
@@ -220,7 +221,7 @@ def gauge_rows(problem: Problem, fwd: ForwardPass, held: Held) -> sp.csr_matrix:
         z = fwd.pre[l - 1]
         has_held = held.units[l - 1].any(axis=0)
         zero = ~np.any(W, axis=1) & (net.biases[l - 1] == 0)       # inert (see snap_collapsed)
-        dead = ((s_neg == 0) & np.all(z < 0, axis=0) & ~has_held & symmetric) | zero
+        dead = (s_neg == 0) & np.all(z < 0, axis=0) & ~has_held & symmetric
         one_side = (np.all(z > 0, axis=0) | np.all(z < 0, axis=0)) & ~has_held & symmetric
         units = np.arange(n_units)
         in_idx = np.hstack([w0 + units[:, None] * n_in + np.arange(n_in)[None, :], (b0 + units)[:, None]])
@@ -228,6 +229,13 @@ def gauge_rows(problem: Problem, fwd: ForwardPass, held: Held) -> sp.csr_matrix:
         both = np.hstack([in_idx, out_idx])
         d = np.nonzero(dead)[0]
         add(both[d].reshape(-1, 1), np.ones((d.size * both.shape[1], 1)))
+        # a zero unit's incoming weights stay 0 (escaping is the checker's question); its outgoing
+        # weights see only the weight decay, which takes them to 0 (without it they are flat: frozen)
+        zr = np.nonzero(zero & ~dead)[0]
+        add(in_idx[zr].reshape(-1, 1), np.ones((in_idx[zr].size, 1)))
+        if symmetric:
+            add(out_idx[zr].reshape(-1, 1), np.ones((out_idx[zr].size, 1)))
+        dead = dead | zero
         if symmetric:
             v = np.hstack([W, net.biases[l - 1][:, None], -Wn.T])
             o = np.nonzero(~dead & np.any(v, axis=1))[0]
@@ -278,7 +286,7 @@ def snap_collapsed(problem: Problem, theta: np.ndarray, rel: float = 1e-12) -> t
     Weight decay drives unused units to ~1e-27 rather than to 0; such a unit sits on its kink at
     every sample (``z = 0`` up to 1e-27) with linearly dependent switching rows, and its piece is
     decided by the signs of rounding noise. At 0 it is inert: its output is 0 whatever the
-    direction, so its coordinates are frozen (:func:`gauge_rows`) and whether it should escape is
+    direction, so its incoming coordinates are frozen (:func:`gauge_rows`) and whether it should escape is
     left to the checker (REFERENCES A4.5 item 2). Its outgoing weights are set to 0 as well when
     they have collapsed too. Returns the new point and the zero units ``[(layer, unit)]``.
     """
