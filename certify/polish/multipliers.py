@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from ..data import Problem
 from ..tangent import backprop
@@ -180,7 +181,7 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
         if face_solved and viol.max(initial=0.0) > TOL_SLOPE:
             # the least-norm multipliers leave their intervals; other multipliers may not (dependent
             # rows share the load): the box-constrained least squares decides, as the checker's QP
-            box = box_multipliers(pt, gscale)
+            box = box_multipliers(pt, gscale, nu, viol > TOL_SLOPE)
             if box is None:
                 pass
             elif float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red_rel, TOL_SLOPE):
@@ -225,40 +226,64 @@ def multiplier_bounds(pt: Point, gscale: float) -> tuple[np.ndarray, np.ndarray]
     return lo, hi
 
 
-def box_multipliers(pt: Point, gscale: float, max_rows: int = 2500) -> tuple[np.ndarray, np.ndarray] | None:
+def box_multipliers(pt: Point, gscale: float, nu0: np.ndarray, bad: np.ndarray, *,
+                    max_block: int = 1500) -> tuple[np.ndarray, np.ndarray] | None:
     """Multipliers in their intervals nearest to closing ``g + B' nu = 0``, and the residual.
 
-    The bounded least squares ``min ||g + B' nu||`` is solved in the multipliers' own space: with
-    ``B B' = R' R`` (eigen-decomposition, so dependent rows are fine) it is ``min ||R nu + c||``
-    over the box, a small dense problem for scipy's ``lsq_linear`` (trust-region reflective). The residual is zero at
-    a KKT point, else minus the steepest descent of the loss's first-order model (as the checker's
-    Clarke QP). None above ``max_rows`` held rows (dense ``m x m`` work).
+    The bounded least squares ``min ||g + B' nu||`` is solved in the multipliers' own space:
+    ``||g + B' nu||^2 = ||g||^2 + 2 nu'(B g) + nu'(B B')nu`` separates over the connected blocks of
+    ``B B'`` (for first-layer kinks: one block per unit), so only the blocks holding a violating row
+    (``bad``) are solved again, starting from the least-norm ``nu0``. On a block, ``B B' = R'R``
+    (eigen-decomposition, so dependent rows are fine) turns it into ``min ||R nu + c||`` over the
+    box: scipy's ``lsq_linear`` (BVLS, exact, for small blocks; trust-region reflective refined on
+    its active set for larger ones). The residual is zero at a KKT point, else minus the steepest
+    descent of the loss's first-order model (as the checker's Clarke QP). None when a block to
+    solve has more than ``max_block`` rows (dense work).
     """
     from scipy.optimize import lsq_linear
     B = sp.vstack([pt.rows, pt.gauge], format="csr")
     m = B.shape[0]
-    if m == 0 or m > max_rows:
+    if m == 0:
         return None
-    G = (B @ B.T).toarray()
-    w, V = np.linalg.eigh(0.5 * (G + G.T))
-    keep = w > 1e-13 * max(float(w[-1]), 1e-300)
-    R = np.sqrt(w[keep])[:, None] * V[:, keep].T                  # G = R'R on the range
-    c = (V[:, keep].T @ (B @ pt.g)) / np.sqrt(w[keep])            # ||g + B'nu||^2 = ||R nu + c||^2 + const
-    lo, hi = multiplier_bounds(pt, gscale)
-    sol = lsq_linear(R, -c, bounds=(lo, hi), method="trf", lsmr_tol=None, tol=1e-13, max_iter=200)
-    nu = np.clip(sol.x, lo, hi)
-    # refine on the active set trf found: the free multipliers solve their least squares exactly
+    G = (B @ B.T).tocsr()
+    c_all = B @ pt.g
+    lo_all, hi_all = multiplier_bounds(pt, gscale)
+    _, labels = connected_components(G, directed=False)
+    nu = nu0.copy()
+    for comp in np.unique(labels[:bad.size][bad]):
+        idx = np.nonzero(labels == comp)[0]
+        if idx.size > max_block:
+            return None
+        Gc = G[idx][:, idx].toarray()
+        w, V = np.linalg.eigh(0.5 * (Gc + Gc.T))
+        keep = w > 1e-13 * max(float(w[-1]), 1e-300)
+        R = np.sqrt(w[keep])[:, None] * V[:, keep].T                  # G_c = R'R on the range
+        c = (V[:, keep].T @ c_all[idx]) / np.sqrt(w[keep])
+        lo, hi = lo_all[idx], hi_all[idx]
+        if idx.size <= 200:
+            sol = lsq_linear(R, -c, bounds=(lo, hi), method="bvls", tol=1e-14, max_iter=20 * idx.size + 100)
+            nu[idx] = np.clip(sol.x, lo, hi)
+        else:
+            sol = lsq_linear(R, -c, bounds=(lo, hi), method="trf", lsmr_tol=None, tol=1e-13, max_iter=100)
+            nu[idx] = _refine_active(R, c, np.clip(sol.x, lo, hi), lo, hi)
+    return nu, pt.g + B.T @ nu
+
+
+def _refine_active(R: np.ndarray, c: np.ndarray, nu: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Solve ``min ||R nu + c||`` exactly for the multipliers not at a bound (kept if inside)."""
     width = np.where(np.isfinite(hi - lo), hi - lo, np.inf)
     at_lo = np.isfinite(lo) & (nu - lo <= 1e-9 * np.maximum(width, 1e-300))
     at_hi = np.isfinite(hi) & (hi - nu <= 1e-9 * np.maximum(width, 1e-300))
     free = ~(at_lo | at_hi)
-    if free.any():
-        fixed = np.where(at_lo, lo, np.where(at_hi, hi, 0.0))
-        sub = np.linalg.lstsq(R[:, free], -c - R[:, ~free] @ fixed[~free], rcond=None)[0]
-        if np.all(sub >= lo[free]) and np.all(sub <= hi[free]):
-            nu = np.where(free, 0.0, fixed)
-            nu[free] = sub
-    return nu, pt.g + B.T @ nu
+    if not free.any():
+        return nu
+    fixed = np.where(at_lo, lo, np.where(at_hi, hi, 0.0))
+    sub = np.linalg.lstsq(R[:, free], -c - R[:, ~free] @ fixed[~free], rcond=None)[0]
+    if np.all(sub >= lo[free]) and np.all(sub <= hi[free]):
+        out = fixed.copy()
+        out[free] = sub
+        return out
+    return nu
 
 
 def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: float) -> tuple[Held, int]:

@@ -111,8 +111,9 @@ def make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, 
     nu = proj.multipliers(-pt.g)
     r = proj.project(pt.g)
     gscale = grad_scale(pt)
-    if violations(pt, nu, gscale).max(initial=0.0) > TOL_SLOPE:        # as in multipliers.stationarity
-        box = box_multipliers(pt, gscale)
+    viol = violations(pt, nu, gscale)
+    if viol.max(initial=0.0) > TOL_SLOPE:                             # as in multipliers.stationarity
+        box = box_multipliers(pt, gscale, nu, viol > TOL_SLOPE)
         red = float(np.abs(r).max(initial=0.0)) / gscale
         if box is not None and float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red, TOL_SLOPE):
             nu = box[0]
