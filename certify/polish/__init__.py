@@ -41,7 +41,7 @@ both sides):
    projected conjugate gradients with Hessian-vector products (Steihaug–Toint: negative curvature
    goes to the trust-region boundary), so no ``p x p`` matrix is ever formed; ``P`` needs only the
    sparse rows ``B`` and a factorisation of ``B B'`` (dense per connected block, pivoted Cholesky
-   so dependent kink rows are detected; conjugate gradients for a block too large to factor). The
+   so dependent kink rows are detected; a sparse LU for a block too large to factor densely). The
    Levenberg shift ``rho`` is tiny (``1e-10 ||H||``); the trust region does the damping.
 3. **Blocking kinks and the line search on L.** Along the step, convex kinks that change side
    are *blocking constraints* (as in an active-set QP; across a concave kink the loss is below the

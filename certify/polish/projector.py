@@ -18,7 +18,7 @@ class Projector:
     (LIKQ fails; e.g. samples with identical outputs): such a block gets the pseudo-inverse, so the
     multipliers are the least-norm ones and the dependent constraints stay held. Small blocks are
     inverted and gathered into one sparse block-diagonal matrix (one product per solve), larger ones
-    keep their Cholesky factor, blocks beyond :data:`DENSE_BLOCK` are solved by conjugate gradients.
+    keep their Cholesky factor, blocks beyond :data:`DENSE_BLOCK` get a sparse LU (SuperLU).
     ``project(v) = v - B' (B B')^+ B v`` is applied twice (one refinement), so its result is
     orthogonal to the rows to rounding.
     """
@@ -52,7 +52,12 @@ class Projector:
             a, b = bounds[c], bounds[c + 1]
             idx = order[a:b]
             if idx.size > DENSE_BLOCK:
-                self.blocks.append(("cg", idx, Gp[a:b, a:b].tocsr()))
+                # too large to factor densely: sparse LU of B B' with a tiny shift (dependent rows
+                # then get a small least-norm share instead of a singular pivot)
+                from scipy.sparse.linalg import splu
+                Gs = Gp[a:b, a:b].tocsc()
+                shift = 1e-12 * float(Gs.diagonal().max(initial=1.0))
+                self.blocks.append(("lu", idx, splu((Gs + shift * sp.identity(idx.size, format="csc")).tocsc())))
                 continue
             Gc = Gd[np.ix_(idx, idx)] if Gd is not None else Gp[a:b, a:b].toarray()
             top = float(np.diag(Gc).max(initial=0.0))
@@ -102,10 +107,7 @@ class Projector:
             elif kind == "dense":
                 y[idx] = fac @ r
             else:
-                from scipy.sparse.linalg import cg
-                M = sp.diags(1.0 / np.maximum(fac.diagonal(), 1e-300))
-                sol, _ = cg(fac, r, M=M, rtol=1e-14, maxiter=2000)
-                y[idx] = sol
+                y[idx] = fac.solve(r)
         return y
 
     def multipliers(self, v: np.ndarray) -> np.ndarray:
