@@ -296,7 +296,9 @@ def line_search(problem: Problem, pt: Point, held: Held, x: np.ndarray, model: f
     """
     base = pt.loss
     flat = 4 * rounding(problem, pt.theta)
+    risen = False                      # some longer trial went up: a genuine failure, not a short step
     times = crossing_times(*predicted_crossings(pt, x, held, gamma_floor))
+    times = times[times > 1e-9]                # those at once were held before (or cannot be)
     budget = max(MAX_ADD, len(pt.keys) // 4)   # kinks one step may add at most (first trial)
     t = 1.0 if times.size <= budget else min(1.0, float(times[budget]))
     choose_old = loss_pieces(pt.problem, pt.fwd.output, held)[2] if problem.loss.piecewise_linear else None
@@ -312,8 +314,9 @@ def line_search(problem: Problem, pt: Point, held: Held, x: np.ndarray, model: f
         if ok and val < base:
             ratio = (base - val) / max(-model * t, 1e-300) if model < 0 else 1.0
             return trial, held_t, ratio, t
-        if ok and abs(val - base) <= flat and t < 1.0 and not units and not ties:
-            return "flat"             # shorter steps change L below its rounding: nothing to find here
+        risen = risen or not ok or val - base > flat
+        if ok and abs(val - base) <= flat and 0.25 <= t < 1.0 and not units and not ties and not risen:
+            return "flat"             # the step changes L only below its rounding: it is too short
         log.debug("    t = %g: %d unit(s) and %d tie(s) crossed, restored %s (%.3g), L - L0 = %.3g",
                   t, len(units), len(ties), ok, kres, val - base)
         t *= 0.5
