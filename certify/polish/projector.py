@@ -25,7 +25,7 @@ class Projector:
 
     SMALL = 256   # blocks up to this size are inverted explicitly
 
-    def __init__(self, B: sp.csr_matrix, *, rel_rank: float = 1e-12):
+    def __init__(self, B: sp.csr_matrix, *, gram: np.ndarray | None = None, rel_rank: float = 1e-12):
         self.B = B.tocsr()
         self.BT = self.B.T.tocsr()
         m = B.shape[0]
@@ -35,11 +35,12 @@ class Projector:
         self.dependent = np.zeros(m, dtype=bool)
         if m == 0:
             return
-        G = (self.B @ self.BT).tocsr()
+        # B B' (given when the caller computes it from the rows' structure: deep rows are dense)
+        G = sp.csr_matrix(gram) if gram is not None else (self.B @ self.BT).tocsr()
         n_comp, labels = connected_components(G, directed=False)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_comp + 1))
-        Gd = G.toarray() if m <= DENSE_BLOCK else None
+        Gd = (np.asarray(gram) if gram is not None else G.toarray()) if m <= DENSE_BLOCK else None
         Gp = None if Gd is not None else G[order][:, order].tocsr()
         inv_rows, inv_cols, inv_vals = [], [], []
         sizes = np.diff(bounds)
@@ -67,7 +68,16 @@ class Projector:
             _, piv, rank, _ = sla.lapack.dpstrf(Gc, lower=1, tol=rel_rank * top)
             rows = idx
             fac = None
-            if rank < idx.size:
+            if rank < idx.size and idx.size > self.SMALL:
+                # many dependent rows in a large block: the basic solution on the independent ones
+                # (pivoted Cholesky), 0 for the dependent ones (an eigen-decomposition costs 10x more)
+                keep = np.sort(piv[:rank] - 1)
+                mask = np.ones(idx.size, dtype=bool)
+                mask[keep] = False
+                self.dependent[idx[mask]] = True
+                rows = idx[keep]
+                fac = sla.cho_factor(Gc[np.ix_(keep, keep)], lower=True, check_finite=False)
+            elif rank < idx.size:
                 # dependent rows (e.g. samples with identical outputs): least-norm multipliers share
                 # the load among them; the constraints stay held (they are met when consistent)
                 mask = np.ones(idx.size, dtype=bool)
