@@ -38,3 +38,34 @@ def terminal_printer(stream):
         stream.write(f"\r{stage}: {done}/{total}" + " " * 8 + end)
         stream.flush()
     return draw
+
+
+_detail_callback = contextvars.ContextVar("certify_progress_detail", default=None)
+
+
+@contextlib.contextmanager
+def reporting_details(callback):
+    """Send ``callback(stage, info)`` calls (``info`` a dict, e.g. a polishing round's loss,
+    reduced gradient and kinks held) from the work done inside the block."""
+    token = _detail_callback.set(callback)
+    try:
+        yield
+    finally:
+        _detail_callback.reset(token)
+
+
+def detail(stage: str, **info) -> None:
+    """Report what a long stage is doing now (no-op unless a detail callback is installed)."""
+    cb = _detail_callback.get()
+    if cb is not None:
+        cb(stage, info)
+
+
+def terminal_detail_printer(stream):
+    """A detail callback drawing ``stage: key value, ...`` on one line of ``stream`` (a terminal)."""
+    def draw(stage, info):
+        parts = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                          for k, v in info.items())
+        stream.write(f"\r{stage}: {parts}" + " " * 8)
+        stream.flush()
+    return draw

@@ -1,0 +1,33 @@
+"""Tolerances and limits of the polisher (what each one bounds is said where it is declared)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: near-kinks within this relative distance are held at the start (the rest is found by blocking)
+DEFAULT_TOL_NEAR = 0.0
+#: a switching function within this relative distance of 0 has no sign of its own (side overrides)
+TOL_SIDE = 1e3 * np.finfo(np.float64).eps
+#: target for held kinks: |phi_k| <= TOL_HOLD * (size of its terms)  (a few ulps)
+TOL_HOLD = 32 * np.finfo(np.float64).eps
+#: target for the reduced gradient, relative to the size of the gradient's terms
+TOL_GRAD = 1e-13
+#: a reduced gradient below this (relative) counts as converged when Newton stops improving it
+TOL_STALL = 1e-10
+#: a held kink whose release lowers L at a slope below this (relative) is consistent (rounding)
+TOL_SLOPE = 1e-10
+#: Levenberg shift of the Newton system, relative to ||H||
+RHO_REL = 1e-10
+#: a unit whose incoming weights shrink below this (relative to its layer's largest) on the way is set to 0
+SNAP_DURING = 1e-9
+#: a kink released this often stays held (anti-cycling; its multiplier is then reported as it is)
+MAX_RELEASES = 5
+#: convex kinks are released only once the reduced gradient on their face is below this (relative)
+TOL_FACE = 1e-7
+#: the first trial of a line search crosses at most this many kinks (or a quarter of those held)
+MAX_ADD = 16
+#: connected blocks of B B' up to this size are factored densely
+DENSE_BLOCK = 4000
+#: CG iterations per Newton step
+MAX_CG = 250
+EPS = np.finfo(np.float64).eps

@@ -1,0 +1,389 @@
+"""The polisher (certify/polish.py): where it goes, how far, and that it never goes uphill.
+
+Expected answers are derived independently of the tool:
+
+* GT-7 / GT-16 (REFERENCES.md): the exact minimum sets are known in closed form (the rescaling
+  orbits ``(s, -s, 1/s, 0)`` and ``(2s, -2s/3, 1/s, 0)``), so the distance from a perturbed start to
+  the nearest exact minimum is a one-variable minimisation solved here by its quartic;
+* KKT points of deeper and multi-output nets are checked in exact rational arithmetic
+  (tests/exact.py): held pre-activations are zero, the loss is stationary along the kink manifold
+  (central differences in Fractions) and grows to first order off every held kink (one-sided
+  differences in Fractions);
+* rescaling leaves the network function unchanged, so the nearest representative of a rescaled
+  checkpoint is the checkpoint itself.
+"""
+
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certify.data import Dataset, Problem
+from certify.demo import adam
+from certify.network import Network
+from certify.polish import PolishResult, nearest_rescaling, polish, polish_point
+from certify.progress import reporting_details
+from tests import exact
+
+
+def scalar_net(w, b, a, c, activation="relu") -> Network:
+    return Network([np.array([[w]]), np.array([[a]])], [np.array([b]), np.array([c])], activation)
+
+
+def exact_loss(problem: Problem, theta) -> Fraction:
+    """The loss at ``theta`` (floats taken exactly) by the independent oracle tests/exact.py."""
+    layers = [([[exact.as_fraction(v) for v in row] for row in W], [exact.as_fraction(v) for v in b])
+              for W, b in problem.network.split(np.asarray(theta, dtype=np.float64))]
+    X = [[exact.as_fraction(v) for v in row] for row in problem.X]
+    y = problem.data.y
+    if problem.loss.name in ("multiclass_hinge", "cross_entropy"):
+        y = [int(v) for v in y]
+    elif np.ndim(y) == 2:
+        y = [[exact.as_fraction(v) for v in row] for row in y]
+    else:
+        y = [exact.as_fraction(v) for v in y]
+    act = problem.network.activation
+    act = ("leaky_relu", Fraction(act.alpha)) if act.name == "leaky_relu" else act.name
+    return exact.loss(layers, X, y, act, problem.loss.name, Fraction(problem.weight_decay))
+
+
+# ---------------------------------------------------------------------------- GT-7 recipe
+GT7_X = np.array([[0.0], [1.0], [2.0], [3.0]])
+GT7_Y = np.array([0.5, -1.0, 2.0, 1.5])
+
+
+def test_gt7_off_its_kink_returns_to_the_kink_manifold():
+    """REFERENCES.md recipe: GT-7 with w = 1 + 1e-7 (x = 1 off its kink by 1e-7).
+
+    The minima near GT-7 are exactly the orbit (s, -s, 1/s, 0) (strict modulo symmetry). Its point
+    nearest (1 + e, -1, 1, 0) minimises (s - 1 - e)^2 + (s - 1)^2 + (1/s - 1)^2, i.e. s = 1 + e/3 +
+    O(e^2), at distance sqrt(2/3) e = 8.16e-8 -- a little more than the 7.07e-8 = e/sqrt(2) to the
+    kink manifold b = -w that REFERENCES quotes (that point is on the kink but not a minimum: its
+    a w = 1 + e/2 != 1). The kink is held with multiplier 1/2: L'(theta; d) = (1/8)|dw + db| gives
+    -1/8 + (1/4) lambda = 0 (mean loss; the adjoint at x = 1 is 1/4).
+    """
+    eps = 1e-7
+    problem = Problem(scalar_net(1 + eps, -1.0, 1.0, 0.0), Dataset(GT7_X, GT7_Y), "square")
+    res = polish(problem)
+    w, b, a, c = res.theta
+    assert res.converged, res.reason
+    assert res.distance == pytest.approx(np.sqrt(2.0 / 3.0) * eps, rel=1e-6)
+    assert res.distance >= eps / np.sqrt(2.0)
+    assert abs(w + b) <= 4 * np.finfo(float).eps                 # x = 1 exactly on its kink
+    assert a * w == pytest.approx(1.0, abs=1e-13) and abs(c) <= 1e-13
+    assert res.kinks_held == [("unit", 1, 1, 0)]
+    assert res.multipliers[0] == pytest.approx(0.5, abs=1e-9)
+    assert res.multiplier_margin == pytest.approx(0.5, abs=1e-9)
+    assert exact_loss(problem, res.theta) <= exact_loss(problem, problem.theta)
+
+
+def test_gt7_exactly_at_the_minimum_does_not_move():
+    problem = Problem(scalar_net(1.0, -1.0, 1.0, 0.0), Dataset(GT7_X, GT7_Y), "square")
+    res = polish(problem)
+    assert res.converged and res.distance == 0.0 and res.loss_gap == 0.0
+
+
+# ---------------------------------------------------------------------------- GT-16
+GT16_X = np.array([[0.0], [1.0], [2.0], [3.0]])
+GT16_Y = np.array([0.0, 1.0, 4.0, 5.0])
+
+
+def gt16_orbit_distance(t) -> float:
+    """Distance from ``t`` to the exact minimum set {(2s, -2s/3, 1/s, 0) : s > 0} of GT-16.
+
+    d/ds of (2s - t0)^2 + (2s/3 + t1)^2 + (1/s - t2)^2, times s^3 / 2, is the quartic
+    (40/9) s^4 - (2 t0 - 2 t1 / 3) s^3 + t2 s - 1; the nearest point is at one of its positive roots.
+    """
+    roots = np.roots([40.0 / 9.0, -(2 * t[0] - 2 * t[1] / 3), 0.0, t[2], -1.0])
+    s = roots.real[(np.abs(roots.imag) <= 1e-12) & (roots.real > 0)]
+    return float(min(np.linalg.norm(np.array([2 * v, -2 * v / 3, 1 / v, 0.0]) - t) for v in s))
+
+
+@pytest.mark.parametrize("delta", [1e-3, 1e-6, 1e-9])
+def test_gt16_perturbed_returns_to_the_exact_minimum(delta):
+    theta = np.array([2.0, -2.0 / 3.0, 1.0, 0.0])
+    u = np.random.default_rng(0).standard_normal(4)
+    start = theta + delta * u / np.linalg.norm(u)
+    problem = Problem(scalar_net(*start), Dataset(GT16_X, GT16_Y), "square")
+    res = polish(problem)
+    assert res.converged, res.reason
+    assert res.kinks_held == []                                # a differentiable minimum
+    assert gt16_orbit_distance(res.theta) <= 1e-12             # on the exact minimum set
+    # the representative nearest the start: it moved exactly as far as the minimum set is
+    assert res.distance == pytest.approx(gt16_orbit_distance(start), rel=1e-6, abs=1e-14)
+    assert res.distance <= delta * (1 + 1e-9)
+    assert res.loss_after <= res.loss_before
+
+
+# ---------------------------------------------------------------------------- KKT, exactly
+def trained(widths, loss, n_out, seed, *, n=30, steps=3000) -> Problem:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, widths[0]))
+    y = np.column_stack([np.abs(X[:, 0]) - X[:, -1], X[:, 0] * X[:, -1]])[:, :n_out]
+    net = Network([rng.standard_normal((b, a)) / np.sqrt(a) for a, b in itertools.pairwise(widths)],
+                  [0.1 * rng.standard_normal(b) for b in widths[1:]], "relu")
+    return adam(Problem(net, Dataset(X, y[:, 0] if n_out == 1 else y), loss), steps)
+
+
+def exact_preactivation(problem, theta, layer, sample, unit) -> Fraction:
+    return _z_exact(problem, [Fraction(float(v)) for v in theta], layer, sample, unit)
+
+
+def exact_kink_rows(problem, theta, kinks, h=Fraction(1, 10**30)) -> np.ndarray:
+    """Gradients of the held pre-activations by central differences in exact arithmetic (a
+    pre-activation is a polynomial in theta on its piece: the O(h^2) error is ~1e-60)."""
+    p = theta.size
+    rows = np.zeros((len(kinks), p))
+    base = [Fraction(v) for v in theta]
+    for j in range(p):
+        up, down = list(base), list(base)
+        up[j] += h
+        down[j] -= h
+        for k, (_, l, i, u) in enumerate(kinks):
+            rows[k, j] = float((_z_exact(problem, up, l, i, u) - _z_exact(problem, down, l, i, u)) / (2 * h))
+    return rows
+
+
+def _z_exact(problem, theta_frac, layer, sample, unit) -> Fraction:
+    net = problem.network
+    pos, layers = 0, []
+    for W in net.weights:
+        n_out, n_in = W.shape
+        Wf = [theta_frac[pos + r * n_in:pos + (r + 1) * n_in] for r in range(n_out)]
+        pos += n_out * n_in
+        layers.append((Wf, theta_frac[pos:pos + n_out]))
+        pos += n_out
+    x = [exact.as_fraction(v) for v in problem.X[sample]]
+    for l, (W, b) in enumerate(layers, start=1):
+        z = [sum((w * xv for w, xv in zip(row, x)), Fraction(0)) + bj for row, bj in zip(W, b)]
+        if l == layer:
+            return z[unit]
+        x = [v if v > 0 else Fraction(0) for v in z]
+    raise AssertionError("no such layer")
+
+
+def assert_exact_kkt(problem: Problem, res: PolishResult, *, h=Fraction(1, 10**7)):
+    """Held kinks at zero, stationarity along the kink manifold, first-order growth off it."""
+    theta = res.theta
+    kinks = [k for k in res.kinks_held if k[0] == "unit"]
+    assert len(kinks) == len(res.kinks_held), "loss ties are checked through the loss itself"
+    for _, l, i, u in kinks:                                  # held pre-activations vanish
+        z = exact_preactivation(problem, theta, l, i, u)
+        assert abs(float(z)) <= 1e-14 * (1 + float(np.abs(theta).max()))
+    A = exact_kink_rows(problem, theta, kinks) if kinks else np.zeros((0, theta.size))
+    # tangent directions: orthogonal to the held rows (and to nothing else: symmetries are tangent too)
+    Z = np.linalg.svd(A)[2][len(kinks):].T if kinks else np.eye(theta.size)
+    L0 = exact_loss(problem, theta)
+    scale = float(np.abs(theta).max()) + 1
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        d = Z @ rng.standard_normal(Z.shape[1])
+        d /= np.linalg.norm(d)
+        lp = exact_loss(problem, theta + float(h) * d)
+        lm = exact_loss(problem, theta - float(h) * d)
+        slope = float((lp - lm) / (2 * h))
+        assert abs(slope) <= 1e-6 * scale, slope           # stationary along the manifold
+    for k in range(len(kinks)):                               # and the loss grows off every kink
+        n = np.linalg.pinv(A)[:, k]
+        n /= np.linalg.norm(n)
+        for sign in (1.0, -1.0):
+            rise = exact_loss(problem, theta + sign * float(h) * n) - L0
+            assert rise > 0, (kinks[k], sign, float(rise))
+
+
+def test_deep_net_converges_to_an_exact_kkt_point():
+    problem = trained((2, 3, 3, 1), "square", 1, seed=1)
+    res = polish(problem)
+    assert res.converged, res.reason
+    assert res.kinks_held and res.multiplier_margin > 0.1
+    assert res.reduced_gradient_relative <= 1e-12
+    assert res.relative_distance <= 0.01 and res.loss_after <= res.loss_before
+    assert_exact_kkt(problem, res)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_multi_output_net_converges_to_an_exact_kkt_point(seed):
+    problem = trained((2, 4, 2), "square", 2, seed=seed)
+    res = polish(problem)
+    assert res.converged, res.reason
+    assert res.kinks_held and res.multiplier_margin > 0.05
+    assert res.relative_distance <= 0.01
+    assert_exact_kkt(problem, res)
+
+
+def test_multi_output_absolute_loss_holds_its_ties():
+    """Absolute loss, two outputs: residuals held at exactly 0 with interior simplex weights."""
+    problem = trained((2, 3, 2), "absolute", 2, seed=2)
+    res = polish(problem)
+    assert res.converged, res.reason
+    ties = [k for k in res.kinks_held if k[0] == "tie"]
+    assert ties and res.multiplier_margin > 0
+    F = problem.network.with_theta(res.theta)(problem.X)
+    for _, i, g, _, _ in ties:                                # f_g(x_i) = y_ig to rounding
+        assert abs(F[i, g] - problem.Y[i, g]) <= 1e-14 * (1 + abs(problem.Y[i, g]))
+    assert exact_loss(problem, res.theta) <= exact_loss(problem, problem.theta)
+
+
+# ---------------------------------------------------------------------------- never uphill
+@st.composite
+def small_problems(draw):
+    loss = draw(st.sampled_from(["square", "hinge", "multiclass_hinge", "absolute", "logistic",
+                                 "cross_entropy"]))
+    act = draw(st.sampled_from(["relu", "leaky_relu:0.25", "abs"]))
+    n_out = 3 if loss in ("multiclass_hinge", "cross_entropy") else (1 if loss in ("hinge", "logistic")
+                                                                       else draw(st.integers(1, 2)))
+    depth = draw(st.integers(1, 2))
+    widths = [2] + [draw(st.integers(1, 3)) for _ in range(depth)] + [n_out]
+    seed = draw(st.integers(0, 2**16))
+    wd = draw(st.sampled_from([0.0, 0.0, 1e-2]))
+    rng = np.random.default_rng(seed)
+    n = 10
+    X = rng.standard_normal((n, 2))
+    if loss in ("hinge", "logistic"):
+        y = np.where(X[:, 0] * X[:, 1] > 0, 1.0, -1.0)
+    elif loss in ("multiclass_hinge", "cross_entropy"):
+        y = rng.integers(0, 3, n)
+    else:
+        y = rng.standard_normal((n, n_out))
+    net = Network([rng.standard_normal((b, a)) for a, b in itertools.pairwise(widths)],
+                  [rng.standard_normal(b) for b in widths[1:]], act)
+    return Problem(net, Dataset(X, y), loss, wd)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_problems())
+def test_the_loss_never_goes_up(problem):
+    import time
+    res = polish(problem, deadline=time.perf_counter() + 0.4)
+    assert res.loss_after <= res.loss_before
+    losses = [h["loss"] for h in res.history]
+    assert all(b <= a for a, b in itertools.pairwise(losses)), losses
+    assert np.isfinite(res.theta).all() and np.isfinite(res.loss_after)
+
+
+def test_a_deadline_in_the_past_returns_at_once():
+    import time
+    problem = trained((2, 4, 2), "square", 2, seed=3, steps=200)
+    t0 = time.perf_counter()
+    res = polish(problem, deadline=t0 - 1.0)
+    assert time.perf_counter() - t0 < 1.0
+    assert not res.converged and "time budget" in res.reason
+    assert res.loss_after <= res.loss_before
+
+
+def test_a_short_deadline_is_kept():
+    import time
+    problem = trained((3, 16, 8, 1), "square", 1, seed=0, n=200, steps=100)
+    t0 = time.perf_counter()
+    res = polish(problem, deadline=t0 + 0.5)
+    assert time.perf_counter() - t0 < 2.0                      # one round of work at most after it
+    assert res.loss_after <= res.loss_before
+
+
+# ---------------------------------------------------------------------------- rescaling
+def test_nearest_rescaling_undoes_a_rescaling():
+    problem = trained((2, 4, 3, 1), "square", 1, seed=4, steps=300)
+    theta0 = problem.theta
+    net = problem.network
+    layers = [(W.copy(), b.copy()) for W, b in net.split(theta0)]
+    rng = np.random.default_rng(0)
+    for l in range(len(layers) - 1):                          # c_j > 0 per hidden unit
+        c = np.exp(rng.uniform(-1, 1, layers[l][0].shape[0]))
+        layers[l] = (layers[l][0] * c[:, None], layers[l][1] * c)
+        layers[l + 1] = (layers[l + 1][0] / c[None, :], layers[l + 1][1])
+    scaled = np.concatenate([np.concatenate([W.ravel(), b]) for W, b in layers])
+    back = nearest_rescaling(problem, scaled, theta0)
+    assert np.linalg.norm(back - theta0) <= 1e-9 * np.linalg.norm(theta0)
+    assert problem.value(back) == pytest.approx(problem.value(scaled), rel=1e-13)
+
+
+def test_nearest_rescaling_is_nearer_and_keeps_the_loss():
+    problem = trained((2, 4, 1), "square", 1, seed=5, steps=300)
+    theta0 = problem.theta
+    other = trained((2, 4, 1), "square", 1, seed=5, steps=600).theta   # the same net trained on
+    best = nearest_rescaling(problem, other, theta0)
+    assert np.linalg.norm(best - theta0) < np.linalg.norm(other - theta0)
+    assert problem.value(best) == pytest.approx(problem.value(other), rel=1e-13)
+
+
+def test_weight_decay_is_not_rescaled():
+    problem = Problem(scalar_net(2.0, -2.0 / 3.0, 1.0, 0.0), Dataset(GT16_X, GT16_Y), "square", 1e-3)
+    res = polish(problem)
+    assert not res.rescaled and res.loss_after <= res.loss_before
+
+
+# ---------------------------------------------------------------------------- regressions
+#: a 2-4-1 ReLU hinge net (40 samples) after 2000 Adam steps; the removed cell program moved it
+#: by 2.64 (norm 8.6) to a point of the same loss (its cell's far vertex)
+HINGE_THETA = [1.147315726812206, -1.1149081498009112, -2.524477052051387, 1.5510311848621017,
+               1.4515241837927522, -1.4014786211460892, -2.7938161437397007, -2.7465339424690822,
+               -0.3707160567339391, -0.7933945025081377, -0.4661897132676103, -2.502348187162663,
+               -1.1078551174020037, -2.504972298111553, -0.8760734321594839, 5.120460914645591,
+               1.0026117361794515]
+
+
+def test_hinge_net_moves_little():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 2))
+    y = np.where(X[:, 0] * X[:, 1] + 0.3 * rng.standard_normal(40) > 0, 1.0, -1.0)
+    net = Network([np.zeros((4, 2)), np.zeros((1, 4))], [np.zeros(4), np.zeros(1)], "relu")
+    problem = Problem(net.with_theta(np.array(HINGE_THETA)), Dataset(X, y), "hinge")
+    res = polish(problem)
+    assert res.converged, res.reason
+    assert res.relative_distance <= 0.05                      # the old cell program: 0.31
+    assert any(k[0] == "tie" for k in res.kinks_held)         # margins held at exactly 1
+    assert exact_loss(problem, res.theta) <= exact_loss(problem, problem.theta)
+
+
+def test_collapsed_units_are_set_to_zero_and_frozen():
+    """Weight decay drives unused units to ~1e-27, not 0: such a unit is set to 0 and left alone."""
+    problem = trained((2, 4, 1), "square", 1, seed=2, steps=300)
+    theta = problem.theta.copy()
+    W1, b1 = problem.network.split(theta)[0]
+    W2, _ = problem.network.split(theta)[1]
+    W1[0] *= 1e-27
+    b1[0] *= 1e-27
+    W2[0, 0] *= 1e-27
+    problem = Problem(problem.network.with_theta(theta), problem.data, "square", 1e-3)
+    res = polish(problem)
+    W1p, b1p = problem.network.split(res.theta)[0]
+    assert not np.any(W1p[0]) and b1p[0] == 0.0
+    assert res.loss_after <= res.loss_before
+
+
+def test_polish_never_forms_a_dense_hessian(monkeypatch):
+    import certify.tangent
+    monkeypatch.setattr(certify.tangent, "dense_hessian", lambda *a, **k: pytest.fail("dense Hessian"))
+    problem = trained((20, 64, 32, 1), "square", 1, seed=0, n=100, steps=20)
+    assert problem.n_params > 2000
+    import time
+    res = polish(problem, deadline=time.perf_counter() + 1.0)
+    assert res.loss_after <= res.loss_before
+
+
+# ---------------------------------------------------------------------------- reporting
+def test_progress_details_and_json():
+    import json
+    problem = trained((2, 4, 2), "square", 2, seed=1)
+    seen = []
+    with reporting_details(lambda stage, info: seen.append((stage, info))):
+        res = polish(problem)
+    assert seen and seen[0][0] == "polishing"
+    assert {"round", "loss", "reduced_gradient", "kinks_held"} <= set(seen[0][1])
+    info = json.loads(json.dumps(res.to_dict(), default=float))
+    for key in ("converged", "distance", "relative_distance", "loss_before", "loss_after", "loss_gap",
+                "reduced_gradient", "reduced_gradient_relative", "kinks_held", "multipliers", "history",
+                "time_s", "rounds", "reason"):
+        assert key in info
+    assert info["kinks_held"]["count"] == len(res.kinks_held)
+
+
+def test_polish_point_keeps_the_drivers_interface():
+    problem = Problem(scalar_net(1 + 1e-7, -1.0, 1.0, 0.0), Dataset(GT7_X, GT7_Y), "square")
+    res = polish_point(problem, None, time_limit=5.0)
+    assert isinstance(res, PolishResult) and res.converged
+    assert res.distance == pytest.approx(np.sqrt(2.0 / 3.0) * 1e-7, rel=1e-6)
+    assert res.to_dict()["loss_change"] <= 0
