@@ -234,9 +234,10 @@ def _cmd_check(args) -> int:
                 else 0.0
     if args.escape is not None:
         _check_writable(args.escape, "--escape")
-    from .progress import reporting, terminal_printer
-    callback = terminal_printer(sys.stderr) if sys.stderr.isatty() else None
-    with reporting(callback):
+    from .progress import reporting, reporting_details, terminal_detail_printer, terminal_printer
+    tty = sys.stderr.isatty()
+    with reporting(terminal_printer(sys.stderr) if tty else None), \
+            reporting_details(terminal_detail_printer(sys.stderr) if tty else None):
         report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
                        time_limit=args.time_limit, polish=args.polish)
     text = report.to_json()

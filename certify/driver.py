@@ -90,10 +90,15 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
     return check_problem(problem, tol=tol, time_limit=time_limit)
 
 
-def polish_problem(problem: Problem, *, time_limit: float = 5.0):
-    """Polish ``problem``'s point (:func:`certify.polish.polish_point`) with this driver as the judge."""
+def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float = 120.0):
+    """Polish ``problem``'s point (:func:`certify.polish.polish_point`) with this driver as the judge.
+
+    ``budget_s`` bounds the whole polishing, ``time_limit`` each call of the judge (a refuted polished
+    point is moved along its verified descent and polished again).
+    """
     from .polish import polish_point
-    return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit)
+    return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit,
+                        budget_s=budget_s)
 
 
 #: share of the budget polishing may use (the rest is for certifying the polished point)
@@ -117,7 +122,8 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     deadline = t0 + time_limit
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
-    pol = polish_problem(problem, time_limit=max(1e-3, min(POLISH_SHARE * time_limit, 5.0)))
+    pol = polish_problem(problem, time_limit=max(1e-3, min(0.1 * time_limit, 30.0)),
+                         budget_s=max(1e-3, POLISH_SHARE * time_limit))
     report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
                            prefer_nearby=True)
     info = pol.to_dict()
@@ -161,6 +167,11 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["outcome"] = "near_saddle"
         out["summary"] = (f"the point {where} is a saddle and its escape is verified; resume "
                           f"training from the lower point (--escape)")
+    elif (report.refutation or {}).get("kind") == "output_scaling":
+        out["outcome"] = "not_converged"
+        out["summary"] = (f"no minimum near the checkpoint: every sample is classified correctly and without "
+                          f"weight decay the {problem.loss.name} loss keeps falling as the outputs are scaled up "
+                          f"(the polished point {where}, {lower}); train with weight decay for a minimum")
     elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
@@ -308,6 +319,21 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         if verdict != Verdict.LOCAL_MIN:
             for k in ("global", "spurious", "strict", "flat_directions"):
                 flags.pop(k, None)
+    if verdict in (Verdict.LOCAL_MIN, Verdict.INCONCLUSIVE) or _negligible(refutation, loss_value):
+        # cross-entropy / logistic without weight decay: no minimum while every sample is classified
+        # correctly, however small the gradient (the outputs can always be scaled up)
+        from .refute import output_scaling
+        scaling = output_scaling(problem)
+        if scaling is not None:
+            verdict, refutation, claim, second_order = Verdict.NOT_STATIONARY, scaling, None, None
+            reason = (f"every sample is classified correctly and there is no weight decay, so scaling the last "
+                      f"layer scales the outputs and lowers every sample's {problem.loss.name} loss: "
+                      f"L'(theta; d) = {scaling['directional_derivative']:.3g} < 0, the loss drops by "
+                      f"{scaling['decrease']:.3g} at twice the outputs (verified, {scaling['method']}); the "
+                      f"infimum 0 is not attained, so no local minimum exists here")
+            for k in ("global", "spurious", "strict", "flat_directions", "claim"):
+                flags.pop(k, None)
+            flags["method"] = "output_scaling"
     if claim is not None:
         flags["claim"] = claim["level"]
     timings["total_s"] = time.perf_counter() - t0

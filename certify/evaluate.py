@@ -39,8 +39,8 @@ def _gamma(m: int, u: float) -> float:
     return m * u / (1.0 - m * u)
 
 
-def loss_with_bound(problem: Problem, theta: np.ndarray, dtype=np.float64) -> BoundedValue:
-    """``L(theta)`` computed in ``dtype`` with a bound on its rounding error."""
+def output_with_bound(problem: Problem, theta: np.ndarray, dtype=np.float64):
+    """The outputs ``F`` (n, C) computed in ``dtype`` and a bound ``eF`` on their rounding errors."""
     net = problem.network
     u = float(np.finfo(dtype).eps) / 2
     layers = net.split(np.asarray(theta, dtype=np.float64))
@@ -63,6 +63,13 @@ def loss_with_bound(problem: Problem, theta: np.ndarray, dtype=np.float64) -> Bo
             ex = lip * ez + (u * np.abs(x) if act.name == "leaky_relu" else 0.0)
         else:
             F, eF = z, ez
+    return F, eF
+
+
+def loss_with_bound(problem: Problem, theta: np.ndarray, dtype=np.float64) -> BoundedValue:
+    """``L(theta)`` computed in ``dtype`` with a bound on its rounding error."""
+    u = float(np.finfo(dtype).eps) / 2
+    F, eF = output_with_bound(problem, theta, dtype)
     vals, err = _loss_terms(problem, F, eF, u)
     n = vals.size
     total = vals.sum() / n
@@ -101,12 +108,47 @@ def _loss_terms(problem: Problem, F, eF, u):
     elif name == "logistic":
         vals = np.logaddexp(0.0, -Y[:, 0].astype(F.dtype) * F[:, 0])
         err = ef + 8 * u * (1.0 + np.abs(vals) + np.abs(F[:, 0]))
+        M = (-Y[:, 0].astype(F.dtype) * F[:, 0])[:, None]
+        _relative_terms(vals, err, M, ef[:, None] + u * np.abs(M), u)
     else:  # cross-entropy: 2-Lipschitz in the max-norm
         Fm = F.max(axis=1, keepdims=True)
         lse = Fm[:, 0] + np.log(np.sum(np.exp(F - Fm), axis=1))
-        vals = lse - F[np.arange(F.shape[0]), Y]
+        rows = np.arange(F.shape[0])
+        vals = lse - F[rows, Y]
         err = 2 * ef + 8 * u * (C + np.abs(lse) + np.abs(F).max(axis=1))
+        if C > 1:
+            M = F - F[rows, Y][:, None]           # the margins f_j - f_y (j != y)
+            eM = eF + eF[rows, Y][:, None] + u * np.abs(M)
+            others = np.ones_like(M, dtype=bool)
+            others[rows, Y] = False
+            _relative_terms(vals, err, M[others].reshape(-1, C - 1), eM[others].reshape(-1, C - 1), u)
     return vals, err
+
+
+def _relative_terms(vals, err, M, eM, u) -> None:
+    """Where every margin ``M[i, j] = f_j - f_y`` is negative (sample ``i`` classified correctly), the
+    loss ``log(1 + sum_j exp(M_ij))`` is evaluated as ``log1p`` of a sum of positive terms, whose
+    error is *relative*: a loss of 1e-17 is then known to about 1e-14 of itself, not to 1e-16 absolute
+    (the subtraction ``lse - f_y`` cannot give that). Updates ``vals`` and ``err`` in place.
+
+    Bound: ``exp`` of a margin known to ``+-e`` is known to a factor ``e^e (1 +- 2u)``; a sum of
+    ``k`` positive terms adds ``gamma_k``; so ``E = sum_j exp(M_ij)`` is known to a relative ``rho``,
+    and ``|log1p(E (1 + rho)) - log1p(E)| <= rho E <= rho (1 + E) log1p(E)`` (as
+    ``log1p(E) >= E / (1 + E)``); ``log1p`` itself adds ``2u`` relative.
+    """
+    ok = np.all(M < 0, axis=1)
+    if not np.any(ok):
+        return
+    k = M.shape[1]
+    E = np.sum(np.exp(M[ok]), axis=1)
+    rho = np.expm1(np.max(eM[ok], axis=1)) + 2 * u + _gamma(k + 1, u)
+    rho = rho * (1 + 4 * u)
+    accurate = np.log1p(E)
+    bound = 1.01 * (rho * (1 + E) + 3 * u) * accurate
+    better = bound < err[ok]
+    idx = np.flatnonzero(ok)[better]
+    vals[idx] = accurate[better]
+    err[idx] = bound[better]
 
 
 def exact_loss(problem: Problem, theta=None) -> Fraction:

@@ -11,6 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
+
+_log = logging.getLogger("certify.progress")
+
+
+def _format(info: dict) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in info.items())
 
 _callback = contextvars.ContextVar("certify_progress", default=None)
 
@@ -55,7 +63,10 @@ def reporting_details(callback):
 
 
 def detail(stage: str, **info) -> None:
-    """Report what a long stage is doing now (no-op unless a detail callback is installed)."""
+    """Report what a long stage is doing now to the detail callback, and to the ``certify.progress``
+    logger at INFO level (``certify -v`` shows it)."""
+    if _log.isEnabledFor(logging.INFO):
+        _log.info("%s: %s", stage, _format(info))
     cb = _detail_callback.get()
     if cb is not None:
         cb(stage, info)
@@ -64,8 +75,6 @@ def detail(stage: str, **info) -> None:
 def terminal_detail_printer(stream):
     """A detail callback drawing ``stage: key value, ...`` on one line of ``stream`` (a terminal)."""
     def draw(stage, info):
-        parts = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
-                          for k, v in info.items())
-        stream.write(f"\r{stage}: {parts}" + " " * 8)
+        stream.write(f"\r{stage}: {_format(info)}" + " " * 8)
         stream.flush()
     return draw

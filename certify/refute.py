@@ -322,3 +322,70 @@ def local_descent(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, d: n
     if judge["local"] is not None:
         return True, f"{judge['describe']}: descends for every small t > 0"
     return False, detail + f"; {judge.get('describe', '')}: not a local descent curve"
+
+
+# ---------------------------------------------------------------------------- an infimum not attained
+SCALING_LOSSES = ("cross_entropy", "logistic")
+
+
+def margins_with_bound(problem: Problem, theta: np.ndarray | None = None):
+    """The margins ``f_j - f_y`` (j != y; logistic: ``-y f``) of every sample, ``(n, k)``, and rigorous
+    bounds on their rounding errors."""
+    from .evaluate import output_with_bound
+    u = float(np.finfo(np.float64).eps) / 2
+    F, eF = output_with_bound(problem, problem.theta if theta is None else theta)
+    if problem.loss.name == "logistic":
+        y = problem.Y[:, 0].astype(np.float64)
+        M = (-y * F[:, 0])[:, None]
+        return M, eF[:, :1] + u * np.abs(M)
+    rows = np.arange(F.shape[0])
+    Y = problem.Y
+    M = F - F[rows, Y][:, None]
+    eM = eF + eF[rows, Y][:, None] + u * np.abs(M)
+    others = np.ones_like(M, dtype=bool)
+    others[rows, Y] = False
+    k = F.shape[1] - 1
+    return M[others].reshape(-1, k), eM[others].reshape(-1, k)
+
+
+def scaling_direction(problem: Problem) -> np.ndarray:
+    """The direction that scales the last layer ``(W_L, b_L)``, hence the outputs: ``f -> (1 + t) f``."""
+    net = problem.network
+    d = np.zeros(problem.n_params)
+    k = net.weights[-1].size + net.biases[-1].size
+    d[-k:] = problem.theta[-k:]
+    return d
+
+
+def output_scaling(problem: Problem) -> dict | None:
+    """A refutation for a smooth classification loss whose infimum is not attained.
+
+    Cross-entropy and logistic loss without weight decay: when every sample is classified correctly
+    (every margin ``f_j - f_y < 0``, established beyond its rigorous rounding bound), scaling the last
+    layer by ``s`` scales the outputs, and each sample's loss ``log(1 + sum_j exp(s m_j))`` strictly
+    decreases in ``s``: ``L'(theta; d) = mean_i sum_j p_ij m_ij < 0`` along ``d`` = the last layer's
+    parameters, and the loss goes down along the whole ray ``s >= 1``. So theta is no local minimum,
+    however small its gradient (a trained classifier's loss of 1e-17 has a gradient below the rounding
+    of the usual first-order test). The decrease at ``s = 2`` is verified by :func:`verified_decrease`
+    (which evaluates these losses with a relative error bound). None when the test does not apply.
+    """
+    from .evaluate import verified_decrease
+    if problem.loss.name not in SCALING_LOSSES or problem.weight_decay:
+        return None
+    M, eM = margins_with_bound(problem)
+    if M.size == 0 or not np.all(M + eM < 0):
+        return None
+    d = scaling_direction(problem)
+    if not np.any(d):
+        return None
+    dec = verified_decrease(problem, problem.theta, problem.theta + d)
+    if not dec.verified:
+        return None
+    with np.errstate(under="ignore"):
+        Ez = np.exp(M)
+        P = Ez / (1.0 + Ez.sum(axis=1, keepdims=True))
+    slope = float(np.mean(np.sum(P * M, axis=1)))
+    return {"kind": "output_scaling", "direction": d, "directional_derivative": slope, "step": 1.0,
+            "curve": "theta + t d scales the last layer by 1 + t: every margin is negative, so every sample's "
+                     "loss falls along the whole ray t >= 0",
+            "largest_margin": float(np.max(M + eM)), **dec.to_dict()}

@@ -139,6 +139,9 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
     if d.shape != (problem.n_params,):
         checks.append(Check("refutation", False, f"direction has shape {d.shape}, expected ({problem.n_params},)"))
         return
+    if ref.get("kind") == "output_scaling":
+        _check_output_scaling(problem, report, ref, d, checks)
+        return
     e = ref.get("curvature_direction")
     e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
     t = float(ref["step"])
@@ -162,6 +165,31 @@ def _check_refutation(problem: Problem, report: dict, checks: list) -> None:
         checks.append(Check("directional_derivative", slope < 0 and close(slope, ref["directional_derivative"],
                                                                              max(abs(slope), 1e-12)),
                             f"L'(theta; d) = {slope:.6g} (report: {ref['directional_derivative']!r})"))
+
+
+def _check_output_scaling(problem: Problem, report: dict, ref: dict, d: np.ndarray, checks: list) -> None:
+    """A refutation by scaling the outputs (:func:`certify.refute.output_scaling`): the direction is the
+    last layer, every margin is negative beyond its rounding bound (so the loss falls along the whole
+    ray), and the decrease at the stored step is verified."""
+    from .refute import SCALING_LOSSES, margins_with_bound, scaling_direction
+    ok_loss = problem.loss.name in SCALING_LOSSES and not problem.weight_decay
+    checks.append(Check("scaling_loss", ok_loss, f"{problem.loss.name} loss, weight decay {problem.weight_decay:g} "
+                        "(output scaling refutes only cross-entropy / logistic without weight decay)"))
+    checks.append(Check("scaling_direction", bool(np.array_equal(d, scaling_direction(problem))),
+                        "the direction is the last layer's parameters (scaling the outputs)"))
+    M, eM = margins_with_bound(problem)
+    worst = float(np.max(M + eM)) if M.size else float("inf")
+    checks.append(Check("margins", worst < 0, f"largest margin f_j - f_y plus its rounding bound: {worst:.3g} "
+                                              "(must be < 0: every sample classified correctly)"))
+    t = float(ref["step"])
+    dec = verified_decrease(problem, problem.theta, problem.theta + t * d)
+    checks.append(Check("verified_decrease", dec.verified and t > 0,
+                        f"L(theta) - L(theta') = {dec.decrease:.6g} > error bound {dec.error_bound:.3g} ({dec.method})"
+                        if dec.verified else f"no verified decrease at the stored point: {dec.decrease:.6g} "
+                                             f"(bound {dec.error_bound:.3g})"))
+    if report["verdict"] != "not_stationary":
+        checks.append(Check("verdict", False, f"an output-scaling refutation means not_stationary, not "
+                                              f"{report['verdict']}"))
 
 
 # ---------------------------------------------------------------------------- local minima
