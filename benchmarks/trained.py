@@ -653,7 +653,7 @@ def derive_outcome(verdict: str, polish: dict | None, theta_norm: float) -> str:
 
 
 def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int = 200,
-                time_limit: float = 60.0) -> dict:
+                time_limit: float = 300.0) -> dict:
     """certify on one trained instance, with the family's soundness checks (the runner's hook).
 
     ``data`` is a :class:`benchmarks.baselines.Data`. Returns the runner's method record: the
