@@ -172,6 +172,16 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["summary"] = (f"no minimum near the checkpoint: every sample is classified correctly and without "
                           f"weight decay the {problem.loss.name} loss keeps falling as the outputs are scaled up "
                           f"(the polished point {where}, {lower}); train with weight decay for a minimum")
+    elif (verdict == "not_stationary" and (report.polish or {}).get("converged")
+          and _negligible(report.refutation, loss_end)):
+        # a converged polish refuted only by a descent of 1e-19 up to a kink 1e-17 away: the polished point
+        # sits on a degenerate kink (a multiplier at the end of its interval, a released kink still at 0)
+        out["outcome"] = "undecided"
+        dec = float((report.refutation or {}).get("decrease") or 0.0)
+        out["summary"] = (f"the polished point {where} ({lower}) is a KKT point of its kinks to rounding, but "
+                          f"exactly it is refuted only by a descent of {dec:.3g} up to a kink next to it: a "
+                          f"degenerate kink (a multiplier at the end of its interval) that no exact minimum "
+                          f"could be separated from")
     elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",

@@ -26,13 +26,28 @@ def iris():
 
 def test_trained_minimum_is_certified_after_polishing(iris):
     X, target = iris
-    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 4000)
+    p = adam(Problem(_init([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
     raw = certify.check(p.network, data=p.data, loss="square")
     assert raw.verdict.value == "not_stationary"       # a trainer's point is never exactly stationary
     rep = check_polished(p)
     assert rep.verdict.value == "local_min", rep.reason
     assert rep.polish["loss_after"] <= rep.polish["loss_before"]
     assert certify.verify(rep.to_dict(), p.network, data=p.data).ok
+
+
+def test_degenerate_polished_point_is_undecided_not_keep_training(iris):
+    """Seed 0 polishes to a KKT point with held kinks whose multipliers are 0 and 1 to 1e-13: exact
+    arithmetic refutes the float point only by a descent of ~1e-19 up to a kink ~1e-17 away. That is
+    true of the point, but it is no reason to keep training: the trained answer is `undecided`."""
+    X, target = iris
+    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 4000)
+    rep = check_polished(p)
+    if rep.verdict.value == "local_min":      # a stronger prover since: nothing to pin
+        assert rep.trained["outcome"] in ("near_minimum", "not_converged")
+        return
+    assert rep.verdict.value == "not_stationary" and rep.refutation["verified"]
+    assert rep.refutation["decrease"] < 1e-12 * rep.polish["loss_after"]
+    assert rep.trained["outcome"] == "undecided" and "degenerate kink" in rep.trained["summary"]
 
 
 def test_trained_saddle_stays_a_saddle_after_polishing(iris):

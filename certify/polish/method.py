@@ -274,9 +274,8 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
         if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None or not ref.get("step"):
             break
         d = np.asarray(ref["direction"], dtype=np.float64)
-        step = float(ref["step"])
-        nxt = res.theta + step * d
-        if problem.value(nxt) >= problem.value(res.theta):
+        nxt = _descend_along(problem, res.theta, d, float(ref["step"]))
+        if nxt is None:
             break
         current = problem.at(nxt)
     res.distance = float(np.linalg.norm(res.theta - theta0))
@@ -287,3 +286,29 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res.loss_gap = loss0 - res.loss_after
     res.time_s = time.perf_counter() - t0
     return res
+
+
+def _descend_along(problem: Problem, theta: np.ndarray, d: np.ndarray, step: float) -> np.ndarray | None:
+    """The point along the judge's verified descent ``d`` from which to polish again, or None.
+
+    The judge's step may be far below float resolution (an exact descent up to a kink 1e-18 away,
+    e.g. across a concave kink the polisher left at 0): then ``theta + step d`` is ``theta`` in float64
+    and polishing would stop where the loss still falls at a slope of 1e-3. So the step is grown by
+    factors of 4 (up to a tenth of the point's norm) while the float64 loss keeps falling, and the
+    lowest point is taken -- if it is lower than ``theta`` by more than rounding.
+    """
+    base = problem.value(theta)
+    nd = float(np.linalg.norm(d))
+    if not np.isfinite(step) or step <= 0 or nd == 0:
+        return None
+    t_max = 0.1 * max(float(np.linalg.norm(theta)), 1.0) / nd
+    best, best_val, t = None, base - 64 * np.finfo(float).eps * max(abs(base), 1e-300), step
+    while t <= t_max:
+        cand = theta + t * d
+        val = problem.value(cand)
+        if val < best_val:
+            best, best_val = cand, val
+        elif best is not None:
+            break
+        t *= 4.0
+    return best
