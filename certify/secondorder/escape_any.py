@@ -360,6 +360,9 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
     rng = np.random.default_rng(l * 1000 + j)
     tried = 0
     best_value = None
+    lam = float(problem.weight_decay)
+    silent = not np.any(net.activation(z) != 0)
+    best_wd = None     # with weight decay, a silent unit's line has c_2 / 2 = a . Psi(v) + lam |a| |v| at best
     # 1. constructive candidates from Psi (exact when nothing relevant is kinked downstream)
     M, groups = psi_parts(ctx, l, j, np.where(kinked[:, None], 0.0, G) if not smooth else G)
     xbar_all = np.hstack([fwd.post[l - 1], np.ones((problem.n_samples, 1))])
@@ -372,6 +375,9 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
         a = -P / np.abs(P).max()
         value = float(a @ P)
         tried += 1
+        if lam and silent:
+            w = value / (float(np.linalg.norm(a)) * max(float(np.linalg.norm(v)), 1e-300)) + lam
+            best_wd = w if best_wd is None else min(best_wd, w)
         curve = escape_curve(ctx, l, j, a, v)
         if curve is not None:
             return {"curve": curve, "value": value, "a": a, "how": "constructive"}
@@ -406,6 +412,10 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
                 return {"curve": curve, "value": value, "a": a, "how": f"one-level {res.method}"}
     if best_value is None:
         return {"note": "no negative escape value found"}
+    if best_wd is not None and best_wd >= -1e-9 * lam:
+        return {"note": f"escape value {best_value:.3g} < 0, but weight decay {lam:g} outweighs it: along the "
+                        f"escapes tried the second-order coefficient per |a||v| is {best_wd:.3g} >= 0 (no escape at second "
+                        f"order along them)"}
     return {"note": f"escape value {best_value:.3g} < 0 but no curve gave a verified local descent ({tried} tried)"}
 
 
