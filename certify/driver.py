@@ -58,9 +58,10 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         answer is the best one proved so far (a verified refutation stands; otherwise
         ``inconclusive`` naming what ran out), never a hang.
     polish : bool
-        First move to a nearby point with exact kinks and zero reduced gradient (the cell program
-        for one-hidden-layer nets, Newton on the kink manifold otherwise; :mod:`certify.polish`) and
-        certify that point; the report's ``polish`` section says where it is and how far it moved.
+        First move to a nearby KKT point of the piecewise-smooth loss (an active-set Newton–KKT
+        method over its pieces, matrix-free, at most half the budget; :mod:`certify.polish`) and
+        certify that point; the report's ``polish`` section says where it is and how far it moved, and
+        its ``trained`` section what that means for the given checkpoint.
 
     Returns
     -------

@@ -190,3 +190,29 @@ def test_progress_is_reported_to_a_callback_and_never_printed(capsys):
     assert out == "" and err == ""
     run_case(by_name("gt05"))
     assert capsys.readouterr() == ("", "")
+
+
+def test_polishing_rounds_are_logged_with_verbose(caplog):
+    """`check --polish -v` logs every polishing round (round, loss, reduced gradient, kinks held) at
+    INFO on the `certify.progress` logger (`-v` shows INFO on stderr)."""
+    import logging
+    caplog.set_level(logging.INFO, logger="certify")
+    assert main(["check", "data/seeds/gt16.npz", "--polish", "-v"]) == 0
+    line = next(r.getMessage() for r in caplog.records
+                if r.name == "certify.progress" and "polishing: round 1" in r.getMessage())
+    assert "loss" in line and "reduced gradient" in line and "kinks held" in line
+
+
+def test_progress_details_reach_a_callback_and_are_never_printed(capsys):
+    """The polisher reports its rounds to a detail callback; without one nothing is printed."""
+    from certify.driver import check_polished
+    from certify.loaders import load_model, load_data
+    from certify.data import Problem
+    from certify.progress import reporting_details
+    net = load_model("data/seeds/gt16.npz")
+    problem = Problem(net, load_data("data/seeds/gt16.npz"), "square", 0.0)
+    seen = []
+    with reporting_details(lambda stage, info: seen.append((stage, info))):
+        check_polished(problem, time_limit=30)
+    assert seen and seen[0][0] == "polishing" and {"round", "loss", "reduced_gradient", "kinks_held"} <= set(seen[0][1])
+    assert capsys.readouterr() == ("", "")

@@ -144,7 +144,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
                         "multiplier_violation": st.viol, "radius": radius})
         tick("polishing: rounds", rounds, max_rounds)
         detail("polishing", round=rounds, loss=st.pt.loss, reduced_gradient=st.red_rel, kinks_held=len(st.pt.keys))
-        log.info("polish round %d: loss %.12g, reduced gradient %.3g (relative), %d kinks held, kink residual "
+        log.debug("polish round %d: loss %.12g, reduced gradient %.3g (relative), %d kinks held, kink residual "
                  "%.3g, multiplier violation %.3g", rounds, st.pt.loss, st.red_rel, len(st.pt.keys), st.kink_res,
                  st.viol)
         if st.kinks_ok and st.mult_ok and st.red_rel <= TOL_GRAD:
