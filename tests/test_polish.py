@@ -387,3 +387,25 @@ def test_polish_point_keeps_the_drivers_interface():
     assert isinstance(res, PolishResult) and res.converged
     assert res.distance == pytest.approx(np.sqrt(2.0 / 3.0) * 1e-7, rel=1e-6)
     assert res.to_dict()["loss_change"] <= 0
+
+
+def test_unpin_units_moves_dead_and_affine_units_off_their_kinks_without_changing_the_function():
+    """Hand-built: unit 1 is dead but for x = 1 on its kink (z = x - 1 on x in {0, 1}); unit 2 is
+    active but for x = 0 on its kink (z = x). Lowering unit 1's bias, and raising unit 2's while
+    the output bias pays it back, leaves every output unchanged and every kink strictly off 0."""
+    from certify.polish.rescale import UNPIN_MARGIN, unpin_units
+    X = np.array([[0.0], [1.0]])
+    y = np.array([0.5, 2.0])
+    net = Network([np.array([[1.0], [1.0]]), np.array([[3.0, 2.0]])],
+                  [np.array([-1.0, 0.0]), np.array([0.5])], "relu")
+    p = Problem(net, Dataset(X, y), "square")
+    theta, moved = unpin_units(p, p.theta)
+    assert sorted(moved) == [(1, 0, "dead"), (1, 1, "active")]
+    q = p.at(theta)
+    assert np.allclose(q.network.forward(X).output, net.forward(X).output, rtol=0, atol=1e-15)
+    Z = q.network.forward(X).pre[0]
+    assert np.all(Z[:, 0] < 0) and np.all(Z[:, 1] > 0)
+    # margins: UNPIN_MARGIN times the largest |w||x| + |b| of the unit (2 and 1)
+    assert np.isclose(Z[1, 0], -UNPIN_MARGIN * 2.0) and np.isclose(Z[0, 1], UNPIN_MARGIN * 1.0)
+    with_decay = Problem(net, Dataset(X, y), "square", 1e-3)
+    assert unpin_units(with_decay, with_decay.theta)[1] == []

@@ -20,7 +20,7 @@ from .limits import (
 )
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed
-from .rescale import nearest_rescaling
+from .rescale import nearest_rescaling, unpin_units
 from .result import PolishResult, make_result
 from .steps import (
     add_independent,
@@ -241,6 +241,14 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             break
     else:
         reason = f"{max_rounds} rounds used"
+    if converged:
+        cand, moved = unpin_units(problem, theta)
+        if moved and problem.value(cand) <= problem.value(theta) + rounding(problem, theta):
+            theta = cand
+            for l, j, _ in moved:
+                held.units[l - 1][:, j] = False
+            log.info("polish: %d unit(s) dead or affine on every sample moved off the samples at their kink",
+                     len(moved))
     rescaled = False
     if rescale and not problem.weight_decay and problem.network.n_layers > 1:
         cand = nearest_rescaling(problem, theta, theta0)
@@ -252,7 +260,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
 
 
 def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budget_s: float = 120.0,
-                 tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 3) -> PolishResult:
+                 tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 8) -> PolishResult:
     """Polish, and when ``judge`` refutes the polished point, step along its descent and polish again.
 
     ``judge(problem, time_limit)`` is a checker returning a report (the driver passes

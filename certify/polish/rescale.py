@@ -50,3 +50,61 @@ def nearest_rescaling(problem: Problem, theta: np.ndarray, theta0: np.ndarray, *
         if largest <= 1e-13:
             break
     return theta
+
+
+#: how far an unpinned unit's pre-activations are moved off their kink, relative to their term size
+UNPIN_MARGIN = 1e-4
+
+
+def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12) -> tuple[np.ndarray, list]:
+    """Move units that touch samples at their kink but have one slope on all the others off the kink,
+    where that leaves the network's function unchanged.
+
+    A trainer leaves *dead* ReLU units with their hyperplane through a few samples (autograd's slope
+    0 at 0 pushes an activating sample back to exactly 0), and a polish that drifts along such a unit's
+    flat valley stops at the samples it meets: the kinks are held with multipliers at the ends of
+    their intervals, a degenerate KKT point nothing can be proved about. Yet the unit is dead: its
+    output is 0 on every sample, and stays 0 when its bias is lowered. So, without weight decay:
+
+    * a unit with ``z_ij <= 0`` on every sample (up to rounding) and slope 0 below the kink gets
+      ``b_j -= m`` (its output stays 0; the kinks become strictly negative);
+    * a unit with ``z_ij >= 0`` on every sample gets ``b_j += m`` and the next layer's bias
+      ``-= s_+ W_{l+1}[:, j] m`` (it is affine on every sample, so the next layer's input is unchanged
+      -- the bias translation of an always-active unit).
+
+    ``m = UNPIN_MARGIN`` times the unit's largest term ``|W_j| |x| + |b_j|``. Returns the new point
+    and the units moved ``(layer, unit, "dead" | "active")``; the caller keeps the move only if the
+    loss does not go up.
+    """
+    net = problem.network
+    if problem.weight_decay or net.n_layers < 2:
+        return theta, []
+    s_pos, s_neg = net.activation.slopes
+    theta = np.array(theta, dtype=np.float64, copy=True)
+    moved = []
+    x = problem.X
+    layers = net.split(theta)
+    for l in range(1, net.n_layers):
+        W, b = layers[l - 1]
+        z = x @ W.T + b
+        size = np.abs(x) @ np.abs(W).T + np.abs(b)
+        tol = rounding_rel * np.maximum(size.max(axis=0), 1e-300)
+        w0, b0 = net.offsets[l - 1]
+        _, bn0 = net.offsets[l]
+        Wn = layers[l][0]
+        for j in range(W.shape[0]):
+            zj, tj = z[:, j], tol[j]
+            on_kink = np.abs(zj) <= tj
+            if not on_kink.any() or on_kink.all():
+                continue
+            m = UNPIN_MARGIN * float(size[:, j].max())
+            if s_neg == 0 and np.all(zj <= tj):
+                theta[b0 + j] -= m
+                moved.append((l, j, "dead"))
+            elif s_pos != 0 and np.all(zj >= -tj):
+                theta[b0 + j] += m
+                theta[bn0:bn0 + Wn.shape[0]] -= s_pos * Wn[:, j] * m
+                moved.append((l, j, "active"))
+        layers = net.split(theta)
+        x = net.activation(x @ layers[l - 1][0].T + layers[l - 1][1])
+    return theta, moved
