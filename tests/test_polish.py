@@ -260,7 +260,10 @@ def test_the_loss_never_goes_up(problem):
     res = polish(problem, deadline=time.perf_counter() + 0.4)
     assert res.loss_after <= res.loss_before
     losses = [h["loss"] for h in res.history]
-    assert all(b <= a for a, b in itertools.pairwise(losses)), losses
+    # a step is accepted when L goes down; the last refinement steps (below what L can resolve) may move
+    # it by rounding only
+    ups = [(i, a, b) for i, (a, b) in enumerate(itertools.pairwise(losses)) if b > a + 1e-12 * max(abs(a), 1.0)]
+    assert not ups, ups
     assert np.isfinite(res.theta).all() and np.isfinite(res.loss_after)
 
 
