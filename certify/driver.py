@@ -161,10 +161,11 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
     where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
     lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
+    negligible = verdict in ("saddle", "not_stationary") and _negligible(report.refutation, loss_end)
     if verdict == "local_min" and near:
         out["outcome"] = "near_minimum"
         out["summary"] = f"a certified local minimum {where}, {lower}"
-    elif verdict == "saddle":
+    elif verdict == "saddle" and not negligible:
         out["outcome"] = "near_saddle"
         out["summary"] = (f"the point {where} is a saddle and its escape is verified; resume "
                           f"training from the lower point (--escape)")
@@ -173,8 +174,7 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["summary"] = (f"no minimum near the checkpoint: every sample is classified correctly and without "
                           f"weight decay the {problem.loss.name} loss keeps falling as the outputs are scaled up "
                           f"(the polished point {where}, {lower}); train with weight decay for a minimum")
-    elif (verdict == "not_stationary" and (report.polish or {}).get("converged")
-          and _negligible(report.refutation, loss_end)):
+    elif negligible and (report.polish or {}).get("converged", True):
         # a converged polish refuted only by a descent of 1e-19 up to a kink 1e-17 away: the polished point
         # sits on a degenerate kink (a multiplier at the end of its interval, a released kink still at 0)
         out["outcome"] = "undecided"
