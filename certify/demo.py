@@ -21,6 +21,16 @@ from .network import Network
 from .tangent import loss_gradient
 
 
+#: the trained checkpoints ``certify demo`` shows, from ``data/trained/native/NAME.npz`` (certify's own
+#: format, written from the PyTorch ``data/trained/NAME.pt`` by ``python -m benchmarks.trained
+#: export-native``): a minimum, a saddle the trainer cannot leave (a dead unit), a saddle weight decay
+#: made, a loss without a minimum, and a checkpoint with a lower minimum far away
+TRAINED = ("iris_petal_sq_adam", "iris_petal_sq_dead_adam", "iris_class_mchinge_wd_sgd", "iris_class_ce_adam",
+           "diabetes_sq_adam")
+#: ... of which ``--quick`` leaves these out (polishing takes longest)
+SLOW = ("diabetes_sq_adam",)
+
+
 def data_dir() -> Path:
     """The bundled ``data/`` folder (next to the package in a checkout or an editable install)."""
     here = Path(__file__).resolve().parent.parent / "data"
