@@ -1,19 +1,106 @@
-"""The certify-native copies of the demo's trained checkpoints (``data/trained/native/``).
+"""``certify demo``: the constructions with their hand-derived verdicts, and the trained checkpoints.
 
-Independent answers: the copies are compared with the SHA-256 torch wrote into each sidecar at
-training time (numpy only) and, when torch is installed, with a fresh export from the ``.pt`` files.
+The demo runs once here (``--quick``, through the command line) and every test reads its output and
+reports. Independent answers: the constructions' verdicts were derived by hand; the native copies of
+the checkpoints are compared with the SHA-256 torch wrote into each sidecar at training time (numpy
+only) and, when torch is installed, with the ``.pt`` files themselves; the dead-unit saddle is one
+by construction (a unit no gradient can move, REFERENCES.md A4.5 item 2), and its refutation's lower
+point is re-evaluated here.
 """
 
+import contextlib
+import io
 import json
 
 import numpy as np
 import pytest
 
+import certify
 from benchmarks import trained as tr
 from certify.cli import main
-from certify.demo import TRAINED, data_dir
+from certify.data import Problem
+from certify.demo import SLOW, TRAINED, data_dir, trained_problems
 
+OUTCOMES = ("near_minimum", "near_saddle", "not_converged", "undecided")
+VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
 NATIVE = data_dir() / "trained" / "native"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("demo")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["demo", "--quick", "--out", str(out_dir)])
+    return code, buf.getvalue(), out_dir
+
+
+def _row(out: str, name: str) -> list[str]:
+    rows = [line.split() for line in out.splitlines()
+            if line.startswith(name + " ") and not line.startswith(name + " (")]   # not the notes below
+    assert len(rows) == 1, (name, rows)
+    return rows[0]
+
+
+def test_demo_reproduces_every_hand_derived_verdict(demo):
+    code, out, out_dir = demo
+    assert code == 0, out
+    assert "17 constructions, 17 with a hand-derived verdict, 0 differing" in out
+    assert "<-- differs" not in out
+    quick = [n for n in TRAINED if n not in SLOW]
+    reports = sorted(out_dir.glob("*.json"))
+    assert len(reports) == 17 + 2 * len(quick)
+    for path in reports:
+        assert json.loads(path.read_text())["verdict"] in VERDICTS
+
+
+def test_demo_shows_the_trained_checkpoints_as_trained_and_polished(demo):
+    code, out, out_dir = demo
+    quick = [n for n in TRAINED if n not in SLOW]
+    assert len(quick) >= 3
+    assert f"{len(quick)} trained checkpoints, no hand-derived verdict" in out
+    assert "certify.verify, all ok" in out and "FAILED" not in out
+    for name in SLOW:
+        assert name not in out                                # --quick leaves them out
+    for name in quick:
+        row = _row(out, name)
+        raw = json.loads((out_dir / f"{name}.json").read_text())
+        pol = json.loads((out_dir / f"{name}+polish.json").read_text())
+        # columns: name, widths, activation, loss, wd, as trained, polished, outcome, moved, (%), change, verify, time
+        assert row[5] == raw["verdict"] == "not_stationary"    # a trainer's point is never exactly stationary
+        assert row[6] == pol["verdict"] and row[7] == pol["trained"]["outcome"] in OUTCOMES
+        assert pol["trained"]["summary"] in out
+        assert row[-2] == ("ok" if pol["verdict"] == "local_min" else "-")
+    # distinct outcomes, each for its own reason
+    assert _row(out, "iris_petal_sq_adam")[6:8] == ["local_min", "near_minimum"]
+    assert _row(out, "iris_petal_sq_dead_adam")[6:8] == ["saddle", "near_saddle"]
+    assert _row(out, "iris_class_ce_adam")[7] == "not_converged"
+
+
+def test_demo_local_min_certificates_verify(demo):
+    _, _, out_dir = demo
+    problems = {name: p for name, p, _ in trained_problems(quick=True)}
+    n = 0
+    for name, p in problems.items():
+        rep = json.loads((out_dir / f"{name}+polish.json").read_text())
+        if rep["verdict"] == "local_min":
+            assert certify.verify(rep, p.network, data=p.data).ok
+            n += 1
+    assert n >= 1
+
+
+def test_demo_dead_unit_saddle_escape_lowers_the_loss(demo):
+    _, _, out_dir = demo
+    p = dict((n, p) for n, p, _ in trained_problems(quick=True))["iris_petal_sq_dead_adam"]
+    net = p.network
+    assert np.all(net.weights[0][0] == 0) and net.biases[0][0] == 0 and np.all(net.weights[1][:, 0] == 0)
+    rep = json.loads((out_dir / "iris_petal_sq_dead_adam+polish.json").read_text())
+    ref = rep["refutation"]
+    theta = np.asarray(rep["polish"]["theta"])
+    t = ref["step"]
+    e = np.zeros_like(theta) if ref.get("curvature_direction") is None else np.asarray(ref["curvature_direction"])
+    lower = theta + t * np.asarray(ref["direction"]) + 0.5 * t * t * e
+    assert p.value(lower) < p.value(theta) <= p.value(p.theta)
 
 
 # ============================================================================ the native copies
@@ -67,3 +154,13 @@ def test_native_file_carries_loss_and_weight_decay_for_the_cli(capsys):
     assert code == 11 and rep["verdict"] == "not_stationary"
     assert rep["problem"]["loss"] == "multiclass_hinge" and rep["problem"]["weight_decay"] == 1e-3
     assert rep["problem"]["activation"] == "relu"
+
+
+def test_full_demo_loads_every_checkpoint():
+    full = trained_problems(quick=False)
+    assert [n for n, _, _ in full] == list(TRAINED)
+    for name, p, info in full:
+        spec = tr.SPEC[name]
+        assert isinstance(p, Problem) and list(p.network.widths) == list(spec.widths)
+        assert p.loss.name == spec.loss and p.weight_decay == spec.weight_decay
+        assert info["source"] and info["licence"]
