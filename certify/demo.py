@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset, Problem
+from .data import Problem
 from .driver import check_polished, check_problem
-from .network import Network
-from .tangent import loss_gradient
 
 
 #: the trained checkpoints ``certify demo`` shows, from ``data/trained/native/NAME.npz`` (certify's own
@@ -61,30 +59,6 @@ class Row:
         if not self.expected:
             return None
         return self.verdict == self.expected or (self.verdict == "inconclusive" and self.inconclusive_ok)
-
-
-def adam(problem: Problem, steps: int, lr: float = 1e-2) -> Problem:
-    """Full-batch Adam on ``problem`` (autograd's convention at kinks: the ``s_pos`` slope)."""
-    th = problem.theta.copy()
-    m = np.zeros_like(th)
-    v = np.zeros_like(th)
-    for t in range(1, steps + 1):
-        g = loss_gradient(problem.at(th))
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        th -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-12)
-    return problem.at(th)
-
-
-def _init(widths, activation, seed, dead_unit=False) -> Network:
-    rng = np.random.default_rng(seed)
-    Ws = [rng.standard_normal((b, a)) / np.sqrt(a) for a, b in zip(widths[:-1], widths[1:])]
-    bs = [np.full(b, 0.1) for b in widths[1:]]
-    if dead_unit:  # a unit with zero weights in and out: gradient descent never moves it
-        Ws[0][0] = 0.0
-        bs[0][0] = 0.0
-        Ws[1][:, 0] = 0.0
-    return Network(Ws, bs, activation)
 
 
 @dataclass
@@ -233,8 +207,8 @@ def main_demo(quick: bool = False, out_dir: str | None = None, stream=None) -> i
     stream.write(format_table(rows) + "\n\n")
     for r in rows:
         stream.write(f"{r.name}: {r.verdict} — {r.note}\n")
-    stream.write(f"\nCheckpoints trained by PyTorch (data/trained/native/), as trained and polished; no verdict "
-                 f"derived by hand (the truth is unknown):\n\n")
+    stream.write("\nCheckpoints trained by PyTorch (data/trained/native/), as trained and polished; no verdict "
+                 "derived by hand (the truth is unknown):\n\n")
     stream.write(format_trained_table(trained) + "\n\n")
     for r in trained:
         stream.write(f"{r.name} ({r.loss} on {r.data}{'; ' + r.note if r.note else ''}):\n"
@@ -256,7 +230,7 @@ def main_demo(quick: bool = False, out_dir: str | None = None, stream=None) -> i
         + ", ".join(f"{k} {v}" for k, v in outcomes.items())
         + f"; {n_min} local_min certificate(s) re-checked by certify.verify, "
         + ("all ok" if not n_failed else f"{n_failed} FAILED") + ".\n"
-        f"Data: the constructions in data/seeds/ (MIT); "
+        "Data: the constructions in data/seeds/ (MIT); "
         + "; ".join(f"{', '.join(names)}: {src} [licence: {lic}]" for (src, lic), names in data_info.items())
         + " (see data/README.md).\n")
     return 1 if n_bad or n_failed else 0
