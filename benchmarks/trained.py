@@ -8,6 +8,7 @@ reproducibly, and serves them to the benchmark suite::
     python -m benchmarks.trained train --only wine_ce_wd_adam --out /tmp/ckpt
     python -m benchmarks.trained train --large          # the large ones, into the cache directory
     python -m benchmarks.trained baseline               # certify check / check --polish on every committed one
+    python -m benchmarks.trained export-native          # certify-native copies of the demo's checkpoints
     python -m benchmarks.trained list
 
 Data (:data:`DATASETS`). scikit-learn's bundled copies of Iris, Wine, Breast Cancer Wisconsin
@@ -80,6 +81,8 @@ from . import numerics as nm
 ROOT = Path(__file__).resolve().parent.parent
 DATA_ROOT = ROOT / "data" / "trained"
 DATASET_DIR = DATA_ROOT / "datasets"
+#: certify-native ``.npz`` copies of a few checkpoints, for ``certify demo`` (which has no torch)
+NATIVE_DIR = DATA_ROOT / "native"
 #: checkpoints with at least this many parameters are not committed but regenerated into the cache
 LARGE_P = 20_000
 #: a polished point that moved more than this share of ||theta|| is not called "near" anything
@@ -524,6 +527,65 @@ def load_checkpoint(spec: TrainSpec) -> tuple[list, dict]:
     return layers, meta
 
 
+def native_sha256(arrays: dict) -> str:
+    """:func:`params_sha256` of a native ``.npz``'s ``W1, b1, ...`` (numpy only): the state-dict keys
+    ``0.weight, 0.bias, 2.weight, ...`` of the ``nn.Sequential`` it came from, float32 bytes."""
+    h = hashlib.sha256()
+    L = sum(1 for k in arrays if k.startswith("W") and k[1:].isdigit())
+    for l in range(1, L + 1):
+        for key, name in ((f"{2 * (l - 1)}.weight", f"W{l}"), (f"{2 * (l - 1)}.bias", f"b{l}")):
+            h.update(key.encode())
+            h.update(np.ascontiguousarray(np.asarray(arrays[name]).astype("<f4")).tobytes())
+    return h.hexdigest()
+
+
+def native_arrays(spec: TrainSpec) -> dict:
+    """A checkpoint as certify's native ``.npz`` arrays: ``W1, b1, ..., WL, bL`` (float64 holding the
+    stored float32 values exactly), the strings ``activation``, ``loss`` and the number
+    ``weight_decay`` that ``certify check`` reads, and provenance (``data``: the data file relative
+    to ``data/trained/``, ``params_sha256`` of the ``.pt``, ``note``, ``trained_by``, ``made_by``).
+    Needs torch."""
+    import torch
+
+    layers, meta = load_checkpoint(spec)
+    if not meta["sha_matches"]:
+        raise RuntimeError(f"{spec.name}.pt does not match the SHA-256 in its sidecar")
+    out = {}
+    for l, (W, b) in enumerate(layers, 1):
+        out[f"W{l}"], out[f"b{l}"] = W, b
+    if native_sha256(out) != meta["params_sha256"]:
+        raise RuntimeError(f"{spec.name}: the exported arrays do not reproduce the checkpoint's SHA-256")
+    out.update(activation=np.array(spec.activation), loss=np.array(spec.loss),
+               weight_decay=np.array(float(spec.weight_decay)), data=np.array(f"datasets/{spec.data}.npz"),
+               name=np.array(spec.name), params_sha256=np.array(meta["params_sha256"]), note=np.array(spec.note),
+               trained_by=np.array(_trained_by(spec, meta)),
+               made_by=np.array(f"python -m benchmarks.trained export-native --only {spec.name} (from "
+                                f"data/trained/{spec.name}.pt; torch {torch.__version__})"))
+    return out
+
+
+def _trained_by(spec: TrainSpec, meta: dict) -> str:
+    """One line on how a checkpoint was trained, from its sidecar."""
+    opt = meta.get("optimizer") or {}
+    batch = opt.get("batch_size")
+    how = "full batch" if batch in (None, "full") else f"minibatches of {batch}"
+    return (f"PyTorch {meta.get('torch', '?')}, float32: {spec.optimizer} (lr {spec.lr:g}, cosine to 0), "
+            f"{meta.get('steps')} steps, {how}, seed {spec.seed}; final loss {meta.get('final_loss', float('nan')):.6g}, "
+            f"gradient norm {meta.get('grad_norm', float('nan')):.3g}")
+
+
+def export_native(names, out_dir: Path = NATIVE_DIR) -> list[Path]:
+    """Write ``out_dir/NAME.npz`` (:func:`native_arrays`) for each checkpoint in ``names``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path = out_dir / f"{name}.npz"
+        np.savez_compressed(path, **native_arrays(SPEC[name]))
+        paths.append(path)
+    return paths
+
+
 # ============================================================================ the probe
 def _pattern(net: nm.AutogradNet, theta: np.ndarray, tol: float = 1e-6):
     """Sides of every hidden pre-activation and loss kink: ``(signs, near)`` flat boolean arrays.
@@ -906,6 +968,10 @@ def main(argv=None) -> int:
     bl.add_argument("--time-limit", type=float, default=60.0)
     bl.add_argument("--timeout", type=float, default=600.0, help="outer timeout per command (s)")
     bl.add_argument("--out", type=Path, default=None, help="markdown table (default results/trained_baseline.md)")
+    en = sub.add_parser("export-native", help="certify-native .npz copies of checkpoints, for certify demo "
+                        "(default: the demo's; needs torch)")
+    en.add_argument("--only", nargs="+", default=None, metavar="NAME", help="checkpoint names (see `list`)")
+    en.add_argument("--out", type=Path, default=NATIVE_DIR)
     sub.add_parser("list", help="the checkpoints")
     args = parser.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
@@ -917,6 +983,16 @@ def main(argv=None) -> int:
         for s in SPECS:
             print(f"{s.name:28s} p={s.p:<7d} {s.data:14s} {'-'.join(map(str, s.widths)):18s} {s.activation:15s} "
                   f"{s.loss:17s} wd={s.weight_decay:g} {s.optimizer}{' (large: cache)' if s.large else ''}")
+        return 0
+    if args.command == "export-native":
+        from certify.demo import TRAINED
+        names = [n for arg in args.only for n in arg.split(",") if n] if args.only else list(TRAINED)
+        unknown = [n for n in names if n not in SPEC or SPEC[n].large]
+        if unknown:
+            print(f"unknown or large checkpoint(s) {unknown}: see python -m benchmarks.trained list", file=sys.stderr)
+            return 2
+        for path in export_native(names, args.out):
+            log(f"wrote {path}")
         return 0
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     unknown = [n for n in only or [] if n not in SPEC]

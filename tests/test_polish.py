@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certify.data import Dataset, Problem
-from certify.demo import adam
 from certify.network import Network
 from certify.polish import PolishResult, nearest_rescaling, polish, polish_point
 from certify.progress import reporting_details
 from tests import exact
+from tests.helpers import adam
 
 
 def scalar_net(w, b, a, c, activation="relu") -> Network:

@@ -1,4 +1,4 @@
-"""Approximate points from a trainer: polishing, escape, and the demo.
+"""Approximate points from a trainer: polishing and escape (the demo: tests/test_demo.py).
 
 Expected answers are independent of the tool: the trained saddle has a unit that gradient descent
 can never move (zero weights in and out, so its escape function decides, REFERENCES.md A4.5 item 2),
@@ -13,8 +13,9 @@ import pytest
 import certify
 from certify.cli import main
 from certify.data import Dataset, Problem
-from certify.demo import _init, adam, data_dir
+from certify.demo import data_dir
 from certify.driver import check_polished
+from tests.helpers import adam, init_network
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def iris():
 
 def test_trained_minimum_is_certified_after_polishing(iris):
     X, target = iris
-    p = adam(Problem(_init([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
+    p = adam(Problem(init_network([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
     raw = certify.check(p.network, data=p.data, loss="square")
     assert raw.verdict.value == "not_stationary"       # a trainer's point is never exactly stationary
     rep = check_polished(p)
@@ -40,7 +41,7 @@ def test_degenerate_polished_point_is_undecided_not_keep_training(iris):
     arithmetic refutes the float point only by a descent of ~1e-19 up to a kink ~1e-17 away. That is
     true of the point, but it is no reason to keep training: the trained answer is `undecided`."""
     X, target = iris
-    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 4000)
+    p = adam(Problem(init_network([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 4000)
     rep = check_polished(p)
     if rep.verdict.value == "local_min":      # a stronger prover since: nothing to pin
         assert rep.trained["outcome"] in ("near_minimum", "not_converged")
@@ -52,7 +53,7 @@ def test_degenerate_polished_point_is_undecided_not_keep_training(iris):
 
 def test_trained_saddle_stays_a_saddle_after_polishing(iris):
     X, target = iris
-    p = adam(Problem(_init([3, 5, 1], "relu", 0, dead_unit=True), Dataset(X[:, :3], target), "square"), 4000)
+    p = adam(Problem(init_network([3, 5, 1], "relu", 0, dead_unit=True), Dataset(X[:, :3], target), "square"), 4000)
     net = p.network
     assert np.all(net.weights[0][0] == 0) and net.biases[0][0] == 0 and net.weights[1][0, 0] == 0
     rep = check_polished(p)
@@ -66,7 +67,7 @@ def test_trained_saddle_stays_a_saddle_after_polishing(iris):
 
 def test_polished_report_fails_verify_on_other_parameters(iris):
     X, target = iris
-    p = adam(Problem(_init([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 500)
+    p = adam(Problem(init_network([3, 5, 1], "relu", 0), Dataset(X[:, :3], target), "square"), 500)
     rep = check_polished(p)
     other = p.network.with_theta(p.theta + 1e-3)
     res = certify.verify(rep.to_dict(), other, data=p.data)
@@ -112,14 +113,3 @@ def test_loss_is_read_from_the_bundled_file(capsys):
     # gt14 stores loss='absolute'; read with the square loss it would be another problem
     assert main(["check", "data/seeds/gt14.npz", "--json"]) == 10
     assert json.loads(capsys.readouterr().out)["problem"]["loss"] == "absolute"
-
-
-def test_demo_reproduces_every_hand_derived_verdict(tmp_path, capsys):
-    code = main(["demo", "--quick", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "0 differing" in out
-    reports = sorted(tmp_path.glob("*.json"))
-    assert len(reports) >= 17
-    for path in reports:
-        assert json.loads(path.read_text())["verdict"] in ("local_min", "saddle", "not_stationary", "inconclusive")
