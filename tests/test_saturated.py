@@ -128,3 +128,22 @@ def test_saddle_behind_zero_residual_kinks_is_refuted_exactly():
     before = exact.loss(layers, X, y, "relu", "square")
     after = exact.loss(exact.on_curve(layers, d, t, e), X, y, "relu", "square")
     assert after < before
+
+
+def test_reduced_first_order_tree_is_rechecked_by_verify():
+    """bruteforce2 seed 784: the reduced problem's first order is a branch-and-bound tree; verify re-checks
+    its leaves (it used to know only multipliers and the MILP bound, and rejected the certificate)."""
+    from fractions import Fraction as Q
+
+    import certify
+    f = lambda rows: np.array([[float(Q(v)) for v in r] for r in rows])   # noqa: E731
+    layers = [(f([["1/2"], ["-1"]]), f([["1/2", "-2"]])[0]), (f([["1", "1"], ["-1/2", "-2"]]), f([["0", "-3/2"]])[0]),
+              (f([["1/2", "-3/2"]]), f([["0"]])[0])]
+    X = f([["0"], ["-1"], ["-2"], ["1/2"]])
+    y = f([["7/4"], ["-1/2"], ["0"], ["-5/8"]])[:, 0]
+    rep = certify.check(layers, X, y, activation="relu", loss="square")
+    if rep.verdict.value != "local_min" or rep.second_order.get("method") != "saturated":
+        pytest.skip(f"decided another way now: {rep.verdict.value} / {rep.second_order.get('method')}")
+    res = certify.verify(rep.to_dict(), layers, X, y)
+    assert res.ok, [c for c in res.checks if not c.ok]
+    assert any(c.name.startswith("reduced_first_order_tree") for c in res.checks)
