@@ -60,9 +60,7 @@ sosp_setting     SOSP-Check's own setting: Gaussian data, one hidden ReLU layer,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional
 

@@ -63,7 +63,6 @@ recorded as **wrong**.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import math

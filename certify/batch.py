@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from .errors import CertifyError, InvalidValueError, MissingExtraError, ModelLoadError
 

@@ -259,7 +259,6 @@ def _cmd_check(args) -> int:
 
 def _write_escape(path: str, net, report) -> str | None:
     """Write the verified lower point of a refutation as a checkpoint (nothing for other verdicts)."""
-    import io
 
     import numpy as np
     ref = report.refutation or {}

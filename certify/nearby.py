@@ -128,7 +128,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 

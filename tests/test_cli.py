@@ -178,7 +178,6 @@ def test_verify_bad_report_file(tmp_path, capsys):
 
 def test_progress_is_reported_to_a_callback_and_never_printed(capsys):
     """The library reports progress only to a callback; nothing reaches stdout/stderr by itself."""
-    import certify
     from certify.progress import reporting
     from tests.helpers import run_case
     from tests.reference.cases import by_name
