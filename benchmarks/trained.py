@@ -951,6 +951,93 @@ def baseline_markdown(rows: list[dict], time_limit: float, timeout: float) -> st
     return "\n".join(lines) + "\n"
 
 
+# ============================================================================ the family's summary
+ANSWERED = ("near_minimum", "near_saddle", "not_converged")
+
+
+def _wd(name):
+    return SPEC[name].weight_decay if name in SPEC else None
+
+
+def summarize(results: Path, out_md: Path | None = None) -> str:
+    """``results/trained.md``: what certify answered on every trained checkpoint (polished), the issue's
+    targets, soundness, and why the others stayed open -- from the suite's results file."""
+    import statistics
+
+    rows = [json.loads(line) for line in Path(results).read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("family") == "trained" and r.get("method") == "certify"]
+    pol = [r for r in rows if r.get("variant") == "polish"]
+    raw = [r for r in rows if r.get("variant") == "checkpoint"]
+    commits = sorted({r.get("commit", "?")[:7] + ("+dirty" if r.get("dirty") else "") for r in rows})
+    lines = [f"# The `trained` family: certify on PyTorch checkpoints (`{Path(results).name}`)", "",
+             f"Commit(s) {', '.join(commits)}; {rows[0].get('date', '?') if rows else '?'}; the 2-core machine, "
+             f"shared with other jobs. Reproduce:", "", "```bash",
+             "python -m benchmarks run --suite full --only trained --methods certify --budget 300 "
+             "--out benchmarks/results/trained.jsonl --no-report",
+             "python -m benchmarks.trained summarize", "```", "",
+             "`NAME` is the checkpoint as stored (`certify check`), `NAME+polish` is `certify check --polish` "
+             "with the default budget (300 s for the whole command). Outcome: the report's `trained` section "
+             "(`near_minimum` = a certified local minimum within 5% of ||theta|| and 1% of the loss; "
+             "`near_saddle` = a verified saddle next to the checkpoint; `not_converged` = a verified lower "
+             "point further away, and what it is; `undecided`). Distance and loss gap are the polish's "
+             "(checkpoint minus polished loss). Time is the whole command.", ""]
+    n = len(pol)
+    count = {o: sum(r.get("outcome") == o for r in pol) for o in ANSWERED + ("undecided",)}
+    carried = [r for r in pol if r.get("outcome") == "not_converged" and r.get("verdict") in ("local_min", "saddle")
+               or (r.get("outcome") == "not_converged" and "output_scaling" in str(r.get("method_detail")))]
+    answered_end = count["near_minimum"] + count["near_saddle"] + len(carried)
+    wrong = [r for r in rows if r.get("wrong")]
+    small = [r["time_s"] for r in pol if r.get("p", 0) <= 10_000 and r.get("time_s") is not None]
+    large = [r for r in pol if r.get("p", 0) >= 50_000]
+    over = [r for r in pol if (r.get("time_s") or 0) > 300 * 1.1]
+    lines += ["## Targets (issue: trained checkpoints)", "", "| target | measured | met |", "|---|---|---|"]
+    lines.append(f"| >= 90% end in (a) a certified minimum, (b) a verified saddle, or (c) not converged carried on "
+                 f"to a certified minimum or saddle | {answered_end} / {n} ({100 * answered_end / max(n, 1):.0f}%): "
+                 f"(a) {count['near_minimum']}, (b) {count['near_saddle']}, (c) {len(carried)}; not_converged "
+                 f"without a certified end point {count['not_converged'] - len(carried)}, undecided "
+                 f"{count['undecided']} | {'yes' if answered_end >= 0.9 * n else '**NO**'} |")
+    if small:
+        med = statistics.median(small)
+        lines.append(f"| median time <= 60 s for p <= 10^4 | {med:.1f} s over {len(small)} checkpoints | "
+                     f"{'yes' if med <= 60 else '**NO**'} |")
+    for r in large:
+        lines.append(f"| <= 10 minutes at p ~ 10^5 | {r['instance']}: {r.get('time_s', float('nan')):.0f} s "
+                     f"(p = {r['p']:,}) | {'yes' if (r.get('time_s') or 1e9) <= 600 else '**NO**'} |")
+    lines.append(f"| every answer within the default budget, 0 hangs | {len(over)} over 330 s; every run ended "
+                 f"| {'yes' if not over else '**NO**'} |")
+    lm = [r for r in rows if r.get("verdict") == "local_min"]
+    lines.append(f"| every certified minimum passes verify and a random probe | {len(lm)} local_min: "
+                 f"{sum(bool(r.get('verify_ok')) for r in lm)} verify ok, "
+                 f"{sum(not (r.get('probe') or {}).get('refuted', False) for r in lm)} probes find no lower point; "
+                 f"**{len(wrong)} wrong** | {'yes' if not wrong else '**NO**'} |")
+    lines += ["", "## Every checkpoint", "",
+              "| checkpoint | p | loss | λ | as stored | polished | outcome | moved | moved / ‖θ‖ | loss gap | "
+              "converged | time (s) |", "|---|---:|---|---:|---|---|---|---:|---:|---:|---|---:|"]
+    by_name = {r["instance"]: r for r in rows}
+    for r in pol:
+        base = by_name.get(r["instance"].removesuffix("+polish"), {})
+        pz = r.get("polish") or {}
+        params = r.get("params") or {}
+        fmt = lambda v, f=".3g": "-" if v is None else format(v, f)   # noqa: E731
+        lines.append(f"| {r['instance'].removeprefix('trained/').removesuffix('+polish')} | {r.get('p', 0):,} | "
+                     f"{r.get('loss')} | {fmt(_wd(params.get('checkpoint')), 'g')} | {base.get('verdict', '-')} | "
+                     f"{r.get('verdict')} | {r.get('outcome')} | {fmt(pz.get('distance'))} | "
+                     f"{fmt(pz.get('relative_distance'))} | {fmt(pz.get('loss_gap'))} | {pz.get('converged')} | "
+                     f"{fmt(r.get('time_s'), '.1f')} |")
+    lines += ["", "## Why the others stayed open (the report's reason)", ""]
+    for r in pol:
+        if r.get("outcome") in ("near_minimum", "near_saddle") or r in carried:
+            continue
+        lines.append(f"* `{r['instance'].removeprefix('trained/')}` ({r.get('outcome')}, {r.get('verdict')}): "
+                     f"{(r.get('reason') or '')[:300]}")
+    lines += ["", f"As stored, {sum(r.get('verdict') == 'not_stationary' for r in raw)} of {len(raw)} checkpoints "
+              "are `not_stationary` (a float32 checkpoint is never exactly stationary)."]
+    text = "\n".join(lines) + "\n"
+    if out_md is not None:
+        Path(out_md).write_text(text, encoding="utf-8")
+    return text
+
+
 # ============================================================================ command line
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.trained",
@@ -972,11 +1059,19 @@ def main(argv=None) -> int:
     en.add_argument("--only", nargs="+", default=None, metavar="NAME", help="checkpoint names (see `list`)")
     en.add_argument("--out", type=Path, default=NATIVE_DIR)
     sub.add_parser("list", help="the checkpoints")
+    sm = sub.add_parser("summarize", help="results/trained.md from the suite's results (python -m benchmarks run "
+                        "--suite full --only trained ... --out results/trained.jsonl)")
+    sm.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "trained.jsonl")
+    sm.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "trained.md")
     args = parser.parse_args(argv)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.command == "export":
         for path in export_datasets(args.out):
             log(f"wrote {path}")
+        return 0
+    if args.command == "summarize":
+        summarize(args.results, args.out)
+        log(f"wrote {args.out}")
         return 0
     if args.command == "list":
         for s in SPECS:
