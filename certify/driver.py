@@ -161,7 +161,8 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
     where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
     lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
-    negligible = verdict in ("saddle", "not_stationary") and _negligible(report.refutation, loss_end)
+    negligible = (verdict in ("saddle", "not_stationary") and _negligible(report.refutation, loss_end)
+                  and _microscopic(report.refutation, theta_end))
     if verdict == "local_min" and near:
         out["outcome"] = "near_minimum"
         out["summary"] = f"a certified local minimum {where}, {lower}"
@@ -369,6 +370,18 @@ def _negligible(refutation, loss_value: float) -> bool:
     if not refutation or not refutation.get("verified"):
         return True
     return float(refutation.get("decrease") or 0.0) <= 1e-9 * max(abs(loss_value), 1e-300)
+
+
+def _microscopic(refutation, theta: np.ndarray) -> bool:
+    """A descent that lives only within rounding distance of the point (a step below 1e-12 of ||theta||):
+    a kink 1e-17 away, not an escape direction to resume training along."""
+    ref = refutation or {}
+    d = ref.get("direction")
+    step = ref.get("step")
+    if d is None or step is None:
+        return True
+    move = abs(float(step)) * float(np.linalg.norm(np.asarray(d, dtype=np.float64)))
+    return move <= 1e-12 * max(float(np.linalg.norm(theta)), 1.0)
 
 
 def _nearby_worth_trying(fo, kinks, reason: str) -> bool:
