@@ -288,6 +288,14 @@ def simple_curves(problem):
     for a, b in pairs:
         for sa, sb in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
             yield ("pair", a, b), {a: sa, b: sb}
+    # last, seeded random lines: small integer entries on a few coordinates, or signs on all of them
+    # (degenerate points whose leading term needs several weights of different units moving together)
+    rng = np.random.default_rng(p)
+    for r in range(RANDOM_LINES if p <= BATCH_P else RANDOM_LINES // 8):
+        size = p if r % 4 == 3 else int(rng.integers(3, min(p, 8) + 1)) if p >= 3 else p
+        idx = rng.choice(p, size=size, replace=False)
+        vals = rng.choice((-2, -1, 1, 2), size=size) if size < p else rng.choice((-1, 1), size=size)
+        yield ("random", r, size), {int(k): int(v) for k, v in zip(idx, vals)}
 
 
 def _unit_coordinates(net) -> list:
@@ -353,6 +361,8 @@ def _chains(net, limit: int = 4000) -> list:
 
 #: below this many parameters the screen runs batched dense passes; above, one sparse pass per curve
 BATCH_P = 400
+#: seeded random lines screened after the coordinates, chains and pairs
+RANDOM_LINES = 512
 #: seconds the screen may take (also at most half of what is left of the budget)
 SCREEN_SECONDS = 30.0
 #: seconds of the early screen (:class:`Early`; also at most a tenth of what is left)
@@ -428,5 +438,7 @@ def _screen(ctx: Context, notes: list, seconds: float | None = None):
 
 
 def _describe(problem, what) -> str:
+    if what[0] == "random":
+        return f"random line (seeded, number {what[1]}, over {what[2]} coordinates)"
     names = problem.network.param_names()
     return f"{what[0]} ({', '.join(names[k] for k in what[1:])})"
