@@ -41,6 +41,7 @@ examples:
   certify check model.npz --data data.npz --activation relu --loss square
   certify check problem.npz --activation leaky_relu:0.25 --loss hinge --json
   certify check model.npz --data data.npz --loss cross_entropy --weight-decay 1e-4 --out report.json
+  certify check model.pt --data train.npz --loss square --polish --escape better.pt
 
 files:
   model  .npz with arrays W1, b1, ..., WL, bL; W_l has shape (out, in) as in PyTorch
@@ -72,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          description="Decide whether the network in MODEL is at a local minimum of the mean "
                                      "training loss on the data, and print the verdict with its proof.")
-    chk.add_argument("model", metavar="MODEL", help="checkpoint: .npz with W1, b1, ..., WL, bL "
-                     "(e.g. model.npz)")
+    chk.add_argument("model", metavar="MODEL", help="checkpoint: .npz with W1, b1, ..., WL, bL, a PyTorch "
+                     "state dict (.pt/.pth), ONNX or safetensors (e.g. model.npz)")
     chk.add_argument("--data", metavar="FILE", help="data .npz with X (n, d) and y; optional when MODEL "
                      "also holds X and y (e.g. --data train.npz)")
     chk.add_argument("--activation", metavar="NAME", help="hidden activation: relu, leaky_relu:ALPHA, abs or "
@@ -97,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "at all); re-check it later with 'certify verify FILE'")
     chk.add_argument("--polish", action="store_true", help="first move to a nearby point with exact kinks and zero "
                      "reduced gradient (for checkpoints from SGD/Adam, which are never exactly stationary) and "
-                     "certify that point; the report says how far it moved")
+                     "certify that point; the report says how far it moved and what that means for the checkpoint: "
+                     "near_minimum, near_saddle, not_converged (keep training) or undecided")
     chk.add_argument("--escape", metavar="FILE", help="for a saddle or a non-stationary point, write the improved "
                      "checkpoint (the verified lower point on the descent curve) to FILE, to resume training from "
                      "it: .npz, or .pt / .safetensors as the state dict of an nn.Sequential (float32, as trainers "
