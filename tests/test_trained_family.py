@@ -227,3 +227,24 @@ def test_run_certify_hook_on_the_kink_minimum():
     assert rec["raw_verdict"] == "local_min"
     assert rec["verify_ok"] and not rec["probe"]["refuted"] and rec["wrong"] is False
     assert rec["outcome"] == "near_minimum" and rec["check_time_s"] > 0
+
+
+def test_summary_counts_outcomes_and_targets(tmp_path):
+    """`python -m benchmarks.trained summarize` on a hand-made results file: the counts by outcome, the
+    carried-on `not_converged` ones, the time target and a wrong verdict are reported as they are."""
+    def rec(name, variant, verdict, outcome=None, p=100, t=1.0, **kw):
+        return {"family": "trained", "method": "certify", "instance": f"trained/{name}" + ("+polish" if variant == "polish" else ""),
+                "variant": variant, "verdict": verdict, "outcome": outcome, "p": p, "time_s": t, "loss": "square",
+                "params": {"checkpoint": name}, "commit": "abc1234", "date": "2026-12-06", **kw}
+    rows = [rec("a", "checkpoint", "not_stationary"), rec("a", "polish", "local_min", "near_minimum", verify_ok=True),
+            rec("b", "polish", "saddle", "near_saddle"), rec("c", "polish", "local_min", "not_converged", verify_ok=True),
+            rec("d", "polish", "not_stationary", "not_converged", t=100.0),
+            rec("e", "polish", "undecided", "undecided", reason="why e"),
+            rec("f", "polish", "local_min", "near_minimum", wrong=True, verify_ok=False)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = tr.summarize(path, tmp_path / "r.md")
+    assert "4 / 6 (67%): (a) 2, (b) 1, (c) 1; not_converged without a certified end point 1, undecided 1" in text
+    assert "**1 wrong**" in text and "why e" in text
+    assert "median time <= 60 s for p <= 10^4 | 1.0 s over 6 checkpoints | yes" in text
+    assert (tmp_path / "r.md").read_text() == text
