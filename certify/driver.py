@@ -166,7 +166,7 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     if verdict == "local_min" and near:
         out["outcome"] = "near_minimum"
         out["summary"] = f"a certified local minimum {where}, {lower}"
-    elif verdict == "saddle" and not negligible:
+    elif verdict == "saddle" and not negligible and near:
         out["outcome"] = "near_saddle"
         out["summary"] = (f"the point {where} is a saddle and its escape is verified; resume "
                           f"training from the lower point (--escape)")
@@ -187,7 +187,8 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
-               "inconclusive": "an undecided point"}.get(verdict, verdict)
+               "inconclusive": "an undecided point",
+               "saddle": "a saddle whose escape is verified (--escape writes the lower point)"}.get(verdict, verdict)
         out["summary"] = (f"a verified lower point {where}, {lower}; carried on to "
                           f"{end} there; keep training")
     else:
