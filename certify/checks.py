@@ -261,3 +261,25 @@ def check_first_order_certificate(target, cert: dict, name: str, checks: list) -
                                         f"not re-checkable without a solver{why}", attested=True))
         return True
     return False
+
+
+def check_first_order(model, cert: dict, prefix: str, checks: list) -> None:
+    """Re-check a stored first-order certificate of ``model`` (a :class:`certify.tangent.FirstOrderModel`):
+    the gradient against its rounding bound, or multipliers, the first-order tree, the attested MILP
+    bound (:func:`check_first_order_certificate`). Checks are named ``prefix_gradient``, ``prefix_tree``, ...
+    (``verify`` uses ``first_order``; the saturated-sample kind ``reduced_first_order``)."""
+    from .formulate.first_order import one_level
+    kind = cert.get("kind")
+    if kind == "gradient" or (model.smooth and kind is None):
+        if model.nested:
+            g, bound = model.g, model.g_error
+        else:
+            one = one_level(model)
+            g, bound = one.g, one.residual_bound(np.zeros(0), [])
+        res = compare(g, bound)
+        checks.append(Check(f"{prefix}_gradient", res.ok, f"every gradient entry is zero up to its rounding-error "
+                            f"bound: {res.ok} (||grad||_inf = {res.inf:.3g}, worst entry at {res.ratio:.3g} of "
+                            f"its bound)"))
+    elif not check_first_order_certificate(model, cert, prefix + "_" + {
+            "multipliers": "multipliers", "branch_and_bound": "tree", "milp_bound": "milp"}.get(kind, "x"), checks):
+        checks.append(Check(prefix, False, f"unknown first-order certificate {kind!r}"))

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .checks import Check, check_first_order_certificate, close, compare
+from .checks import Check, check_first_order, close
 from .data import Dataset, Problem
 from .errors import CertificateError
 from .evaluate import verified_decrease
-from .formulate.first_order import one_level
 from .exact.structure import structure_for
 from .loaders import as_network, load_data
 from .tangent import directional_derivative, first_order_model
@@ -269,19 +268,4 @@ def _check_nearby(problem: Problem, report: dict, claim: dict, checks: list) -> 
 
 
 def _check_first_order(problem: Problem, model, fo: dict, checks: list) -> None:
-    cert = fo.get("certificate") or {}
-    kind = cert.get("kind")
-    if kind == "gradient" or (model.smooth and kind is None):
-        if model.nested:
-            g, bound = model.g, model.g_error
-        else:
-            one = one_level(model)
-            g, bound = one.g, one.residual_bound(np.zeros(0), [])
-        res = compare(g, bound)
-        checks.append(Check("first_order_gradient", res.ok, f"every gradient entry is zero up to its rounding-error "
-                            f"bound: {res.ok} (||grad||_inf = {res.inf:.3g}, worst entry at {res.ratio:.3g} of "
-                            f"its bound)"))
-    elif not check_first_order_certificate(model, cert, "first_order_" + {"multipliers": "multipliers",
-                                           "branch_and_bound": "tree", "milp_bound": "milp"}.get(kind, "x"),
-                                           checks):
-        checks.append(Check("first_order", False, f"unknown first-order certificate {kind!r}"))
+    check_first_order(model, fo.get("certificate") or {}, "first_order", checks)

@@ -34,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..budget import OutOfTime, remaining
-from ..checks import Check, check_first_order_certificate, compare
+from ..checks import Check, check_first_order
 from ..data import Dataset, Problem
 from ..evaluate import EXACT_BUDGET
 from ..kinks import KinkStructure, find_kinks
@@ -335,21 +335,5 @@ def recheck(ctx: Context, cert: dict, checks: list) -> None:
 
 
 def _recheck_first_order(sub: Context, cert: dict, checks: list) -> None:
-    """The reduced problem's first-order certificate (as :mod:`certify.verify` checks the full one's)."""
-    from ..formulate.first_order import one_level
-    model = sub.fo
-    kind = cert.get("kind")
-    if kind == "gradient" or (model.smooth and kind is None):
-        if model.nested:
-            g, bound = model.g, model.g_error
-        else:
-            one = one_level(model)
-            g, bound = one.g, one.residual_bound(np.zeros(0), [])
-        res = compare(g, bound)
-        checks.append(Check("reduced_first_order_gradient", res.ok, f"reduced gradient zero up to rounding: {res.ok} "
-                            f"(||grad||_inf = {res.inf:.3g})"))
-    elif not check_first_order_certificate(model, cert, "reduced_first_order_" + {
-            "multipliers": "multipliers", "branch_and_bound": "tree", "milp_bound": "milp"}.get(kind, "x"), checks):
-        # multipliers, the first-order tree (every leaf re-checked) and the attested MILP bound, exactly as
-        # certify.verify checks the full problem's certificate
-        checks.append(Check("reduced_first_order", False, f"unknown reduced first-order certificate {kind!r}"))
+    """The reduced problem's first-order certificate, checked as :mod:`certify.verify` checks the full one's."""
+    check_first_order(sub.fo, cert, "reduced_first_order", checks)
