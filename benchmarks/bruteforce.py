@@ -38,8 +38,9 @@ import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from benchmarks.seeded import map_seeds
 
 BENCHMARK = "bruteforce"
 RESULTS = Path(__file__).resolve().parent / "results" / "bruteforce.jsonl"
@@ -134,18 +135,7 @@ def main(argv=None) -> int:
     seeds = range(args.seed, args.seed + args.n)
     job = functools.partial(run_one, zero_output=True if args.zero_output else None)
     t_start = time.perf_counter()
-    rows = []
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for k, r in enumerate(pool.map(job, seeds, chunksize=8), 1):
-                rows.append(r)
-                if k % 100 == 0:
-                    print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
-    else:
-        for k, s in enumerate(seeds, 1):
-            rows.append(job(s))
-            if k % 100 == 0:
-                print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
+    rows = map_seeds(job, seeds, args.jobs, chunksize=8)
     wall = time.perf_counter() - t_start
     summary = summarize(rows)
     for r in rows:

@@ -29,10 +29,10 @@ import json
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.bruteforce import _git_commit
+from benchmarks.seeded import map_seeds
 
 BENCHMARK = "bruteforce2"
 RESULTS = Path(__file__).resolve().parent / "results" / "bruteforce2.jsonl"
@@ -133,18 +133,7 @@ def main(argv=None) -> int:
     seeds = range(args.seed, args.seed + args.n)
     job = functools.partial(run_one, time_limit=args.time_limit)
     t_start = time.perf_counter()
-    rows = []
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            for k, r in enumerate(pool.map(job, seeds, chunksize=4), 1):
-                rows.append(r)
-                if k % 100 == 0:
-                    print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
-    else:
-        for k, s in enumerate(seeds, 1):
-            rows.append(job(s))
-            if k % 100 == 0:
-                print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
+    rows = map_seeds(job, seeds, args.jobs, chunksize=4)
     wall = time.perf_counter() - t_start
     summary = summarize(rows)
     for r in rows:

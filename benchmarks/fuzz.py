@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from benchmarks.bruteforce import _git_commit
+from benchmarks.seeded import map_seeds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
@@ -248,17 +249,7 @@ def main(argv=None) -> int:
     if args.degenerate:
         job = functools.partial(_degenerate_job, time_limit=args.time_limit)
         seeds = range(args.seed, args.seed + args.n)
-        if args.jobs > 1:
-            with ProcessPoolExecutor(args.jobs) as pool:
-                for k, r in enumerate(pool.map(job, seeds, chunksize=4), 1):
-                    rows.append(r)
-                    if k % 100 == 0:
-                        print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
-        else:
-            for k, s in enumerate(seeds, 1):
-                rows.append(job(s))
-                if k % 100 == 0:
-                    print(f"... {k}/{args.n}", file=sys.stderr, flush=True)
+        rows = map_seeds(job, seeds, args.jobs, chunksize=4)
         name = "fuzz_degenerate"
     else:
         from tests import fuzz
