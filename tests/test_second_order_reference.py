@@ -11,12 +11,7 @@ from tests.helpers import run_case
 from tests.reference.cases import CASES
 
 #: cases the current second-order stage cannot decide yet, and why (a regression if others join)
-PENDING = {
-    "nested_double_kink": "every piece has KKT multipliers and 6 of its 8 pieces have positive curvature, but "
-                          "two contain an exactly flat valley that is no symmetry (b = t, beta = -t: the "
-                          "layer-1 unit turns on at x = 0 and the layer-2 bias cancels it), so no "
-                          "second-order test can certify it; the tool says inconclusive with that reason",
-}
+PENDING: dict = {}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

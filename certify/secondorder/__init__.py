@@ -16,8 +16,8 @@ module and one entry here. :mod:`certify.verify` dispatches a stored certificate
 from __future__ import annotations
 
 from ..budget import OutOfTime
-from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, path_fit, pieces,
-               saturated, search, smooth, spurious, zero_loss)
+from . import (affine, cell, cone, copositive, escape_any, higher_order, lanczos, nearby, output_order, path_fit,
+               pieces, saturated, search, smooth, spurious, zero_loss)
 from .base import DENSE_P, TOL_CURVATURE, Context, SecondOrder
 
 __all__ = ["KINDS", "RECHECK", "Context", "SecondOrder", "decide_second_order", "DENSE_P", "TOL_CURVATURE",
@@ -57,12 +57,13 @@ class _EarlyPath:
 
 #: the order in which the kinds are tried
 KINDS = (zero_loss, escape_any, _EarlyCell, _EarlyPath, smooth, cell, affine, path_fit, search.Early, lanczos,
-         saturated, cone, copositive, pieces, higher_order, search)
+         saturated, cone, copositive, output_order, pieces, higher_order, search)
 
 #: certificate kind (as stored in a report) -> the module that re-checks it
 RECHECK = {"zero_loss": zero_loss, "reduced_hessian": smooth, "cell_convexity": cell, "affine_cell": affine,
            "critical_cone": cone, "copositivity": copositive, "piece_kkt": pieces, "nearby": nearby,
-           "path_fit": path_fit, "saturated": saturated}
+           "path_fit": path_fit, "saturated": saturated,
+           "output_order": output_order}
 
 
 def decide_second_order(problem, fwd, kinks, fo, first, *, time_limit: float = 60.0,
