@@ -73,8 +73,7 @@ def conditions(problem: Problem) -> str | None:
     """Why the output-order argument does not apply (None when it does)."""
     if problem.weight_decay:
         return "output-order test does not hold with weight decay"
-    lo, hi = sorted(problem.network.activation.slopes)
-    if lo < 0:
+    if min(problem.network.activation.slopes) < 0:
         return "output-order test needs a monotone activation"
     if problem.n_samples < 2:
         return "output-order test needs two samples"
@@ -198,8 +197,7 @@ def pair_relations(problem: Problem, fwd: ForwardPass, i: np.ndarray, j: np.ndar
     """The relation of ``f(x_j)`` to ``f(x_i)`` near theta per output, (P, C) in ``EQ, GE, LE, UNKNOWN``."""
     net = problem.network
     factors = forward_factors(net)
-    s_pos, s_neg = net.activation.slopes
-    floor = net.activation.has_kink and s_neg == 0          # ReLU: a dead unit is at the least value
+    floor = net.activation.has_kink and net.activation.slopes[1] == 0          # ReLU: a dead unit is at the least value
     diff = problem.X[j] - problem.X[i]
     rel = np.where(diff > 0, GE, np.where(diff < 0, LE, EQ)).astype(np.int8)
     for l, W in enumerate(net.weights, start=1):
