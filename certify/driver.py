@@ -271,6 +271,9 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         elif so.verdict == "local_min":
             verdict, reason = Verdict.LOCAL_MIN, so.reason
             claim = _claim_up_to_rounding(kinks, fo)
+            if so.certificate.get("kind") == "output_order":
+                claim["statement"] += (", and so is every tie of two samples' outputs the output-order certificate "
+                                       "rests on")
             flags.setdefault("global", None)
             flags.setdefault("spurious", None)
             if not flags.get("global") and remaining(deadline) > 0:
@@ -499,6 +502,8 @@ def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutatio
                                    "certificate closes exactly in rational arithmetic; the second-order margin "
                                    "exceeds the rounding error of its float64 computation"),
                      "first_order_certificate": ed.kind}
+            if cert.get("kind") == "output_order":
+                claim["statement"] += "; the ties of outputs the output-order certificate rests on are exact too"
             reason += " (first order exact in rational arithmetic)"
         return verdict, reason, claim, refutation, info
     if v == "local_min" and ed.status in ("not_stationary", "undecided"):

@@ -61,8 +61,10 @@ NAME = "output_order"
 
 #: relations between two samples' values of one unit (as functions of theta' near theta)
 EQ, GE, LE, UNKNOWN = 0, 1, -1, 2
-#: at most this many sample pairs are compared (each costs one pass through the network's widths)
+#: at most this many sample pairs are compared (each costs one pass through the network's widths) ...
 MAX_PAIRS = 200_000
+#: ... and at most this many (pair, unit) relations are held at once
+MAX_RELATIONS = 20_000_000
 
 
 def applies(ctx: Context) -> str | None:
@@ -162,6 +164,7 @@ def find_arcs(problem: Problem, fwd: ForwardPass):
     F = fwd.output
     n, C = F.shape
     cand = set()
+    cap = min(MAX_PAIRS, MAX_RELATIONS // max(problem.network.widths))
     for k in range(C):
         order = np.argsort(F[:, k], kind="stable")
         start = 0
@@ -170,8 +173,8 @@ def find_arcs(problem: Problem, fwd: ForwardPass):
                 continue
             members = np.sort(order[start:t])
             if members.size > 1:
-                if len(cand) + members.size * (members.size - 1) // 2 > MAX_PAIRS:
-                    return None, f"output-order test: more than {MAX_PAIRS} pairs of tied outputs"
+                if len(cand) + members.size * (members.size - 1) // 2 > cap:
+                    return None, f"output-order test: more than {cap} pairs of tied outputs to compare"
                 for a in range(members.size):
                     for b in range(a + 1, members.size):
                         cand.add((int(members[a]), int(members[b])))
@@ -265,7 +268,7 @@ def _loss_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, grad: 
     n, C = problem.n_samples, problem.network.n_outputs
     dim = n * C
     mag = np.abs if absolute else (lambda x: x)
-    lk = sorted(set(int(i) for i in kinks.loss_sample))
+    lk = sorted({int(i) for i in kinks.loss_sample})
     smooth = np.ones(n, dtype=bool)
     smooth[lk] = False
     g = (np.where(smooth[:, None], grad, 0.0).T / n).ravel()

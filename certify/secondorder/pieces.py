@@ -35,7 +35,8 @@ For each piece:
    there is one on the piece), the relaxed problem is invariant, and the second-order test runs
    on the slice orthogonal to those directions (as for the rescaling symmetries). Without this a
    point like ``nested_double_kink`` (tests/reference) has a zero-curvature direction on a piece
-   and no second-order test could ever certify it.
+   and no second-order test could ever certify it (even with it, two of that point's pieces keep an
+   exactly flat valley that is no symmetry; :mod:`certify.secondorder.output_order` decides it).
 4. **Curvature** on every face of the cone (:func:`certify.secondorder.cone.cone_curvature`).
 
 All pieces positive -> ``local_min``; a negative curvature -> a second-order curve, kept only with
