@@ -61,6 +61,8 @@ def test_weight_decay_with_a_collapsed_unit_is_out_of_the_cell_theorem():
     report = certify.check({"W1": [[1.0], [0.0]], "b1": [0.0, 0.0], "W2": [[1.0, 0.0]], "b2": [0.0]}, WD_X, WD_Y,
                            loss="square", weight_decay=0.125)
     assert report.flags.get("method") != "cell_convexity"
+    # the escape search finds the split direction and says why it cannot decide (not "outweighed")
+    assert report.verdict.value == "inconclusive" and "curvature 0 at best" in report.reason
 
 
 def _loss(theta, d, h, X, y, lam, loss):

@@ -312,6 +312,45 @@ def _psi(M, groups, v):
     return out
 
 
+def _ascent_candidates(net, l: int, j: int, M, groups, rng, n_starts: int = 8, iters: int = 40) -> list:
+    """Local maximisers of ``||Psi(v)|| / |v|`` (weight decay: an escape needs it above ``lambda``).
+
+    Started from the incoming weights of the active units of the same layer (splitting one of them is
+    where the maximum sits at a stationary point: ``||Psi(wbar_k)|| = lambda |wbar_k|``) and from random
+    directions; each step is the power-iteration ``v <- grad_v (a . Psi(v))`` with ``a = Psi(v) / ||Psi(v)||``.
+    """
+    W, b = net.weights[l - 1], net.biases[l - 1]
+    live = [k for k in range(W.shape[0]) if k != j and np.any(net.weights[l][:, k])]
+    live.sort(key=lambda k: -float(np.abs(W[k]).sum() + abs(b[k])))
+    starts = [np.append(W[k], b[k]) for k in live[:n_starts]]
+    starts += [rng.standard_normal(M.shape[1]) for _ in range(4)]
+    out = []
+    for v in starts:
+        if not np.any(v):
+            continue
+        v = v / np.linalg.norm(v)
+        best = float(np.linalg.norm(_psi(M, groups, v)))
+        for _ in range(iters):
+            P = _psi(M, groups, v)
+            norm = float(np.linalg.norm(P))
+            if norm == 0:
+                break
+            a = P / norm
+            grad = M.T @ a
+            for xg, Wg in groups:
+                grad = grad + float(a @ Wg) * np.sign(float(xg @ v)) * xg
+            gn = float(np.linalg.norm(grad))
+            if gn == 0:
+                break
+            w = grad / gn
+            val = float(np.linalg.norm(_psi(M, groups, w)))
+            if val <= best:
+                break
+            v, best = w, val
+        out.append(v / max(float(np.abs(v).max()), 1e-300))
+    return out
+
+
 def _constructive_candidates(M, groups, rng, n_groups: int = 8, xbar_all=None) -> list:
     """``v`` with ``Psi(v) != 0`` whenever ``Psi`` is not identically 0 (module docstring)."""
     cands = []
@@ -366,7 +405,10 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
     # 1. constructive candidates from Psi (exact when nothing relevant is kinked downstream)
     M, groups = psi_parts(ctx, l, j, np.where(kinked[:, None], 0.0, G) if not smooth else G)
     xbar_all = np.hstack([fwd.post[l - 1], np.ones((problem.n_samples, 1))])
-    for v in _constructive_candidates(M, groups, rng, xbar_all=xbar_all):
+    cands = _constructive_candidates(M, groups, rng, xbar_all=xbar_all)
+    if lam and silent and smooth:
+        cands += _ascent_candidates(net, l, j, M, groups, rng)
+    for v in cands:
         if ctx.remaining() <= 0:
             break
         P = _psi(M, groups, v)
@@ -412,6 +454,11 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
                 return {"curve": curve, "value": value, "a": a, "how": f"one-level {res.method}"}
     if best_value is None:
         return {"note": "no negative escape value found"}
+    if best_wd is not None and abs(best_wd) <= 1e-9 * lam:
+        return {"note": f"its escape has curvature 0 at best: max ||Psi(v)|| / |v| found is lambda = {lam:g} to "
+                        f"rounding (splitting an active unit of the layer, an exactly flat valley of weight decay); "
+                        f"deciding it needs the global bound max_v ||Psi(v)|| <= lambda |v|, which certify does not "
+                        f"compute"}
     if best_wd is not None and best_wd >= -1e-9 * lam:
         return {"note": f"escape value {best_value:.3g} < 0, but weight decay {lam:g} outweighs it: along the "
                         f"escapes tried the second-order coefficient per |a||v| is {best_wd:.3g} >= 0 (no escape at second "
