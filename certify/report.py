@@ -194,11 +194,11 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
             steps.append("a trained checkpoint is never exactly stationary: add --polish to certify a nearby point")
     else:
         reason = report.reason
-        if report.flags.get("approximate") or "rounding" in reason:
+        if not report.polish and (report.flags.get("approximate") or "rounding" in reason):
             steps.append("kinks are only near zero: try --polish, or a looser --tol")
         if "MILP" in reason or "stopped" in reason:
             steps.append("a solver budget ran out: raise --time-limit")
-        if "higher order" in reason or "singular" in reason:
+        if "higher order" in reason or "singular" in reason or "curvature 0" in reason:
             steps.append("second order is not decisive here: the point may be a degenerate minimum or a "
                          "higher-order saddle")
     return steps

@@ -144,7 +144,8 @@ def run(ctx: Context) -> SecondOrder:
                 certificate={"kind": "escape_unit", "layer": l, "unit": j, "escape_value": res["value"],
                              "output_direction": res["a"], "silent": (l, j) in silent, "how": res["how"]},
                 refutation=curve)
-        notes.append(f"unit {j} of layer {l}: {res['note']}")
+        notes.append((l, j, res["note"]))
+    notes = _merged(notes)
     for l, j, zero in partial_units(ctx)[:MAX_UNITS]:
         if ctx.remaining() <= 0:
             break
@@ -169,6 +170,18 @@ def run(ctx: Context) -> SecondOrder:
         notes.append(f"{len(dead)} dead unit(s) cannot escape (slope 0 at every sample)")
     return SecondOrder(None, "escape", reason=(f"{len(units)} unit(s) with zero outgoing weights; no escape curve "
                                                f"verified{more}: " + "; ".join(notes[:4])))
+
+
+def _merged(entries: list) -> list:
+    """``(layer, unit, note)`` entries as text, units with the same note in the same layer said once."""
+    by: dict = {}
+    for l, j, note in entries:
+        by.setdefault((l, note), []).append(j)
+    out = []
+    for (l, note), units in by.items():
+        who = f"unit {units[0]}" if len(units) == 1 else "units " + ", ".join(str(j) for j in units)
+        out.append(f"{who} of layer {l}: {note}")
+    return out
 
 
 # ---------------------------------------------------------------------------- the escape function
@@ -455,7 +468,7 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
     if best_value is None:
         return {"note": "no negative escape value found"}
     if best_wd is not None and abs(best_wd) <= 1e-9 * lam:
-        return {"note": f"its escape has curvature 0 at best: max ||Psi(v)|| / |v| found is lambda = {lam:g} to "
+        return {"note": f"the escape has curvature 0 at best: max ||Psi(v)|| / |v| found is lambda = {lam:g} to "
                         f"rounding (splitting an active unit of the layer, an exactly flat valley of weight decay); "
                         f"deciding it needs the global bound max_v ||Psi(v)|| <= lambda |v|, which certify does not "
                         f"compute"}
