@@ -167,10 +167,9 @@ def find_arcs(problem: Problem, fwd: ForwardPass):
     cap = min(MAX_PAIRS, MAX_RELATIONS // max(problem.network.widths))
     for k in range(C):
         order = np.argsort(F[:, k], kind="stable")
-        start = 0
-        for t in range(1, n + 1):     # clusters of consecutive sorted values that tie
-            if t < n and _tied(problem, fwd, np.array([k]), order[t - 1:t], order[t:t + 1])[0]:
-                continue
+        linked = _tied(problem, fwd, np.full(n - 1, k), order[:-1], order[1:])   # consecutive sorted values
+        cuts = np.concatenate([[0], np.nonzero(~linked)[0] + 1, [n]])
+        for start, t in zip(cuts[:-1], cuts[1:]):      # clusters of consecutive values that tie
             members = np.sort(order[start:t])
             if members.size > 1:
                 if len(cand) + members.size * (members.size - 1) // 2 > cap:
@@ -178,7 +177,6 @@ def find_arcs(problem: Problem, fwd: ForwardPass):
                 for a in range(members.size):
                     for b in range(a + 1, members.size):
                         cand.add((int(members[a]), int(members[b])))
-            start = t
     if not cand:
         return np.zeros((0, 3), dtype=np.int64), None
     pairs = np.array(sorted(cand), dtype=np.int64)
