@@ -412,3 +412,40 @@ def test_unpin_units_moves_dead_and_affine_units_off_their_kinks_without_changin
     assert np.isclose(Z[1, 0], -UNPIN_MARGIN * 2.0) and np.isclose(Z[0, 1], UNPIN_MARGIN * 1.0)
     with_decay = Problem(net, Dataset(X, y), "square", 1e-3)
     assert unpin_units(with_decay, with_decay.theta)[1] == []
+
+
+def test_add_independent_leaves_a_new_kink_dependent_on_held_ones_unheld():
+    """Hand-derived: f(x) = v relu(w x + b) + c with (w, b, v, c) = (1, 0, 1, 0) fits y = x on
+    x = 1, 2, 3 exactly, so all three absolute residuals are kinks at 0. Their rows grad f(x_i) =
+    (v x_i, v, relu(x_i), 1) = (x_i, 1, x_i, 1) are affine in x_i: the third is r_3 = 2 r_2 - r_1,
+    dependent on the two held ones (with x_3 the largest, a pivoted factorisation of all three picks
+    it first and flags a held row instead). It must cross unheld. The kink of x = -1 (y = 0, the
+    unit off: row (0, 0, 0, 1)) is independent of r_1, r_2 and the rescaling gauge (1, 0, -1, 0):
+    the second and fourth entries of every combination of those are equal. It is held."""
+    from certify.polish.pieces import evaluate, initial_held, loss_pieces
+    from certify.polish.steps import add_independent
+    X = np.array([[1.0], [2.0], [3.0], [-1.0]])
+    y = np.array([1.0, 2.0, 3.0, 0.0])
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0), Dataset(X, y), "absolute")
+    held = initial_held(p, None)
+    held.ties[(0, 0)] = ((0, 1), 0)
+    held.ties[(1, 0)] = ((0, 1), 0)
+    pt = evaluate(p, p.theta, held)
+    choose = loss_pieces(p, pt.fwd.output, held)[2]
+    out = add_independent(p, p.theta, held, [], {(2, 0): 1}, choose, pt.gauge)
+    assert set(out.ties) == {(0, 0), (1, 0)}
+    out = add_independent(p, p.theta, held, [], {(2, 0): 1, (3, 0): 1}, choose, pt.gauge)
+    assert set(out.ties) == {(0, 0), (1, 0), (3, 0)}
+
+
+def test_independent_new_judges_new_rows_against_the_held_span_and_each_other():
+    """Rows built by hand: e1, e2 held; e1 + e2 + 1e-9 e3 is within 1e-9 of their span (dependent at
+    the relative threshold 1e-6); e3 is not; a second copy of e3 depends on the first."""
+    import scipy.sparse as sp
+
+    from certify.polish.steps import independent_new
+    old = sp.csr_matrix(np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    new = sp.csr_matrix(np.array([[10.0, 10.0, 1e-8, 0], [0, 0, 1.0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1.0]]))
+    keep = independent_new(old, new, sp.csr_matrix((0, 4)))
+    assert list(keep) == [False, True, False, True]
+
