@@ -449,3 +449,21 @@ def test_independent_new_judges_new_rows_against_the_held_span_and_each_other():
     keep = independent_new(old, new, sp.csr_matrix((0, 4)))
     assert list(keep) == [False, True, False, True]
 
+
+def test_unpin_units_moves_a_leaky_unit_on_its_lower_piece_off_its_kink():
+    """Hand-built, leaky ReLU with slope 0.1 below the kink: the unit z = x - 1 on x in {0, 1} is
+    below its kink at x = 0 and on it at x = 1; lowering its bias by m and raising the output bias by
+    0.1 * a * m keeps every output (0.1 a (x - 1 - m) + c + 0.1 a m), and puts x = 1 strictly below."""
+    from certify.polish.rescale import UNPIN_MARGIN, unpin_units
+    X = np.array([[0.0], [1.0]])
+    y = np.array([0.5, 2.0])
+    net = scalar_net(1.0, -1.0, 3.0, 0.5, "leaky_relu:0.1")
+    p = Problem(net, Dataset(X, y), "square")
+    theta, moved = unpin_units(p, p.theta)
+    assert moved == [(1, 0, "negative")]
+    q = p.at(theta)
+    assert np.allclose(q.network.forward(X).output, net.forward(X).output, rtol=0, atol=1e-15)
+    m = UNPIN_MARGIN * 2.0                       # the unit's largest |w||x| + |b|: 1 + 1 at x = 1
+    assert np.isclose(theta[1], -1.0 - m) and np.isclose(theta[3], 0.5 + 0.1 * 3.0 * m)
+    assert np.all(q.network.forward(X).pre[0] < 0)
+

@@ -67,13 +67,15 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
     output is 0 on every sample, and stays 0 when its bias is lowered. So, without weight decay:
 
     * a unit with ``z_ij <= 0`` on every sample (up to rounding) and slope 0 below the kink gets
-      ``b_j -= m`` (its output stays 0; the kinks become strictly negative);
+      ``b_j -= m`` (its output stays 0; the kinks become strictly negative); with a slope
+      ``s_- != 0`` below the kink (leaky ReLU) it is affine on every sample, and the next layer's bias
+      gets ``+= s_- W_{l+1}[:, j] m`` (the bias translation of a unit on its lower piece);
     * a unit with ``z_ij >= 0`` on every sample gets ``b_j += m`` and the next layer's bias
       ``-= s_+ W_{l+1}[:, j] m`` (it is affine on every sample, so the next layer's input is unchanged
       -- the bias translation of an always-active unit).
 
     ``m = UNPIN_MARGIN`` times the unit's largest term ``|W_j| |x| + |b_j|``. Returns the new point
-    and the units moved ``(layer, unit, "dead" | "active")``; the caller keeps the move only if the
+    and the units moved ``(layer, unit, "dead" | "negative" | "active")``; the caller keeps the move only if the
     loss does not go up.
     """
     net = problem.network
@@ -98,9 +100,11 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
             if not on_kink.any() or on_kink.all():
                 continue
             m = UNPIN_MARGIN * float(size[:, j].max())
-            if s_neg == 0 and np.all(zj <= tj):
+            if np.all(zj <= tj):
                 theta[b0 + j] -= m
-                moved.append((l, j, "dead"))
+                if s_neg != 0:      # affine with the slope s_neg on every sample: the next bias pays back
+                    theta[bn0:bn0 + Wn.shape[0]] += s_neg * Wn[:, j] * m
+                moved.append((l, j, "dead" if s_neg == 0 else "negative"))
             elif s_pos != 0 and np.all(zj >= -tj):
                 theta[b0 + j] += m
                 theta[bn0:bn0 + Wn.shape[0]] -= s_pos * Wn[:, j] * m
@@ -108,3 +112,4 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
         layers = net.split(theta)
         x = net.activation(x @ layers[l - 1][0].T + layers[l - 1][1])
     return theta, moved
+
