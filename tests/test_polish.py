@@ -467,3 +467,28 @@ def test_unpin_units_moves_a_leaky_unit_on_its_lower_piece_off_its_kink():
     assert np.isclose(theta[1], -1.0 - m) and np.isclose(theta[3], 0.5 + 0.1 * 3.0 * m)
     assert np.all(q.network.forward(X).pre[0] < 0)
 
+
+@pytest.mark.parametrize("loss", ["hinge", "multiclass_hinge"])
+def test_clear_margins_puts_a_zero_to_rounding_margin_classifier_on_its_exact_global_minimum(loss):
+    """Hand-built: a margin held at 1 - 2^-52 (the loss is 2^-52 / n > 0 exactly, refutable) becomes
+    >= 1 after scaling the last layer by (1 + 1e-10) / m, so the exact loss (tests/exact.py) is 0; a
+    margin of 0.5 is a real loss, not rounding, and is left alone."""
+    from certify.polish.rescale import clear_margins
+    X = np.array([[1.0], [2.0]])
+    a = 1.0 - 2.0 ** -52
+    # the hidden pre-activation 2x - 3 is -1 and 1 on the two samples (identity activation)
+    if loss == "hinge":   # f = -a h: margins y f = a
+        y = np.array([1.0, -1.0])
+        net = Network([np.array([[2.0]]), np.array([[-a]])], [np.array([-3.0]), np.array([0.0])], "identity")
+    else:                 # f = (-a h / 2, a h / 2): f_y - f_other = a
+        y = np.array([0, 1])
+        net = Network([np.array([[2.0]]), np.array([[-a / 2], [a / 2]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                      "identity")
+    p = Problem(net, Dataset(X, y), loss)
+    assert exact_loss(p, p.theta) > 0
+    cand = clear_margins(p, p.theta)
+    assert cand is not None and exact_loss(p, cand) == 0
+    assert np.linalg.norm(cand - p.theta) <= 1e-9 * np.linalg.norm(p.theta)
+    k = net.weights[-1].size + net.biases[-1].size
+    far = Problem(net.with_theta(np.concatenate([p.theta[:-k], 0.5 * p.theta[-k:]])), Dataset(X, y), loss)
+    assert clear_margins(far, far.theta) is None

@@ -20,7 +20,7 @@ from .limits import (
 )
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed
-from .rescale import nearest_rescaling, unpin_units
+from .rescale import clear_margins, nearest_rescaling, unpin_units
 from .result import PolishResult, make_result
 from .steps import (
     add_independent,
@@ -256,6 +256,12 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             cand, _, ok = restore(problem, cand, held, max_iter=3, deadline=None)
             if ok and problem.value(cand) <= problem.value(theta) + rounding(problem, theta):
                 theta, rescaled = cand, True
+    if problem.loss.attains_zero and problem.value(theta) > 0:
+        cand = clear_margins(problem, theta)       # zero to rounding: onto the exact global minimum next to it
+        if cand is not None:
+            log.info("polish: the last layer scaled by %.3g so that every margin clears 1 (loss exactly 0)",
+                     float(np.linalg.norm(cand)) / max(float(np.linalg.norm(theta)), 1e-300))
+            theta = cand
     return make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
 
 

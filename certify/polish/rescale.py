@@ -113,3 +113,48 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
         x = net.activation(x @ layers[l - 1][0].T + layers[l - 1][1])
     return theta, moved
 
+
+#: relative headroom a cleared margin gets above 1 (far above the rounding of the outputs, far below anything else)
+MARGIN_HEADROOM = 1e-10
+#: ... and only margins within this of 1 are cleared (a larger deficit is not rounding: a real loss)
+MARGIN_MOVE = 1e-6
+
+
+def clear_margins(problem: Problem, theta: np.ndarray) -> np.ndarray | None:
+    """Scale the last layer so that every margin of a zero-loss margin classifier clears 1 by rounding.
+
+    Hinge and multiclass hinge without weight decay attain 0 wherever every margin (``y f``, or
+    ``f_y - f_j`` for every ``j != y``) is at least 1. A polish that drives the loss to 0 stops with
+    the margins it held at 1 *to rounding*: some are ``1 - 1e-17`` exactly, so the exact loss is
+    ``1e-19 > 0`` and falls along a direction up to a kink ``1e-18`` away -- the point is refuted
+    although a global minimum is next to it. Scaling ``(W_L, b_L)`` by ``c > 0`` scales the outputs,
+    hence every margin, by ``c``: with ``m`` the smallest margin (> 0 when the loss is zero to
+    rounding) ``c = (1 + MARGIN_HEADROOM) / m`` puts every margin at ``1 + 1e-10`` or more, where the
+    loss is exactly 0 -- the global minimum, a move of ``|c - 1| ||(W_L, b_L)||`` ~ 1e-10 of it.
+    Returns the new point, or None when this does not apply (another loss, weight decay, a margin
+    below ``1 - MARGIN_MOVE``, or a float64 loss that is not 0 after the scaling).
+    """
+    if problem.weight_decay or problem.loss.name not in ("hinge", "multiclass_hinge"):
+        return None
+    net = problem.network
+    F = net.with_theta(theta).forward(problem.X).output
+    Y = problem.Y
+    if problem.loss.name == "hinge":
+        margins = Y[:, 0] * F[:, 0]
+    else:
+        rows = np.arange(F.shape[0])
+        diff = F[rows, Y][:, None] - F
+        diff[rows, Y] = np.inf
+        margins = diff.min(axis=1)
+    m = float(margins.min(initial=np.inf))
+    if not np.isfinite(m) or m <= 0:
+        return None
+    c = (1.0 + MARGIN_HEADROOM) / m
+    if c <= 1.0 or c > 1.0 + MARGIN_MOVE:
+        return None                    # every margin clears 1 already, or some is not at 1 to rounding
+    k = net.weights[-1].size + net.biases[-1].size
+    cand = np.array(theta, dtype=np.float64, copy=True)
+    cand[-k:] *= c
+    if problem.value(cand) != 0.0:
+        return None
+    return cand
