@@ -492,3 +492,26 @@ def test_clear_margins_puts_a_zero_to_rounding_margin_classifier_on_its_exact_gl
     k = net.weights[-1].size + net.biases[-1].size
     far = Problem(net.with_theta(np.concatenate([p.theta[:-k], 0.5 * p.theta[-k:]])), Dataset(X, y), loss)
     assert clear_margins(far, far.theta) is None
+
+
+def test_polish_does_not_move_a_separating_cross_entropy_point_without_weight_decay():
+    """Hand-derived: with f(x) = (-10 h, 10 h), h = 2x - 3 = -1, 1 on the two samples (classes 0, 1),
+    each sample's cross-entropy is log(1 + e^-20) ~ 2e-9 < log(2) / 2: every point with a lower loss
+    classifies both samples correctly, where scaling the outputs lowers the loss -- no minimum below,
+    so the polish must not walk off towards infinity. With the outputs 100 times smaller (loss
+    log(1 + e^-0.2) ~ 0.6 > log(2) / 2) or with weight decay the argument does not apply."""
+    import certify
+    X = np.array([[1.0], [2.0]])
+    y = np.array([0, 1])
+
+    def net(s):
+        return Network([np.array([[2.0]]), np.array([[-s], [s]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                       "identity")
+    p = Problem(net(10.0), Dataset(X, y), "cross_entropy")
+    res = polish(p)
+    assert res.no_minimum and res.distance == 0.0 and np.array_equal(res.theta, p.theta)
+    assert not polish(Problem(net(0.1), Dataset(X, y), "cross_entropy"), max_rounds=1).no_minimum
+    assert not polish(Problem(net(10.0), Dataset(X, y), "cross_entropy", 1e-3), max_rounds=1).no_minimum
+    report = certify.check(net(10.0), X, y, activation="identity", loss="cross_entropy", polish=True, time_limit=30)
+    assert report.verdict.value == "not_stationary" and report.refutation["kind"] == "output_scaling"
+    assert report.trained["outcome"] == "not_converged" and report.trained["distance"] == 0.0

@@ -90,6 +90,13 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     theta0 = start if anchor is None else np.asarray(anchor, dtype=np.float64)
     norm0 = float(np.linalg.norm(theta0))
     loss0 = problem.value()
+    why = no_minimum_below(problem)
+    if why:
+        log.info("polish: not moved: %s", why)
+        res = make_result(problem, theta0, start, initial_held(problem, None), loss0, False, why, 0, [],
+                          t_start, False)
+        res.no_minimum = True
+        return res
     held = initial_held(problem, tol_near)
     radius = 0.05 * max(norm0, 1.0) if radius is None else float(radius)
     radius0 = radius
@@ -265,6 +272,31 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     return make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
 
 
+def no_minimum_below(problem: Problem) -> str:
+    """Why no local minimum has a loss below the point's (then polishing can only walk away), or "".
+
+    Cross-entropy and logistic loss without weight decay: a sample that is not classified correctly
+    (``f_y <= max_j f_j``, or ``y f <= 0``) costs at least ``log 2``, so a point whose loss is below
+    ``log(2) / n`` (beyond its rounding bound) and every point with a lower loss classifies every
+    sample correctly -- and there scaling the last layer lowers the loss
+    (:func:`certify.refute.output_scaling`, verified here at the point itself): no local minimum
+    exists anywhere in the sublevel set. The checker's ``output_scaling`` refutation says so at the
+    unmoved point.
+    """
+    from ..evaluate import loss_with_bound
+    from ..refute import SCALING_LOSSES, output_scaling
+    if problem.loss.name not in SCALING_LOSSES or problem.weight_decay:
+        return ""
+    bound = loss_with_bound(problem, problem.theta)
+    if not float(bound.value) + float(bound.error) < np.log(2.0) / problem.n_samples:
+        return ""
+    if output_scaling(problem) is None:
+        return ""
+    return (f"not polished: every sample is classified correctly and the loss is below log(2)/n, so every point "
+            f"with a lower {problem.loss.name} loss classifies every sample correctly too, where scaling the "
+            f"outputs lowers it further (no weight decay): no local minimum exists below this point")
+
+
 def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budget_s: float = 120.0,
                  tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 8) -> PolishResult:
     """Polish, and when ``judge`` refutes the polished point, step along its descent and polish again.
@@ -281,7 +313,7 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
-        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline:
+        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline or res.no_minimum:
             break
         report = judge(problem.at(res.theta), time_limit)
         ref = report.refutation or {}
