@@ -515,3 +515,28 @@ def test_polish_does_not_move_a_separating_cross_entropy_point_without_weight_de
     report = certify.check(net(10.0), X, y, activation="identity", loss="cross_entropy", polish=True, time_limit=30)
     assert report.verdict.value == "not_stationary" and report.refutation["kind"] == "output_scaling"
     assert report.trained["outcome"] == "not_converged" and report.trained["distance"] == 0.0
+
+
+def test_polish_point_stops_judging_once_the_polish_walked_past_max_distance():
+    """Hand-derived: f(x) = (-s h, s h), h = 2x - 3 = -1, 1 on two samples of classes 0, 1 (identity
+    activation), s = 0.1: both samples are classified correctly, so the cross-entropy
+    2 log(1 + e^-2s) / 2 falls for ever as the last layer grows, and its loss ~0.6 is above log(2)/2
+    (the unmoved case does not apply). The polish walks off along the last layer until it is further
+    than the checkpoint's norm; judging and descending again would only carry it further: the judge
+    is never called, and the distance stays within one trust-region step of the limit."""
+    X = np.array([[1.0], [2.0]])
+    y = np.array([0, 1])
+    net = Network([np.array([[2.0]]), np.array([[-0.1], [0.1]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                  "identity")
+    p = Problem(net, Dataset(X, y), "cross_entropy")
+    assert p.value() > np.log(2.0) / 2
+    calls = []
+
+    def judge(problem, limit):
+        calls.append(problem)
+        raise AssertionError("judged a point past max_distance")
+    res = polish_point(p, judge, budget_s=60.0)
+    assert res.far and not calls
+    assert p.value(res.theta) < p.value()
+    norm0 = float(np.linalg.norm(p.theta))
+    assert norm0 < res.distance <= 3.0 * norm0

@@ -122,6 +122,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         else:                       # holding these costs loss: start unheld, blocking finds the kinks
             held = initial_held(problem, None)
     rounds = fails = 0
+    far = False
     refine_from = None     # (theta, held, reduced gradient) before a refinement step
     for rounds in range(1, max_rounds + 1):
         if out_of_time():
@@ -245,6 +246,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         if np.linalg.norm(theta - theta0) > max_distance * max(norm0, 1.0):
             reason = (f"moved {np.linalg.norm(theta - theta0) / max(norm0, 1e-300):.3g} times the checkpoint's norm "
                       f"and the loss still decreases: no minimum near the checkpoint")
+            far = True
             break
     else:
         reason = f"{max_rounds} rounds used"
@@ -269,7 +271,9 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             log.info("polish: the last layer scaled by %.3g so that every margin clears 1 (loss exactly 0)",
                      float(np.linalg.norm(cand)) / max(float(np.linalg.norm(theta)), 1e-300))
             theta = cand
-    return make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
+    res = make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
+    res.far = far
+    return res
 
 
 def no_minimum_below(problem: Problem) -> str:
@@ -304,7 +308,9 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     ``judge(problem, time_limit)`` is a checker returning a report (the driver passes
     ``check_problem``); ``time_limit`` bounds each of its calls. ``budget_s`` bounds the polishing
     (all rounds). At most ``max_rounds`` polish-judge rounds; a ``local_min`` or ``saddle`` (a
-    trained saddle stays a saddle: polishing never escapes it) ends them.
+    trained saddle stays a saddle: polishing never escapes it) ends them, and so does a polish that
+    stopped past ``max_distance`` (no minimum near the checkpoint: another round would only carry the
+    point further away) or did not move (no minimum below it).
     """
     t0 = time.perf_counter()
     deadline = t0 + budget_s
@@ -313,8 +319,8 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
-        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline or res.no_minimum:
-            break
+        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline or res.no_minimum or res.far:
+            break              # (past max_distance: descending further only moves further from the checkpoint)
         report = judge(problem.at(res.theta), time_limit)
         ref = report.refutation or {}
         if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None or not ref.get("step"):

@@ -55,6 +55,8 @@ class PolishResult:
     no_minimum : bool
         The point was not moved: no local minimum has a lower loss
         (:func:`certify.polish.method.no_minimum_below`; ``reason`` says why).
+    far : bool
+        It stopped past ``max_distance`` from the checkpoint with the loss still falling.
     """
 
     theta: np.ndarray
@@ -77,6 +79,7 @@ class PolishResult:
     time_s: float = 0.0
     rescaled: bool = False
     no_minimum: bool = False
+    far: bool = False
 
     @property
     def note(self) -> str:
@@ -104,7 +107,7 @@ class PolishResult:
                                "which": [list(k) for k in self.kinks_held]},
                 "multipliers": [float(v) for v in self.multipliers],
                 "multiplier_margin": self.multiplier_margin, "untested_multipliers": self.untested,
-                "rescaled": self.rescaled, "no_minimum": self.no_minimum,
+                "rescaled": self.rescaled, "no_minimum": self.no_minimum, "far": self.far,
                 "history": self.history, "time_s": self.time_s}
 
 
