@@ -127,6 +127,17 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
                          budget_s=max(1e-3, POLISH_SHARE * time_limit))
     report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
                            prefer_nearby=True)
+    if pol.no_minimum and (report.refutation or {}).get("kind") != "output_scaling":
+        # not moved: no minimum has a lower loss; the output scaling says why, where a descent would not
+        from .refute import output_scaling
+        scaling = output_scaling(problem.at(pol.theta))
+        if scaling is not None and report.verdict != Verdict.LOCAL_MIN:
+            report.verdict, report.refutation, report.claim = Verdict.NOT_STATIONARY, scaling, None
+            report.second_order = None
+            report.reason = _output_scaling_reason(problem, scaling)
+            for k in ("global", "spurious", "strict", "flat_directions", "claim"):
+                report.flags.pop(k, None)
+            report.flags["method"] = "output_scaling"
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
@@ -342,11 +353,7 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         scaling = output_scaling(problem)
         if scaling is not None:
             verdict, refutation, claim, second_order = Verdict.NOT_STATIONARY, scaling, None, None
-            reason = (f"every sample is classified correctly and there is no weight decay, so scaling the last "
-                      f"layer scales the outputs and lowers every sample's {problem.loss.name} loss: "
-                      f"L'(theta; d) = {scaling['directional_derivative']:.3g} < 0, the loss drops by "
-                      f"{scaling['decrease']:.3g} at twice the outputs (verified, {scaling['method']}); the "
-                      f"infimum 0 is not attained, so no local minimum exists here")
+            reason = _output_scaling_reason(problem, scaling)
             for k in ("global", "spurious", "strict", "flat_directions", "claim"):
                 flags.pop(k, None)
             flags["method"] = "output_scaling"
@@ -356,6 +363,14 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks_info,
                   first_order=first_order, second_order=second_order, refutation=refutation,
                   solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
+
+
+def _output_scaling_reason(problem: Problem, scaling: dict) -> str:
+    return (f"every sample is classified correctly and there is no weight decay, so scaling the last "
+            f"layer scales the outputs and lowers every sample's {problem.loss.name} loss: "
+            f"L'(theta; d) = {scaling['directional_derivative']:.3g} < 0, the loss drops by "
+            f"{scaling['decrease']:.3g} at twice the outputs (verified, {scaling['method']}); the "
+            f"infimum 0 is not attained, so no local minimum exists here")
 
 
 def _exact_structure(problem: Problem, fwd, float_kinks):

@@ -412,3 +412,131 @@ def test_unpin_units_moves_dead_and_affine_units_off_their_kinks_without_changin
     assert np.isclose(Z[1, 0], -UNPIN_MARGIN * 2.0) and np.isclose(Z[0, 1], UNPIN_MARGIN * 1.0)
     with_decay = Problem(net, Dataset(X, y), "square", 1e-3)
     assert unpin_units(with_decay, with_decay.theta)[1] == []
+
+
+def test_add_independent_leaves_a_new_kink_dependent_on_held_ones_unheld():
+    """Hand-derived: f(x) = v relu(w x + b) + c with (w, b, v, c) = (1, 0, 1, 0) fits y = x on
+    x = 1, 2, 3 exactly, so all three absolute residuals are kinks at 0. Their rows grad f(x_i) =
+    (v x_i, v, relu(x_i), 1) = (x_i, 1, x_i, 1) are affine in x_i: the third is r_3 = 2 r_2 - r_1,
+    dependent on the two held ones (with x_3 the largest, a pivoted factorisation of all three picks
+    it first and flags a held row instead). It must cross unheld. The kink of x = -1 (y = 0, the
+    unit off: row (0, 0, 0, 1)) is independent of r_1, r_2 and the rescaling gauge (1, 0, -1, 0):
+    the second and fourth entries of every combination of those are equal. It is held."""
+    from certify.polish.pieces import evaluate, initial_held, loss_pieces
+    from certify.polish.steps import add_independent
+    X = np.array([[1.0], [2.0], [3.0], [-1.0]])
+    y = np.array([1.0, 2.0, 3.0, 0.0])
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0), Dataset(X, y), "absolute")
+    held = initial_held(p, None)
+    held.ties[(0, 0)] = ((0, 1), 0)
+    held.ties[(1, 0)] = ((0, 1), 0)
+    pt = evaluate(p, p.theta, held)
+    choose = loss_pieces(p, pt.fwd.output, held)[2]
+    out = add_independent(p, p.theta, held, [], {(2, 0): 1}, choose, pt.gauge)
+    assert set(out.ties) == {(0, 0), (1, 0)}
+    out = add_independent(p, p.theta, held, [], {(2, 0): 1, (3, 0): 1}, choose, pt.gauge)
+    assert set(out.ties) == {(0, 0), (1, 0), (3, 0)}
+
+
+def test_independent_new_judges_new_rows_against_the_held_span_and_each_other():
+    """Rows built by hand: e1, e2 held; e1 + e2 + 1e-9 e3 is within 1e-9 of their span (dependent at
+    the relative threshold 1e-6); e3 is not; a second copy of e3 depends on the first."""
+    import scipy.sparse as sp
+
+    from certify.polish.steps import independent_new
+    old = sp.csr_matrix(np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]]))
+    new = sp.csr_matrix(np.array([[10.0, 10.0, 1e-8, 0], [0, 0, 1.0, 0], [0, 0, 2.0, 0], [0, 0, 0, 1.0]]))
+    keep = independent_new(old, new, sp.csr_matrix((0, 4)))
+    assert list(keep) == [False, True, False, True]
+
+
+def test_unpin_units_moves_a_leaky_unit_on_its_lower_piece_off_its_kink():
+    """Hand-built, leaky ReLU with slope 0.1 below the kink: the unit z = x - 1 on x in {0, 1} is
+    below its kink at x = 0 and on it at x = 1; lowering its bias by m and raising the output bias by
+    0.1 * a * m keeps every output (0.1 a (x - 1 - m) + c + 0.1 a m), and puts x = 1 strictly below."""
+    from certify.polish.rescale import UNPIN_MARGIN, unpin_units
+    X = np.array([[0.0], [1.0]])
+    y = np.array([0.5, 2.0])
+    net = scalar_net(1.0, -1.0, 3.0, 0.5, "leaky_relu:0.1")
+    p = Problem(net, Dataset(X, y), "square")
+    theta, moved = unpin_units(p, p.theta)
+    assert moved == [(1, 0, "negative")]
+    q = p.at(theta)
+    assert np.allclose(q.network.forward(X).output, net.forward(X).output, rtol=0, atol=1e-15)
+    m = UNPIN_MARGIN * 2.0                       # the unit's largest |w||x| + |b|: 1 + 1 at x = 1
+    assert np.isclose(theta[1], -1.0 - m) and np.isclose(theta[3], 0.5 + 0.1 * 3.0 * m)
+    assert np.all(q.network.forward(X).pre[0] < 0)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "multiclass_hinge"])
+def test_clear_margins_puts_a_zero_to_rounding_margin_classifier_on_its_exact_global_minimum(loss):
+    """Hand-built: a margin held at 1 - 2^-52 (the loss is 2^-52 / n > 0 exactly, refutable) becomes
+    >= 1 after scaling the last layer by (1 + 1e-10) / m, so the exact loss (tests/exact.py) is 0; a
+    margin of 0.5 is a real loss, not rounding, and is left alone."""
+    from certify.polish.rescale import clear_margins
+    X = np.array([[1.0], [2.0]])
+    a = 1.0 - 2.0 ** -52
+    # the hidden pre-activation 2x - 3 is -1 and 1 on the two samples (identity activation)
+    if loss == "hinge":   # f = -a h: margins y f = a
+        y = np.array([1.0, -1.0])
+        net = Network([np.array([[2.0]]), np.array([[-a]])], [np.array([-3.0]), np.array([0.0])], "identity")
+    else:                 # f = (-a h / 2, a h / 2): f_y - f_other = a
+        y = np.array([0, 1])
+        net = Network([np.array([[2.0]]), np.array([[-a / 2], [a / 2]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                      "identity")
+    p = Problem(net, Dataset(X, y), loss)
+    assert exact_loss(p, p.theta) > 0
+    cand = clear_margins(p, p.theta)
+    assert cand is not None and exact_loss(p, cand) == 0
+    assert np.linalg.norm(cand - p.theta) <= 1e-9 * np.linalg.norm(p.theta)
+    k = net.weights[-1].size + net.biases[-1].size
+    far = Problem(net.with_theta(np.concatenate([p.theta[:-k], 0.5 * p.theta[-k:]])), Dataset(X, y), loss)
+    assert clear_margins(far, far.theta) is None
+
+
+def test_polish_does_not_move_a_separating_cross_entropy_point_without_weight_decay():
+    """Hand-derived: with f(x) = (-10 h, 10 h), h = 2x - 3 = -1, 1 on the two samples (classes 0, 1),
+    each sample's cross-entropy is log(1 + e^-20) ~ 2e-9 < log(2) / 2: every point with a lower loss
+    classifies both samples correctly, where scaling the outputs lowers the loss -- no minimum below,
+    so the polish must not walk off towards infinity. With the outputs 100 times smaller (loss
+    log(1 + e^-0.2) ~ 0.6 > log(2) / 2) or with weight decay the argument does not apply."""
+    import certify
+    X = np.array([[1.0], [2.0]])
+    y = np.array([0, 1])
+
+    def net(s):
+        return Network([np.array([[2.0]]), np.array([[-s], [s]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                       "identity")
+    p = Problem(net(10.0), Dataset(X, y), "cross_entropy")
+    res = polish(p)
+    assert res.no_minimum and res.distance == 0.0 and np.array_equal(res.theta, p.theta)
+    assert not polish(Problem(net(0.1), Dataset(X, y), "cross_entropy"), max_rounds=1).no_minimum
+    assert not polish(Problem(net(10.0), Dataset(X, y), "cross_entropy", 1e-3), max_rounds=1).no_minimum
+    report = certify.check(net(10.0), X, y, activation="identity", loss="cross_entropy", polish=True, time_limit=30)
+    assert report.verdict.value == "not_stationary" and report.refutation["kind"] == "output_scaling"
+    assert report.trained["outcome"] == "not_converged" and report.trained["distance"] == 0.0
+
+
+def test_polish_point_stops_judging_once_the_polish_walked_past_max_distance():
+    """Hand-derived: f(x) = (-s h, s h), h = 2x - 3 = -1, 1 on two samples of classes 0, 1 (identity
+    activation), s = 0.1: both samples are classified correctly, so the cross-entropy
+    2 log(1 + e^-2s) / 2 falls for ever as the last layer grows, and its loss ~0.6 is above log(2)/2
+    (the unmoved case does not apply). The polish walks off along the last layer until it is further
+    than the checkpoint's norm; judging and descending again would only carry it further: the judge
+    is never called, and the distance stays within one trust-region step of the limit."""
+    X = np.array([[1.0], [2.0]])
+    y = np.array([0, 1])
+    net = Network([np.array([[2.0]]), np.array([[-0.1], [0.1]])], [np.array([-3.0]), np.array([0.0, 0.0])],
+                  "identity")
+    p = Problem(net, Dataset(X, y), "cross_entropy")
+    assert p.value() > np.log(2.0) / 2
+    calls = []
+
+    def judge(problem, limit):
+        calls.append(problem)
+        raise AssertionError("judged a point past max_distance")
+    res = polish_point(p, judge, budget_s=60.0)
+    assert res.far and not calls
+    assert p.value(res.theta) < p.value()
+    norm0 = float(np.linalg.norm(p.theta))
+    assert norm0 < res.distance <= 3.0 * norm0

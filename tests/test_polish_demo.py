@@ -47,8 +47,16 @@ def test_degenerate_polished_point_is_undecided_not_keep_training(iris):
         assert rep.trained["outcome"] in ("near_minimum", "not_converged")
         return
     assert rep.verdict.value == "not_stationary" and rep.refutation["verified"]
-    assert rep.refutation["decrease"] < 1e-12 * rep.polish["loss_after"]
-    assert rep.trained["outcome"] == "undecided" and "degenerate kink" in rep.trained["summary"]
+    theta = np.asarray(rep.polish["theta"])
+    lower = theta + rep.refutation["step"] * np.asarray(rep.refutation["direction"])
+    if rep.polish["converged"] and rep.refutation["decrease"] < 1e-12 * rep.polish["loss_after"]:
+        assert rep.trained["outcome"] == "undecided" and "degenerate kink" in rep.trained["summary"]
+    else:
+        # the polish walked on (since kinks whose rows depend on the held ones cross unheld, it does not
+        # stop on that degenerate point): a verified lower point far from the checkpoint is keep training
+        assert p.value(lower) <= p.value(theta)
+        assert rep.trained["lower_point_verified"] and rep.trained["relative_distance"] > 0.05
+        assert rep.trained["outcome"] == "not_converged"
 
 
 def test_trained_saddle_stays_a_saddle_after_polishing(iris):
@@ -113,3 +121,28 @@ def test_loss_is_read_from_the_bundled_file(capsys):
     # gt14 stores loss='absolute'; read with the square loss it would be another problem
     assert main(["check", "data/seeds/gt14.npz", "--json"]) == 10
     assert json.loads(capsys.readouterr().out)["problem"]["loss"] == "absolute"
+
+
+def test_trained_answer_calls_a_converged_point_refuted_only_within_rounding_undecided():
+    """Constructed report: a converged polish refuted only along a step of 1e-18 (a move below
+    1e-12 ||theta||: a kink next to the point, nothing to train along) is `undecided` with the
+    degenerate-kink summary; the same refutation along a step of 0.1 is a real descent, and the end
+    point's loss 0, lower than the checkpoint's 5/16 (hand-computed below), is
+    `not_converged`."""
+    from certify.driver import trained_answer
+    from certify.network import Network
+    from certify.report import Report, Verdict
+    X = np.array([[1.0], [2.0]])
+    y = np.array([1.0, 2.0])
+    net = Network([np.array([[1.0]]), np.array([[0.5]])], [np.array([0.0]), np.array([0.0])], "relu")
+    p = Problem(net, Dataset(X, y), "square")       # f = x / 2: loss (1/4 (1/4) + 1/4 (1)) = 5/16
+    end = np.array([1.0, 0.0, 1.0, 0.0])            # f = x: loss 0
+    assert p.value() == 5 / 16 and p.value(end) == 0.0
+    d = np.array([0.0, 0.0, 0.0, -1.0])
+    for step, outcome in ((1e-18, "undecided"), (0.1, "not_converged")):
+        rep = Report(verdict=Verdict.NOT_STATIONARY, reason="",
+                     refutation={"direction": d, "step": step, "verified": True, "decrease": 1e-20},
+                     polish={"converged": True})
+        out = trained_answer(p, end, rep)
+        assert out["outcome"] == outcome
+        assert ("degenerate kink" in out["summary"]) == (outcome == "undecided")

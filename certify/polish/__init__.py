@@ -66,7 +66,11 @@ gradient is zero to rounding relative to the size of its terms (``|W|``, ``|x|``
 and every held multiplier lies in its interval (or the loss is zero to rounding); or when the
 budget (``deadline``) runs out, the line search fails, the point has moved further than the
 checkpoint's norm while the loss still falls (no minimum near it) or the rounds are used up,
-returning the best point so far with the reason.
+returning the best point so far with the reason. It does not move at all when no local minimum has
+a lower loss (cross-entropy or logistic without weight decay below ``log(2)/n``: every lower point
+classifies every sample correctly, where scaling the outputs lowers the loss; :func:`.method.
+no_minimum_below`), and a margin classifier (hinge, multiclass hinge) polished to a loss zero to
+rounding is moved onto the exact global minimum next to it (:func:`.rescale.clear_margins`).
 Why this method: near a minimum with interior multipliers (strict complementarity, LIKQ) the held
 set is identified after finitely many changes and the method is Newton's method on ``M_H``
 (quadratic convergence), which is exactly what the certificates downstream need — an accurate,

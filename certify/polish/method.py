@@ -20,7 +20,7 @@ from .limits import (
 )
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed
-from .rescale import nearest_rescaling, unpin_units
+from .rescale import clear_margins, nearest_rescaling, unpin_units
 from .result import PolishResult, make_result
 from .steps import (
     add_independent,
@@ -90,6 +90,13 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     theta0 = start if anchor is None else np.asarray(anchor, dtype=np.float64)
     norm0 = float(np.linalg.norm(theta0))
     loss0 = problem.value()
+    why = no_minimum_below(problem)
+    if why:
+        log.info("polish: not moved: %s", why)
+        res = make_result(problem, theta0, start, initial_held(problem, None), loss0, False, why, 0, [],
+                          t_start, False)
+        res.no_minimum = True
+        return res
     held = initial_held(problem, tol_near)
     radius = 0.05 * max(norm0, 1.0) if radius is None else float(radius)
     radius0 = radius
@@ -115,6 +122,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         else:                       # holding these costs loss: start unheld, blocking finds the kinks
             held = initial_held(problem, None)
     rounds = fails = 0
+    far = False
     refine_from = None     # (theta, held, reduced gradient) before a refinement step
     for rounds in range(1, max_rounds + 1):
         if out_of_time():
@@ -238,6 +246,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         if np.linalg.norm(theta - theta0) > max_distance * max(norm0, 1.0):
             reason = (f"moved {np.linalg.norm(theta - theta0) / max(norm0, 1e-300):.3g} times the checkpoint's norm "
                       f"and the loss still decreases: no minimum near the checkpoint")
+            far = True
             break
     else:
         reason = f"{max_rounds} rounds used"
@@ -256,7 +265,40 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             cand, _, ok = restore(problem, cand, held, max_iter=3, deadline=None)
             if ok and problem.value(cand) <= problem.value(theta) + rounding(problem, theta):
                 theta, rescaled = cand, True
-    return make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
+    if problem.loss.attains_zero and problem.value(theta) > 0:
+        cand = clear_margins(problem, theta)       # zero to rounding: onto the exact global minimum next to it
+        if cand is not None:
+            log.info("polish: the last layer scaled by %.3g so that every margin clears 1 (loss exactly 0)",
+                     float(np.linalg.norm(cand)) / max(float(np.linalg.norm(theta)), 1e-300))
+            theta = cand
+    res = make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
+    res.far = far
+    return res
+
+
+def no_minimum_below(problem: Problem) -> str:
+    """Why no local minimum has a loss below the point's (then polishing can only walk away), or "".
+
+    Cross-entropy and logistic loss without weight decay: a sample that is not classified correctly
+    (``f_y <= max_j f_j``, or ``y f <= 0``) costs at least ``log 2``, so a point whose loss is below
+    ``log(2) / n`` (beyond its rounding bound) and every point with a lower loss classifies every
+    sample correctly -- and there scaling the last layer lowers the loss
+    (:func:`certify.refute.output_scaling`, verified here at the point itself): no local minimum
+    exists anywhere in the sublevel set. The checker's ``output_scaling`` refutation says so at the
+    unmoved point.
+    """
+    from ..evaluate import loss_with_bound
+    from ..refute import SCALING_LOSSES, output_scaling
+    if problem.loss.name not in SCALING_LOSSES or problem.weight_decay:
+        return ""
+    bound = loss_with_bound(problem, problem.theta)
+    if not float(bound.value) + float(bound.error) < np.log(2.0) / problem.n_samples:
+        return ""
+    if output_scaling(problem) is None:
+        return ""
+    return (f"not polished: every sample is classified correctly and the loss is below log(2)/n, so every point "
+            f"with a lower {problem.loss.name} loss classifies every sample correctly too, where scaling the "
+            f"outputs lowers it further (no weight decay): no local minimum exists below this point")
 
 
 def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budget_s: float = 120.0,
@@ -266,7 +308,9 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     ``judge(problem, time_limit)`` is a checker returning a report (the driver passes
     ``check_problem``); ``time_limit`` bounds each of its calls. ``budget_s`` bounds the polishing
     (all rounds). At most ``max_rounds`` polish-judge rounds; a ``local_min`` or ``saddle`` (a
-    trained saddle stays a saddle: polishing never escapes it) ends them.
+    trained saddle stays a saddle: polishing never escapes it) ends them, and so does a polish that
+    stopped past ``max_distance`` (no minimum near the checkpoint: another round would only carry the
+    point further away) or did not move (no minimum below it).
     """
     t0 = time.perf_counter()
     deadline = t0 + budget_s
@@ -275,8 +319,8 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
-        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline:
-            break
+        if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline or res.no_minimum or res.far:
+            break              # (past max_distance: descending further only moves further from the checkpoint)
         report = judge(problem.at(res.theta), time_limit)
         ref = report.refutation or {}
         if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None or not ref.get("step"):

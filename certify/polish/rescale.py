@@ -67,13 +67,15 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
     output is 0 on every sample, and stays 0 when its bias is lowered. So, without weight decay:
 
     * a unit with ``z_ij <= 0`` on every sample (up to rounding) and slope 0 below the kink gets
-      ``b_j -= m`` (its output stays 0; the kinks become strictly negative);
+      ``b_j -= m`` (its output stays 0; the kinks become strictly negative); with a slope
+      ``s_- != 0`` below the kink (leaky ReLU) it is affine on every sample, and the next layer's bias
+      gets ``+= s_- W_{l+1}[:, j] m`` (the bias translation of a unit on its lower piece);
     * a unit with ``z_ij >= 0`` on every sample gets ``b_j += m`` and the next layer's bias
       ``-= s_+ W_{l+1}[:, j] m`` (it is affine on every sample, so the next layer's input is unchanged
       -- the bias translation of an always-active unit).
 
     ``m = UNPIN_MARGIN`` times the unit's largest term ``|W_j| |x| + |b_j|``. Returns the new point
-    and the units moved ``(layer, unit, "dead" | "active")``; the caller keeps the move only if the
+    and the units moved ``(layer, unit, "dead" | "negative" | "active")``; the caller keeps the move only if the
     loss does not go up.
     """
     net = problem.network
@@ -98,9 +100,11 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
             if not on_kink.any() or on_kink.all():
                 continue
             m = UNPIN_MARGIN * float(size[:, j].max())
-            if s_neg == 0 and np.all(zj <= tj):
+            if np.all(zj <= tj):
                 theta[b0 + j] -= m
-                moved.append((l, j, "dead"))
+                if s_neg != 0:      # affine with the slope s_neg on every sample: the next bias pays back
+                    theta[bn0:bn0 + Wn.shape[0]] += s_neg * Wn[:, j] * m
+                moved.append((l, j, "dead" if s_neg == 0 else "negative"))
             elif s_pos != 0 and np.all(zj >= -tj):
                 theta[b0 + j] += m
                 theta[bn0:bn0 + Wn.shape[0]] -= s_pos * Wn[:, j] * m
@@ -108,3 +112,49 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
         layers = net.split(theta)
         x = net.activation(x @ layers[l - 1][0].T + layers[l - 1][1])
     return theta, moved
+
+
+#: relative headroom a cleared margin gets above 1 (far above the rounding of the outputs, far below anything else)
+MARGIN_HEADROOM = 1e-10
+#: ... and only margins within this of 1 are cleared (a larger deficit is not rounding: a real loss)
+MARGIN_MOVE = 1e-6
+
+
+def clear_margins(problem: Problem, theta: np.ndarray) -> np.ndarray | None:
+    """Scale the last layer so that every margin of a zero-loss margin classifier clears 1 by rounding.
+
+    Hinge and multiclass hinge without weight decay attain 0 wherever every margin (``y f``, or
+    ``f_y - f_j`` for every ``j != y``) is at least 1. A polish that drives the loss to 0 stops with
+    the margins it held at 1 *to rounding*: some are ``1 - 1e-17`` exactly, so the exact loss is
+    ``1e-19 > 0`` and falls along a direction up to a kink ``1e-18`` away -- the point is refuted
+    although a global minimum is next to it. Scaling ``(W_L, b_L)`` by ``c > 0`` scales the outputs,
+    hence every margin, by ``c``: with ``m`` the smallest margin (> 0 when the loss is zero to
+    rounding) ``c = (1 + MARGIN_HEADROOM) / m`` puts every margin at ``1 + 1e-10`` or more, where the
+    loss is exactly 0 -- the global minimum, a move of ``|c - 1| ||(W_L, b_L)||`` ~ 1e-10 of it.
+    Returns the new point, or None when this does not apply (another loss, weight decay, a margin
+    below ``1 - MARGIN_MOVE``, or a float64 loss that is not 0 after the scaling).
+    """
+    if problem.weight_decay or problem.loss.name not in ("hinge", "multiclass_hinge"):
+        return None
+    net = problem.network
+    F = net.with_theta(theta).forward(problem.X).output
+    Y = problem.Y
+    if problem.loss.name == "hinge":
+        margins = Y[:, 0] * F[:, 0]
+    else:
+        rows = np.arange(F.shape[0])
+        diff = F[rows, Y][:, None] - F
+        diff[rows, Y] = np.inf
+        margins = diff.min(axis=1)
+    m = float(margins.min(initial=np.inf))
+    if not np.isfinite(m) or m <= 0:
+        return None
+    c = (1.0 + MARGIN_HEADROOM) / m
+    if c <= 1.0 or c > 1.0 + MARGIN_MOVE:
+        return None                    # every margin clears 1 already, or some is not at 1 to rounding
+    k = net.weights[-1].size + net.biases[-1].size
+    cand = np.array(theta, dtype=np.float64, copy=True)
+    cand[-k:] *= c
+    if problem.value(cand) != 0.0:
+        return None
+    return cand

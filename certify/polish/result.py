@@ -52,6 +52,11 @@ class PolishResult:
     history : list of dict
         Per round: loss, reduced gradient (relative), kinks held, step length, trust radius.
     time_s : float
+    no_minimum : bool
+        The point was not moved: no local minimum has a lower loss
+        (:func:`certify.polish.method.no_minimum_below`; ``reason`` says why).
+    far : bool
+        It stopped past ``max_distance`` from the checkpoint with the loss still falling.
     """
 
     theta: np.ndarray
@@ -73,6 +78,8 @@ class PolishResult:
     history: list = field(default_factory=list)
     time_s: float = 0.0
     rescaled: bool = False
+    no_minimum: bool = False
+    far: bool = False
 
     @property
     def note(self) -> str:
@@ -100,7 +107,7 @@ class PolishResult:
                                "which": [list(k) for k in self.kinks_held]},
                 "multipliers": [float(v) for v in self.multipliers],
                 "multiplier_margin": self.multiplier_margin, "untested_multipliers": self.untested,
-                "rescaled": self.rescaled,
+                "rescaled": self.rescaled, "no_minimum": self.no_minimum, "far": self.far,
                 "history": self.history, "time_s": self.time_s}
 
 

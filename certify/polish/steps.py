@@ -224,23 +224,69 @@ def add_independent(base: Problem, theta: np.ndarray, held: Held, units: list, t
     """``held`` with the crossed kinks added, except those whose rows depend on the held ones.
 
     A dependent kink cannot be held independently: when the others are at zero its value is fixed
-    (e.g. a unit with more kinks than its inputs have dimensions), so it crosses unheld.
+    (e.g. a unit with more kinks than its inputs have dimensions, or samples whose inputs are
+    affinely dependent with equal targets), so it crosses unheld. Dependence is judged for the new
+    rows against the span of the held rows and the gauge (and of the new rows kept before them), by
+    their distance to that span relative to their norm (:func:`independent_new`): a pivoted
+    factorisation of all rows together may flag an old row instead of the new one that made the set
+    dependent, and holding such a new row makes the kink equations inconsistent at rounding level
+    (Gauss-Newton cannot restore them, every step through the kink fails, and the method stalls).
     """
     out = with_crossed(held, units, ties, choose_old)
     pt = evaluate(base, theta, out, gauge=False, grad=False)
-    proj = Projector(sp.vstack([pt.rows, gauge], format="csr"))
-    dep = proj.dependent[:len(pt.keys)]
-    if not dep.any():
+    is_new = np.array([_is_new(key, held) for key in pt.keys], dtype=bool)
+    if not is_new.any():
         return out
-    new_units = set(units)
-    new_ties = set(ties)
-    drop = [key for key, d in zip(pt.keys, dep) if d and (
-        (key[0] == "unit" and key[1:] in new_units) or (key[0] == "tie" and (key[1], key[2]) in new_ties))]
-    if not drop:
+    keep = independent_new(pt.rows[np.nonzero(~is_new)[0]], pt.rows[np.nonzero(is_new)[0]], gauge)
+    if keep.all():
         return out
+    drop = {key for key, k in zip([key for key, n in zip(pt.keys, is_new) if n], keep) if not k}
     keep_units = [u for u in units if ("unit",) + u not in drop]
-    keep_ties = {k: a for k, a in ties.items() if not any(d[0] == "tie" and (d[1], d[2]) == k for d in drop)}
+    dropped_groups = {(key[1], key[2]) for key in drop if key[0] == "tie"}
+    keep_ties = {k: a for k, a in ties.items() if k not in dropped_groups}
     return with_crossed(held, keep_units, keep_ties, choose_old)
+
+
+def _is_new(key: tuple, held: Held) -> bool:
+    """Whether the row ``key`` of a held set is not a row of ``held``."""
+    if key[0] == "unit":
+        _, l, i, j = key
+        return not bool(held.units[l - 1][i, j])
+    _, i, grp, b, _ = key
+    return (i, grp) not in held.ties or b not in held.ties[(i, grp)][0]
+
+
+#: a new kink row within this distance of the span of the held rows (relative to its norm) is dependent
+REL_DEPENDENT = 1e-6
+#: entries of the dense block of projected new rows formed at once
+DENSE_NEW = 10_000_000
+
+
+def independent_new(old: sp.csr_matrix, new: sp.csr_matrix, gauge: sp.csr_matrix,
+                    rel: float = REL_DEPENDENT) -> np.ndarray:
+    """Which rows of ``new`` to keep: (k,) bool, greedily, each one further than ``rel`` (relative to
+    its norm) from the span of ``old``, ``gauge`` and the new rows kept before it (pivoted Cholesky
+    of the Gram matrix of the new rows' normalised components orthogonal to that span)."""
+    import scipy.linalg as sla
+    k, p = new.shape
+    keep = np.zeros(k, dtype=bool)
+    norms = np.sqrt(np.asarray(new.multiply(new).sum(axis=1)).ravel())
+    chunk = max(1, DENSE_NEW // max(p, 1))
+    base = sp.vstack([old, gauge], format="csr")
+    for a in range(0, k, chunk):
+        idx = np.arange(a, min(k, a + chunk))
+        idx = idx[norms[idx] > 0]
+        if idx.size == 0:
+            continue
+        kept = new[np.nonzero(keep)[0]]
+        proj = Projector(sp.vstack([base, kept], format="csr"))
+        R = np.vstack([proj.project(new[q].toarray().ravel()) / norms[q] for q in idx])
+        G = R @ R.T
+        if float(np.diag(G).max()) <= rel * rel:
+            continue
+        _, piv, rank, _ = sla.lapack.dpstrf(G, lower=1, tol=rel * rel)
+        keep[idx[piv[:rank] - 1]] = True
+    return keep
 
 
 def restore(base: Problem, theta: np.ndarray, held: Held, *, gauge: sp.csr_matrix | None = None,
