@@ -185,7 +185,8 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["outcome"] = "not_converged"
         out["summary"] = (f"no minimum near the checkpoint: every sample is classified correctly and without "
                           f"weight decay the {problem.loss.name} loss keeps falling as the outputs are scaled up "
-                          f"(the polished point {where}, {lower}); train with weight decay for a minimum")
+                          + ("(the checkpoint itself: not moved)" if distance == 0 else
+                             f"(the polished point {where}, {lower})") + "; train with weight decay for a minimum")
     elif negligible and (report.polish or {}).get("converged", True):
         # a converged polish refuted only by a descent of 1e-19 up to a kink 1e-17 away: the polished point
         # sits on a degenerate kink (a multiplier at the end of its interval, a released kink still at 0)
