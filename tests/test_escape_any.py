@@ -201,3 +201,27 @@ def test_partial_escape_gt12_with_a_kink_above_the_dense_limit():
     c = degenerate.taylor(layers, Xq, yq, "relu", "square", [dq], K=3)
     assert c[1] == 0 and c[2] < 0
     assert exact.loss(exact.perturbed(layers, dq, t), Xq, yq, "relu", "square") < 2
+
+
+def test_escape_search_out_of_time_says_so_without_crashing():
+    """A unit with zero outgoing weights and no time left: the kind ends undecided, naming the budget
+    (regression: the note list mixed a plain string with per-unit entries and crashed when merged)."""
+    import time
+
+    from certify.data import Dataset, Problem
+    from certify.first_order import FirstOrder
+    from certify.kinks import find_kinks
+    from certify.network import Activation, Network
+    from certify.secondorder import escape_any
+    from certify.secondorder.base import Context
+    from certify.tangent import first_order_model
+    net = Network((np.array([[1.0], [0.0]]), np.array([[1.0, 0.0]])), (np.zeros(2), np.zeros(1)),
+                  Activation.parse("relu"))
+    X = np.array([[-1.0], [0.0], [1.0], [2.0], [3.0]])
+    problem = Problem(net, Dataset(X, np.array([0.125, -0.25, 0.875, 2.0, 3.25])), "square", 0.125)
+    fwd = net.forward(X, with_scale=True)
+    kinks = find_kinks(problem, fwd, None)
+    ctx = Context(problem, fwd, kinks, first_order_model(problem, fwd, kinks), FirstOrder(True, "test"),
+                  deadline=time.perf_counter() - 1.0)
+    res = escape_any.run(ctx)
+    assert res.verdict is None and "the time budget ran out" in res.reason

@@ -173,12 +173,21 @@ def run(ctx: Context) -> SecondOrder:
 
 
 def _merged(entries: list) -> list:
-    """``(layer, unit, note)`` entries as text, units with the same note in the same layer said once."""
+    """``(layer, unit, note)`` entries as text, units with the same note in the same layer said once
+    (a plain string, e.g. the budget running out, is kept as it is, in its place)."""
     by: dict = {}
-    for l, j, note in entries:
-        by.setdefault((l, note), []).append(j)
+    for entry in entries:
+        if isinstance(entry, str):
+            by[entry] = None
+        else:
+            l, j, note = entry
+            by.setdefault((l, note), []).append(j)
     out = []
-    for (l, note), units in by.items():
+    for key, units in by.items():
+        if units is None:
+            out.append(key)
+            continue
+        l, note = key
         who = f"unit {units[0]}" if len(units) == 1 else "units " + ", ".join(str(j) for j in units)
         out.append(f"{who} of layer {l}: {note}")
     return out
@@ -433,6 +442,9 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
         if lam and silent:
             w = value / (float(np.linalg.norm(a)) * max(float(np.linalg.norm(v)), 1e-300)) + lam
             best_wd = w if best_wd is None else min(best_wd, w)
+            if w > 1e-9 * lam:
+                best_value = value if best_value is None else min(best_value, value)
+                continue             # the decay outweighs this escape at second order: no curve to try
         curve = escape_curve(ctx, l, j, a, v)
         if curve is not None:
             return {"curve": curve, "value": value, "a": a, "how": "constructive"}
