@@ -126,25 +126,15 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     pol = polish_problem(problem, time_limit=max(1e-3, min(0.1 * time_limit, 30.0)),
                          budget_s=max(1e-3, POLISH_SHARE * time_limit))
     report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
-                           prefer_nearby=True)
-    if pol.no_minimum and (report.refutation or {}).get("kind") != "output_scaling":
-        # not moved: no minimum has a lower loss; the output scaling says why, where a descent would not
-        from .refute import output_scaling
-        scaling = output_scaling(problem.at(pol.theta))
-        if scaling is not None and report.verdict != Verdict.LOCAL_MIN:
-            report.verdict, report.refutation, report.claim = Verdict.NOT_STATIONARY, scaling, None
-            report.second_order = None
-            report.reason = _output_scaling_reason(problem, scaling)
-            for k in ("global", "spurious", "strict", "flat_directions", "claim"):
-                report.flags.pop(k, None)
-            report.flags["method"] = "output_scaling"
+                           prefer_nearby=True, no_minimum_below=pol.no_minimum)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
     report.polish = info
     report.trained = trained_answer(problem, pol.theta, report)
-    report.reason = (f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g}): "
-                     + report.reason)
+    where = ("at the checkpoint (not moved: no local minimum has a lower loss)" if pol.no_minimum else
+             f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g})")
+    report.reason = f"{where}: {report.reason}"
     report.timings["polish_s"] = time.perf_counter() - t0 - report.timings.get("total_s", 0.0)
     report.timings["total_s"] = time.perf_counter() - t0
     return report
@@ -211,12 +201,15 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
 
 
 def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
-                  deadline: float | None = None, prefer_nearby: bool = False) -> Report:
+                  deadline: float | None = None, prefer_nearby: bool = False,
+                  no_minimum_below: bool = False) -> Report:
     """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``).
 
     ``prefer_nearby`` (a polished point): try the proof of an exact local minimum near the point
     (:mod:`certify.nearby`) before anything else -- a polished float point is never exactly a
-    minimum, and a float64 descent of 1e-15 from it says nothing a user can act on."""
+    minimum, and a float64 descent of 1e-15 from it says nothing a user can act on.
+    ``no_minimum_below`` (the polisher found that no local minimum has a lower loss): the output-scaling
+    refutation, which says why, is preferred to any other descent."""
     t0 = time.perf_counter()
     if deadline is None:
         deadline = t0 + time_limit
@@ -347,7 +340,7 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         if verdict != Verdict.LOCAL_MIN:
             for k in ("global", "spurious", "strict", "flat_directions"):
                 flags.pop(k, None)
-    if verdict in (Verdict.LOCAL_MIN, Verdict.INCONCLUSIVE) or _negligible(refutation, loss_value):
+    if no_minimum_below or verdict in (Verdict.LOCAL_MIN, Verdict.INCONCLUSIVE) or _negligible(refutation, loss_value):
         # cross-entropy / logistic without weight decay: no minimum while every sample is classified
         # correctly, however small the gradient (the outputs can always be scaled up)
         from .refute import output_scaling
