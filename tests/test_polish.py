@@ -540,3 +540,37 @@ def test_polish_point_stops_judging_once_the_polish_walked_past_max_distance():
     assert p.value(res.theta) < p.value()
     norm0 = float(np.linalg.norm(p.theta))
     assert norm0 < res.distance <= 3.0 * norm0
+
+
+def test_a_kink_whose_multiplier_leaves_its_interval_is_released_before_its_face_is_solved():
+    """The dual test of active-set methods (certify/polish/multipliers.py, ``RELEASE_RATIO``).
+
+    One ReLU unit, x = (1, 2, 3, 0), y = (0, 1, 2, 3), sample x = 1 on its kink (b = -w). On the
+    face, f = c + s (x - 1) on the active samples and c on the dead one; least squares by hand:
+    4c + 3s = 6, 3c + 5s = 5, so c = 15/11, s = 2/11 and the residuals are (15, 6, -3, -18) / 11.
+    The kink is convex (a r_1 > 0), and moving it right (w and b down by h, sample 1 goes dead)
+    changes the loss at the rate -(1/4)(r_2 * 3 + r_3 * 4) = -3/22: its multiplier lies outside its
+    interval. With c off its optimum by 1e-5 the face's reduced gradient is not zero (~1e-5), but the
+    kink promises a far steeper descent, so it is released to the side that descends, now; the old
+    rule waited for the face to be solved to 1e-7 -- which on a face without a nearby minimum never
+    happens (a deep diabetes net crept 500 rounds with its multipliers 1e-2 out of their intervals).
+    """
+    from certify.polish.limits import TOL_FACE
+    from certify.polish.multipliers import stationarity
+    from certify.polish.pieces import initial_held
+    c, s = 15 / 11, 2 / 11
+    problem = Problem(scalar_net(s, -s, 1.0, c + 1e-5), Dataset(np.array([[1.0], [2.0], [3.0], [0.0]]),
+                                                                  np.array([0.0, 1.0, 2.0, 3.0])), "square")
+    theta = problem.theta
+    h = Fraction(1, 10**6)
+    step = [exact.as_fraction(v) for v in theta]
+    step[0] -= h
+    step[1] -= h
+    rate = (exact_loss(problem, step) - exact_loss(problem, theta)) / h
+    assert abs(float(rate) + 3 / 22) < 1e-4                     # the hand rate, in exact arithmetic
+    held = initial_held(problem, 0.0)
+    assert held.units[0][0, 0] and held.n_total == 1
+    st = stationarity(problem, theta, held)
+    assert st.red_rel > TOL_FACE                                 # the face is not solved ...
+    assert not st.held.units[0][0, 0]                            # ... and the kink is released
+    assert st.held.side[0][0, 0] == -1                           # to the side that descends

@@ -24,6 +24,8 @@ SNAP_DURING = 1e-9
 MAX_RELEASES = 5
 #: convex kinks are released only once the reduced gradient on their face is below this (relative)
 TOL_FACE = 1e-7
+#: ... or once the reduced gradient is below this fraction of the largest multiplier violation
+RELEASE_RATIO = 0.1
 #: the first trial of a line search crosses at most this many kinks (or a quarter of those held)
 MAX_ADD = 16
 #: connected blocks of B B' up to this size are factored densely

@@ -12,7 +12,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..data import Problem
 from ..tangent import backprop
-from .limits import MAX_RELEASES, TOL_FACE, TOL_HOLD, TOL_SLOPE
+from .limits import MAX_RELEASES, RELEASE_RATIO, TOL_FACE, TOL_HOLD, TOL_SLOPE
 from .pieces import Held, Point, evaluate, nested, nested_of
 from .projector import Projector
 
@@ -177,7 +177,12 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
         gscale = grad_scale(pt)
         red_rel = float(np.abs(r).max(initial=0.0)) / gscale
         viol = violations(pt, nu, gscale)
+        # the face counts as solved when its reduced gradient is below TOL_FACE, or when a held kink's
+        # wrong-signed multiplier promises a steeper descent than the face has left (the dual test of
+        # active-set methods): on a face without a nearby minimum (a valley along which the loss
+        # keeps falling) waiting for the face to be solved never releases the kink
         face_solved = red_rel <= TOL_FACE
+        dual = red_rel <= RELEASE_RATIO * viol.max(initial=0.0)
         if face_solved and viol.max(initial=0.0) > TOL_SLOPE:
             # the least-norm multipliers leave their intervals; other multipliers may not (dependent
             # rows share the load): the box-constrained least squares decides, as the checker's QP
@@ -192,7 +197,7 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
                     log.debug("  released %d kink(s) along the box-multiplier descent", n_rel)
                     held = new_held
                     continue
-        new_held, n_rel = release(pt, nu, held, face_solved, 1e-12 * gscale, viol)
+        new_held, n_rel = release(pt, nu, held, face_solved or dual, 1e-12 * gscale, viol)
         if n_rel == 0:
             break
         log.debug("  released %d kink(s)", n_rel)
