@@ -574,3 +574,39 @@ def test_a_kink_whose_multiplier_leaves_its_interval_is_released_before_its_face
     assert st.red_rel > TOL_FACE                                 # the face is not solved ...
     assert not st.held.units[0][0, 0]                            # ... and the kink is released
     assert st.held.side[0][0, 0] == -1                           # to the side that descends
+
+
+def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
+    """The judge found a descent direction but could not verify a decrease (no step: the next kink
+    too close for float64). polish_point probes along it from a step at rounding size and polishes
+    again from the lowest point -- here a smooth square-loss net (identity activation, f = a (w x + b)
+    + c on x = 0, 1, 2 with y = 0, 1, 0) judged at its start, where -grad L is a descent by hand:
+    the next polish starts lower, on the ray from the polished point along that direction."""
+    import certify.polish.method as method
+    from certify.report import Report, Verdict
+
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
+                                                                     np.array([0.0, 1.0, 0.0])), "square")
+    r = np.array([0.0, 1.0, 2.0]) - np.array([0.0, 1.0, 0.0])       # f - y with f = x
+    x = np.array([0.0, 1.0, 2.0])
+    grad = np.array([np.mean(r * x), np.mean(r), np.mean(r * x), np.mean(r)])   # d/dw, d/db, d/da, d/dc
+    fd = np.array([(p.value(p.theta + 1e-6 * e) - p.value(p.theta - 1e-6 * e)) / 2e-6 for e in np.eye(4)])
+    assert np.allclose(grad, fd, atol=1e-8)                           # the hand gradient
+    starts = []
+    real = method.polish
+
+    def stub(problem, **kw):
+        starts.append(problem.theta.copy())
+        return real(problem, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
+
+    def judge(problem, limit):
+        rep = Report.__new__(Report)
+        rep.verdict = Verdict.INCONCLUSIVE
+        rep.refutation = {"kind": "descent_direction", "direction": -grad, "step": None, "verified": False}
+        return rep
+    monkeypatch.setattr(method, "polish", stub)
+    method.polish_point(p, judge, budget_s=30.0, max_rounds=2)
+    assert len(starts) == 2
+    assert p.value(starts[1]) < p.value(starts[0])
+    moved = starts[1] - starts[0]
+    assert np.allclose(moved / np.linalg.norm(moved), -grad / np.linalg.norm(grad))

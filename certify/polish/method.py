@@ -323,10 +323,17 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
             break              # (past max_distance: descending further only moves further from the checkpoint)
         report = judge(problem.at(res.theta), time_limit)
         ref = report.refutation or {}
-        if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None or not ref.get("step"):
+        if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None:
             break
         d = np.asarray(ref["direction"], dtype=np.float64)
-        nxt = _descend_along(problem, res.theta, d, float(ref["step"]))
+        # a descent the checker could not verify (the next kink too close for float64 to show the
+        # decrease) is probed too: from a step at rounding size, grown while the loss falls
+        step = float(ref.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(res.theta)), 1.0) / max(
+            float(np.linalg.norm(d)), 1e-300)
+        nxt = _descend_along(problem, res.theta, d, step)
+        log.info("polish: judged %s (%s descent); %s", report.verdict.value,
+                 "verified" if ref.get("verified") else "unverified",
+                 "polishing again from a lower point along it" if nxt is not None else "no lower point along it")
         if nxt is None:
             break
         current = problem.at(nxt)
