@@ -26,8 +26,11 @@ both sides):
    consistent with a minimum iff both are ``>= 0``, i.e. its multiplier ``lambda_k = 1 + nu_k /
    gamma_k`` lies in ``[0, 1]`` (for a loss tie: the simplex weights ``pi``); a concave kink
    (``gamma_k < 0``) never is. As in an active-set QP, convex kinks are **released** (to the side
-   that descends) only once their face is solved (reduced gradient ~0, so the multipliers are the
-   face's KKT multipliers), concave ones at once. When the rows are dependent (LIKQ fails, e.g.
+   that descends) once their face is solved (reduced gradient ~0, so the multipliers are the
+   face's KKT multipliers) -- or earlier, when a multiplier's violation is ten times the face's
+   reduced gradient (the dual test of active-set methods: on a face whose loss keeps falling along a
+   valley, as in deep nets trained without weight decay, the face is never solved and the kink would
+   be held for ever) -- concave ones at once. When the rows are dependent (LIKQ fails, e.g.
    samples with identical outputs) the least-norm multipliers are not the only ones: a
    box-constrained least squares (the checker's Clarke QP in the multipliers' space) decides, and
    its residual, when it is not zero, is the steepest descent along which the kinks are released.
