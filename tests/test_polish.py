@@ -582,7 +582,7 @@ def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     again from the lowest point -- here a smooth square-loss net (identity activation, f = a (w x + b)
     + c on x = 0, 1, 2 with y = 0, 1, 0) judged at its start, where -grad L is a descent by hand:
     the next polish starts lower, on the ray from the polished point along that direction."""
-    import certify.polish.method as method
+    from certify.polish import method
     from certify.report import Report, Verdict
 
     p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),

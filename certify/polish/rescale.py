@@ -91,7 +91,7 @@ def unpin_units(problem: Problem, theta: np.ndarray, rounding_rel: float = 1e-12
         z = x @ W.T + b
         size = np.abs(x) @ np.abs(W).T + np.abs(b)
         tol = rounding_rel * np.maximum(size.max(axis=0), 1e-300)
-        w0, b0 = net.offsets[l - 1]
+        _, b0 = net.offsets[l - 1]
         _, bn0 = net.offsets[l]
         Wn = layers[l][0]
         for j in range(W.shape[0]):
