@@ -11,12 +11,13 @@ Setting and scope
 The *held* structure: unit kinks ``k = (l, i, j)`` (pre-activation ``z^l_j(x_i)``) and two-piece loss
 kinks ``q = (i, g, a0, a1)`` (pieces ``a0``, ``a1`` of group ``g`` of sample ``i`` tied), each with its
 *switching function* ``phi_k`` (the pre-activation, or piece ``a1`` minus piece ``a0``). Every other
-pre-activation and loss piece must keep its side on the ball (checked, rigorously). One level only:
-in every sample the held unit kinks lie in one layer, and a sample with a held unit kink has no
-held loss kink (so every ``phi_k`` is a polynomial in ``theta``, and the loss near ``theta0`` is
-``L_sigma`` on ``{sigma_k phi_k >= 0}`` for the ``2^m`` sign vectors ``sigma``). Anything else
-(kinks nested in kinks, three-way ties, concave or zero-coefficient kinks, a multiplier at an
-endpoint, p above the dense limit) is "not applicable" with the reason.
+pre-activation and loss piece must keep its side on the ball (checked, rigorously). In every sample
+the held unit kinks lie in one layer, and a sample with a held unit kink has a held loss kink only
+when those units are in the last hidden layer and the loss is piecewise linear (*Nested*, below);
+otherwise every ``phi_k`` is a polynomial in ``theta``, and the loss near ``theta0`` is ``L_sigma`` on
+``{sigma_k phi_k >= 0}`` for the ``2^m`` sign vectors ``sigma``. Anything else (kinks nested in
+earlier layers, three-way ties, concave or zero-coefficient kinks, a multiplier at an endpoint, p
+above the dense limit) is "not applicable" with the reason.
 
 The base piece ``L_b``: held units take the slope ``s_pos``, held loss groups the piece ``a0``; every
 other unit and loss group the side it has at ``theta0``. The Lagrangian is
@@ -115,6 +116,28 @@ argument runs on ``M``.) This is Griewank–Walther's (2016) second-order suffic
 strict normal growth, in local coordinates, with Rump's ``verifynlss`` idea of proving a zero of
 the KKT system near an approximate one.
 
+Nested: a held loss kink over held unit kinks. Let sample ``i`` hold unit kinks ``z_j`` (last hidden
+layer) and loss kinks ``phi_q`` (pieces ``a0``/``a1`` of a piecewise-linear loss, slopes ``S_a`` in
+``f``; ``w_q = S_a1 - S_a0``). The output is ``f = W_L a + b_L`` with ``a_j = s z_j``, so off the base
+side (``z_j < 0``) the true output is ``f_b + (s_neg - s_pos) z_j W_L[:, j]`` *exactly*, and the true
+switching function of the tie is ``phi_q + kappa_jq z_j`` with ``kappa_jq = -ds w_q . W_L[:, j]``
+(``ds = s_pos - s_neg``): the tie's surface bends where the unit's does. In the chart of (vii), with
+``u_j = grad z_j . d`` and ``v_q = grad phi_q . d`` (the base rows, those of ``F``), the loss grows off
+``M`` at the rate ``h(u, v) = sum_j (-gamma_j min(u_j, 0) - nu_j u_j) + sum_q (max(0, v_q + sum_j
+kappa_jq min(u_j, 0)) / n - nu_q v_q)``, ``gamma_j = ds c_j`` with ``c_j`` the adjoint of the base loss
+slope. Substituting ``w_q = v_q + sum_j kappa_jq min(u_j, 0)`` (a bi-Lipschitz, piecewise-linear change
+of the normal coordinates) separates it: ``h = sum_j ((-gamma_j + sum_q nu_q kappa_jq) min(u_j, 0) -
+nu_j u_j) + sum_q (max(0, w_q) / n - nu_q w_q)``. So ``h >= c (|u| + |v|)`` iff ``0 < nu_q < 1/n`` and
+``-ds c~_j < nu_j < 0`` with ``c~_j = c_j + sum_q nu_q w_q . W_L[:, j]``: the adjoint of the
+*multiplier-mixed* loss slope ``(1 - n nu_q) S_a0 + n nu_q S_a1``, which is exactly the adjoint the
+Lagrangian's gradient program computes at the unit (its sources carry the loss kinks' injections
+``nu_q w_q``). Condition (3) is therefore checked with ``c~_j``, its drift over the ball bounded by
+``|m_i| |D* - D0| + |m_i* - m_i| |D*|`` (``m_i`` the mixed slope, constant in ``theta`` on the piece;
+``|m_i* - m_i| <= sum_q alpha_q r_nu |w_q|``; ``D = W_L[:, j]``), and (vii) holds as before with
+``h`` in place of ``sum_k mu_k |phi_k|``. Every other part of the proof sees only the base
+polynomials ``phi`` and the output's Lipschitz bound (valid for every slope pattern), so it is
+unchanged.
+
 Rigour: every computed quantity (``F(x0)``, ``F'(x0)``, the forward values, the adjoints) carries an
 a-priori rounding bound from :mod:`certify.bounds` (the same program on absolute values); every
 derivative bound over the ball comes from the multi-affine structure (:func:`certify.bounds.
@@ -198,8 +221,12 @@ def scope_reason(problem: Problem, held_units, held_loss, loss_active_counts=Non
             return f"kinks nested in kinks: sample {i} has held kinks in layers {sorted(ls)}"
     loss_samples = {int(i) for i, *_ in held_loss}
     both = sorted(set(layers_of) & loss_samples)
-    if both:
-        return f"kinks nested in kinks: sample {both[0]} has a held unit kink and a held loss kink"
+    L = problem.network.n_layers
+    for i in both:
+        # a held loss kink over held unit kinks of the last hidden layer: in scope (docstring, Nested)
+        if layers_of[i] != {L - 1} or not problem.loss.piecewise_linear:
+            return (f"kinks nested in kinks: sample {i} has a held unit kink in layer {min(layers_of[i])} and a held "
+                    f"loss kink (nested kinks are taken over units of the last hidden layer only)")
     return None
 
 
@@ -684,6 +711,7 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
     st.inj = inj
     st.delta_tot = delta + inj_out                      # float64 sources of the Hessian program
     e_tot = e_delta + U * (np.abs(st.delta_tot) + np.abs(inj_out))
+    st.e_delta_tot = e_tot
     st.src_delta = gam * np.abs(st.delta_tot) + e_tot
     st.src_inj = [None if a is None else gam * np.abs(a) for a in inj]
 
@@ -894,10 +922,16 @@ def _margins(st) -> None:
     # multipliers at x*: |nu*_k - nu_k| <= alpha_k r_nu
     l2, _ = bounds.loss_derivative_sup(loss.name)
     st.mult = []
+    nested = _nested_sources(st)
     for k, (l, i, j) in enumerate(st.held_units):
         Bv = _adjoint_chain(st.net, st.norms, l, st.rho, st.s_max)
-        lip_c = (l2 * Bf[1] * Xhat[i] * Bv[0] + st.l1[i] * Bv[1]) / n * (1 + 8 * U)
-        c_lo = st.c_unit[k] - st.e_c[k] - lip_c * r_theta
+        drift = (l2 * Bf[1] * Xhat[i] * Bv[0] + st.l1[i] * Bv[1]) / n * (1 + 8 * U) * r_theta
+        if i in nested:
+            # the unit's coefficient is the adjoint of the multiplier-mixed loss slope m_i (docstring,
+            # Nested): |c(x*) - c(x0)| <= |m_i| |D* - D0| + |m_i* - m_i| |D*|
+            m_norm, dm = nested[i]
+            drift = up(m_norm * Bv[1] * r_theta + dm * st.r_nu * Bv[0], 8)
+        c_lo = st.c_unit[k] - st.e_c[k] - drift
         if not c_lo > 0:
             raise _Fail(f"the coefficient of kink (layer {l}, sample {i}, unit {j}) is not provably positive on "
                         f"the ball (lower bound {c_lo:.3g})")
@@ -928,6 +962,25 @@ def _margins(st) -> None:
         if not st.transversal > 0:
             raise _Fail(f"the slice is not provably transversal to the symmetry orbits (sigma_min {sig:.3g}, "
                         f"drift {drift:.3g})")
+
+
+def _nested_sources(st) -> dict:
+    """Samples with a held unit kink and a held loss kink: ``i -> (|m_i|, sum_q alpha_q |w_q|)``, the
+    norm of the multiplier-mixed loss slope ``m_i = delta_i + sum_q nu_q w_q`` (an upper bound with its
+    rounding) and the factor by which it moves when the multipliers move by ``r_nu`` (in units of
+    ``alpha``). The loss is piecewise linear there (:func:`scope_reason`): ``delta_i`` is constant."""
+    unit_samples = {i for _, i, _ in st.held_units}
+    out = {}
+    for q, (i, *_r) in enumerate(st.held_loss):
+        if i not in unit_samples:
+            continue
+        w_norm = float(np.linalg.norm(st.w_loss[q])) * (1 + 4 * U)
+        m_norm, dm = out.get(i, (None, 0.0))
+        out[i] = (m_norm, dm + st.alpha[st.mU + q] * w_norm)
+    for i in out:
+        m_abs = np.abs(st.delta_tot[i]) + st.e_delta_tot[i]
+        out[i] = (float(np.linalg.norm(m_abs)) * (1 + 8 * U), out[i][1])
+    return out
 
 
 def _loss_piece_margin(st, r_theta: float):

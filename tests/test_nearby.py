@@ -1111,3 +1111,76 @@ def test_tangent_lipschitz_bounds_the_drift_of_all_families(name):
     best = max(np.linalg.norm((tangent_matrix(problem, e, fams, z) - tangent_matrix(problem, 0 * e, fams, z)) * scales)
                for e in np.eye(problem.n_params))
     assert best == pytest.approx(lip, rel=1e-12)
+
+
+# =============================================================================================
+# Nested: a held loss kink over a held unit kink of the last hidden layer (certify/nearby.py, Nested)
+# =============================================================================================
+# f(x) = a relu(w x + b) + c, absolute loss, weight decay 1/8, theta* = (w, b, a, c) = (1, -3/4, 5/4, 0)
+# (balanced: w^2 + b^2 = a^2, as every weight-decay stationary unit). Samples x = (3/4, 7/4, x3, 0),
+# y = (0, 5/4, 0, 1): sample 0 sits on the unit's kink *and* on its residual's kink (f = c = 0);
+# sample 1 on its residual's kink (f = 5/4); sample 2 active with residual 5/4 (x3 - 3/4) > 0; sample 3
+# dead with residual -1. With residual subgradients s0, s1 in (-1, 1) and the kink's multiplier nu,
+# stationarity reads (n = 4, lambda = 1/8, u3 = x3 - 3/4):
+#   d/da: (s1 + u3) / 4 + lambda 5/4 = 0          d/dc: (s0 + s1 + 1 - 1) / 4 = 0
+#   d/db: (5/16)(s0 + s1 + 1) + nu - 3/32 = 0     (d/dw follows: the unit is balanced)
+# so s1 = -u3 - 5/8, s0 = -s1, nu = -7/32. Moving the kink off sample 0 (z0 < 0) the tie's surface
+# bends: the loss grows off the held surface iff -(5/16) s0 < nu < 0 -- the adjoint of the *mixed*
+# slope s0 (the module's Nested derivation), not of a piece's slope +-1.
+# * x3 = 1 (u3 = 1/4): s0 = 7/8, -(5/16)(7/8) = -35/128 < -28/128 = nu: first order holds strictly; the
+#   held surface is the line d = (1, -3/4, -5/4, 0), along which the Lagrangian's curvature is
+#   (1/4)(2 a'(x w' + b'))-terms: sample 2: -5/32, sample 1 (slope s1 / 4 = -7/32): +35/64, decay
+#   (1/8)|d|^2 = 25/64; total 25/32 > 0. A strict local minimum.
+# * x3 = 13/16 (u3 = 1/16): s0 = 11/16, -(5/16)(11/16) = -55/256 > -56/256 = nu: the unit's kink
+#   releases at the rate 55/256 - 56/256 = -1/256 along d = (0, -1, 5/4, 0) (kink moves, sample 0
+#   stays tied on the dead side, sample 1 stays tied). Not a minimum -- though with the piece slope
+#   +1 the interval (-5/16, 0) would contain nu.
+def _nested(x3: float, shift: float = 0.0) -> Problem:
+    net = Network([np.array([[1.0]]), np.array([[1.25]])], [np.array([-0.75 + shift]), np.array([0.0])], "relu")
+    return Problem(net, Dataset(np.array([[0.75], [1.75], [x3], [0.0]]), np.array([0.0, 1.25, 0.0, 1.0])),
+                   "absolute", weight_decay=0.125)
+
+
+def _nested_exact_loss(problem: Problem, theta) -> Fraction:
+    W1, b1, W2, b2 = (exact.as_fraction(v) for v in theta)
+    X = [[exact.as_fraction(v)] for v in problem.X[:, 0]]
+    y = [exact.as_fraction(v) for v in problem.data.y]
+    return exact.loss([([[W1]], [b1]), ([[W2]], [b2])], X, y, "relu", "absolute", Fraction(1, 8))
+
+
+def test_nested_minimum_is_a_minimum_for_the_exact_oracle_and_its_twin_is_not():
+    good, bad = _nested(1.0), _nested(13 / 16)
+    theta = [exact.as_fraction(v) for v in good.theta]
+    L0 = _nested_exact_loss(good, theta)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        d = rng.standard_normal(4)
+        for h in (Fraction(1, 10**3), Fraction(1, 10**6)):
+            pt = [t + h * exact.as_fraction(float(v)) for t, v in zip(theta, d)]
+            assert _nested_exact_loss(good, pt) > L0
+    d = [Fraction(0), Fraction(-1), Fraction(5, 4), Fraction(0)]       # the hand descent of the twin
+    h = Fraction(1, 2**20)
+    Lb = _nested_exact_loss(bad, theta)
+    drop = Lb - _nested_exact_loss(bad, [t + h * v for t, v in zip(theta, d)])
+    assert drop > 0 and abs(drop / h - Fraction(1, 256)) < Fraction(1, 10**4)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e-10])
+def test_nested_minimum_is_proved_nearby_and_rechecked(shift):
+    problem = _nested(1.0, shift)
+    res = prove_nearby(problem)
+    assert res.proved, res.reason
+    cert = res.certificate
+    assert cert["radius"] >= abs(shift)                       # the exact minimum (1, -3/4, 5/4, 0) is inside
+    assert [1, 0, 0] in [list(k) for k in cert["held_units"]] and any(k[0] == 0 for k in cert["held_loss"])
+    checks = recheck(problem, cert)
+    assert all(c.ok for c in checks), [c.detail for c in checks if not c.ok]
+    bad = copy.deepcopy(cert)
+    bad["nu"][0] *= 1.5                                       # the unit's multiplier moved out of its interval
+    assert not all(c.ok for c in recheck(problem, bad))
+
+
+def test_nested_twin_with_the_mixed_interval_violated_is_not_proved():
+    res = prove_nearby(_nested(13 / 16))
+    assert not res.proved
+    assert "endpoint" in res.reason
