@@ -610,3 +610,31 @@ def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     assert p.value(starts[1]) < p.value(starts[0])
     moved = starts[1] - starts[0]
     assert np.allclose(moved / np.linalg.norm(moved), -grad / np.linalg.norm(grad))
+
+
+def _nested_problem(x3: float) -> Problem:
+    """tests/test_nearby.py's nested pair (hand derivation there): x3 = 1 a strict minimum with a unit
+    kink under a residual kink at sample 0; x3 = 13/16 its twin, which descends at the rate 1/256
+    when the unit's kink moves off sample 0 (its multiplier -56/256 is below the nested bound -55/256,
+    though inside the piece's (-80/256, 0))."""
+    net = Network([np.array([[1.0]]), np.array([[1.25]])], [np.array([-0.75]), np.array([0.0])], "relu")
+    return Problem(net, Dataset(np.array([[0.75], [1.75], [x3], [0.0]]), np.array([0.0, 1.25, 0.0, 1.0])),
+                   "absolute", weight_decay=0.125)
+
+
+def test_a_unit_kink_under_a_loss_tie_is_judged_by_its_nested_multiplier():
+    from certify.polish.multipliers import mixed_gamma, stationarity
+    from certify.polish.pieces import initial_held
+    good, twin = _nested_problem(1.0), _nested_problem(13 / 16)
+    st = stationarity(good, good.theta, initial_held(good, 0.0))
+    assert st.held.units[0][0, 0] and st.viol == 0.0                     # a minimum: held, consistent
+    assert mixed_gamma(st.pt, st.nu)[0][0] == pytest.approx(35 / 128, rel=1e-12)   # (5/16)(7/8) by hand
+    res = polish(good)
+    assert res.converged and np.array_equal(res.theta, good.theta)
+    st = stationarity(twin, twin.theta, initial_held(twin, 0.0), max_updates=1)     # st.pt: before releasing
+    assert st.pt.keys[0] == ("unit", 1, 0, 0)
+    assert mixed_gamma(st.pt, st.nu)[0][0] == pytest.approx(55 / 256, rel=1e-12)   # (5/16)(11/16)
+    assert not st.held.units[0][0, 0] and st.held.side[0][0, 0] == -1    # released to the dead side
+    res = polish(twin)
+    assert res.loss_after < res.loss_before
+    assert exact_loss(twin, res.theta) < exact_loss(twin, twin.theta)

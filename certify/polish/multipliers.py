@@ -29,7 +29,48 @@ def grad_scale(pt: Point) -> float:
     return max(float(np.abs(gs).max(initial=0.0)), 1e-300)
 
 
-def sides(pt: Point, nu: np.ndarray, gamma_floor: float):
+def mixed_gamma(pt: Point, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Jumps of the held rows, with a unit kink of the last hidden layer whose sample holds a loss tie
+    judged in its nested structure: ``(gamma, nested_mask)``.
+
+    Off the unit's kink the tie's surface bends (the output moves by ``(s_neg - s_pos) z W_L[:, j]``),
+    and the interval of the unit's multiplier is that of the *multiplier-mixed* loss slope: its jump
+    is ``(s_pos - s_neg)`` times the adjoint of ``loss slope + sum_ties n nu (S_ref - S_b)`` at the
+    unit (the derivation is :mod:`certify.nearby`'s *Nested*). Other nested unit kinks (feeding held
+    units of later layers) keep their reference-piece jump and are not judged here (``mask`` False).
+    """
+    problem = pt.problem
+    k = len(pt.keys)
+    gam = np.array(pt.gamma[:k], dtype=np.float64)
+    L = problem.network.n_layers
+    tie_samples = {key[1] for key in pt.keys if key[0] == "tie"}
+    units_at = {}
+    for key in pt.keys:
+        if key[0] == "unit":
+            units_at[key[2]] = units_at.get(key[2], 0) + 1
+    # one unit kink under the tie(s) of its sample: with several, releasing one leaves the others'
+    # rows bending the tie's surface and the line search stalls (a hinge net in tests/test_polish.py);
+    # those stay held with the tie, and the checker judges them
+    mask = np.array([key[0] == "unit" and key[1] == L - 1 and key[2] in tie_samples and units_at[key[2]] == 1
+                     for key in pt.keys], dtype=bool)
+    if not mask.any():
+        return gam, mask
+    n = problem.n_samples
+    loss_grad = np.array(pt.loss_slopes, dtype=np.float64, copy=True)
+    for key, v in zip(pt.keys, nu[:k]):
+        if key[0] == "tie":
+            _, i, grp, b, ref = key
+            _, slopes = problem.loss.pieces(pt.fwd.output[i:i + 1], problem.Y[i:i + 1])
+            loss_grad[i] += n * v * (slopes[0, grp, ref] - slopes[0, grp, b])
+    _, adj = backprop(problem, pt.fwd, pt.D, loss_grad / n)
+    s_pos, s_neg = problem.network.activation.slopes
+    for q in np.nonzero(mask)[0]:
+        _, l, i, j = pt.keys[q]
+        gam[q] = (s_pos - s_neg) * adj[l - 1][i, j]
+    return gam, mask
+
+
+def sides(pt: Point, nu: np.ndarray, gamma_floor: float, gam: np.ndarray | None = None):
     """Per held row: the normalised slopes into ``phi > 0`` and ``phi < 0`` (>= 0 both: consistent).
 
     ``s_plus = -nu / |gamma|``, ``s_minus = (nu + gamma) / |gamma|``; for a convex kink
@@ -37,7 +78,7 @@ def sides(pt: Point, nu: np.ndarray, gamma_floor: float):
     ``|gamma| <= gamma_floor`` (a kink the loss does not see) get ``-inf`` on the side ``nu`` descends.
     """
     k = len(pt.keys)
-    gam = pt.gamma[:k]
+    gam = pt.gamma[:k] if gam is None else gam[:k]
     nu = nu[:k]
     tiny = np.abs(gam) <= gamma_floor
     g_abs = np.where(tiny, 1.0, np.abs(gam))
@@ -68,20 +109,22 @@ def violations(pt: Point, nu: np.ndarray, gscale: float) -> np.ndarray:
     k = len(pt.keys)
     if k == 0:
         return np.zeros(0)
-    s_plus, s_minus = sides(pt, nu, 1e-12 * gscale)
+    gam, mixed = mixed_gamma(pt, nu)
+    s_plus, s_minus = sides(pt, nu, 1e-12 * gscale, gam)
     worst = np.minimum(s_plus, s_minus)
     row_norm = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel())
-    size = np.abs(pt.gamma[:k]) * row_norm
+    size = np.abs(gam) * row_norm
     finite = np.isfinite(worst)
     out = np.abs(nu[:k]) * row_norm                      # kinks the loss does not see: |nu| is the slope
     out[finite] = np.maximum(0.0, -worst[finite]) * size[finite]
     # a unit kink that feeds a held kink (same sample, downstream) acts on L through that kink: its
-    # multiplier in the reference piece is not its multiplier in the nested piecewise structure, so
-    # it is held as long as the kink it feeds is, and the checker judges the nested structure
+    # multiplier in the reference piece is not its multiplier in the nested piecewise structure. Over
+    # a loss tie (last hidden layer) the nested interval is known (mixed_gamma); feeding a held unit
+    # of a later layer it is held as long as the kink it feeds is, and the checker judges it
     n = pt.problem.n_samples
     feeds = {l: nested_of(pt.keys, l, n) for l in {key[1] for key in pt.keys if key[0] == "unit"}}
     for q, key in enumerate(pt.keys):
-        if key[0] == "unit" and feeds[key[1]][key[2]]:
+        if key[0] == "unit" and feeds[key[1]][key[2]] and not mixed[q]:
             out[q] = 0.0
     for (i, grp), w in tie_weights(pt, nu).items():
         low = min(w.values())
@@ -103,7 +146,8 @@ def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floo
     active-set QP), and a kink released :data:`MAX_RELEASES` times stays held (anti-cycling). A
     unit kink feeding a held kink is not released (see :func:`violations`).
     """
-    s_plus, s_minus = sides(pt, nu, gamma_floor)
+    gam, mixed = mixed_gamma(pt, nu)
+    s_plus, s_minus = sides(pt, nu, gamma_floor, gam)
     out = held.copy()
     count = 0
     n = pt.problem.n_samples
@@ -111,9 +155,9 @@ def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floo
     for k, key in enumerate(pt.keys):
         if key[0] != "unit" or viol[k] <= TOL_SLOPE:
             continue
-        if feeds[key[1]][key[2]]:
-            continue                     # feeds a held kink: see violations
-        convex = pt.gamma[k] > gamma_floor
+        if feeds[key[1]][key[2]] and not mixed[k]:
+            continue                     # feeds a held unit kink: see violations
+        convex = gam[k] > gamma_floor
         if convex and (not face_solved or out.releases.get(key, 0) >= MAX_RELEASES):
             continue
         _, l, i, j = key
@@ -207,12 +251,14 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
                          viol=float(viol.max(initial=0.0)))
 
 
-def multiplier_bounds(pt: Point, gscale: float) -> tuple[np.ndarray, np.ndarray]:
+def multiplier_bounds(pt: Point, gscale: float, nu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Intervals of the held rows' multipliers ``nu`` (``g + B' nu = 0`` at a KKT point).
 
     A unit kink with jump ``gamma > 0`` needs ``nu`` in ``[-gamma, 0]`` (``lambda`` in [0, 1]), a
     loss tie ``[-1/n, 0]`` per losing piece (the simplex is relaxed to a box for three or more
-    pieces), a kink the loss does not see ``~0``; kinks feeding a held kink and the gauge are free.
+    pieces), a kink the loss does not see ``~0``; kinks feeding a held unit kink and the gauge are
+    free. A last-layer unit kink under a held tie gets its nested jump (:func:`mixed_gamma`, at the
+    multipliers ``nu`` given; without them it is free too).
     """
     k = len(pt.keys)
     lo = np.full(k + pt.gauge.shape[0], -np.inf)
@@ -220,13 +266,14 @@ def multiplier_bounds(pt: Point, gscale: float) -> tuple[np.ndarray, np.ndarray]
     n = pt.problem.n_samples
     feeds = {l: nested_of(pt.keys, l, n) for l in {key[1] for key in pt.keys if key[0] == "unit"}}
     floor = 1e-12 * gscale
+    gam_all, mixed = mixed_gamma(pt, nu) if nu is not None else (pt.gamma[:k], np.zeros(k, dtype=bool))
     for q, key in enumerate(pt.keys):
         if key[0] == "tie":
             lo[q], hi[q] = -1.0 / n, 0.0
-        elif feeds[key[1]][key[2]]:
+        elif feeds[key[1]][key[2]] and not mixed[q]:
             continue
         else:
-            gam = pt.gamma[q]
+            gam = gam_all[q]
             lo[q], hi[q] = (min(-gam, 0.0), max(-gam, 0.0)) if abs(gam) > floor else (-floor, floor)
     return lo, hi
 
@@ -252,7 +299,7 @@ def box_multipliers(pt: Point, gscale: float, nu0: np.ndarray, bad: np.ndarray, 
         return None
     G = (B @ B.T).tocsr()
     c_all = B @ pt.g
-    lo_all, hi_all = multiplier_bounds(pt, gscale)
+    lo_all, hi_all = multiplier_bounds(pt, gscale, nu0)
     _, labels = connected_components(G, directed=False)
     nu = nu0.copy()
     for comp in np.unique(labels[:bad.size][bad]):
@@ -298,7 +345,7 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
     of the bounded least squares say no other kink moves at first order)."""
     if not np.any(d):
         return held, 0
-    lo, hi = multiplier_bounds(pt, gscale)
+    lo, hi = multiplier_bounds(pt, gscale, nu)
     move = pt.rows @ d
     size = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel()) * float(np.linalg.norm(d))
     width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, np.inf), 1e-300)
