@@ -638,3 +638,18 @@ def test_a_unit_kink_under_a_loss_tie_is_judged_by_its_nested_multiplier():
     res = polish(twin)
     assert res.loss_after < res.loss_before
     assert exact_loss(twin, res.theta) < exact_loss(twin, twin.theta)
+
+
+def test_a_polish_that_stalls_hands_over_to_the_judge():
+    """``_stalled``: ten rounds that lower neither the loss beyond rounding nor the reduced gradient by
+    half are a stall (a deep logistic net in the trained family crept 60 s at a kink the held set
+    could not take); a Newton sequence whose reduced gradient falls fast, or a loss that still falls,
+    is not."""
+    from certify.polish.method import STALL_ROUNDS, _stalled
+    flat = [{"loss": 1.0 - 1e-18 * k, "reduced_gradient": 6e-3} for k in range(STALL_ROUNDS + 1)]
+    assert _stalled(flat, 1e-17)
+    newton = [{"loss": 1.0, "reduced_gradient": 10.0 ** -k} for k in range(STALL_ROUNDS + 1)]
+    assert not _stalled(newton, 1e-17)
+    falling = [{"loss": 1.0 - 1e-6 * k, "reduced_gradient": 6e-3} for k in range(STALL_ROUNDS + 1)]
+    assert not _stalled(falling, 1e-17)
+    assert not _stalled(flat[:STALL_ROUNDS], 1e-17)                     # too few rounds to say

@@ -161,6 +161,13 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         if problem.loss.attains_zero and st.pt.loss <= zero_loss(problem):
             converged, reason = True, "converged: the loss is zero to rounding (a global minimum)"
             break
+        if _stalled(history, rounding(problem, theta)):
+            # steps keep ending at a kink the held set cannot take (its row depends on the held ones):
+            # the reference piece's descent is not the loss's; hand over to the judge (polish_point),
+            # whose descent direction is the loss's own
+            reason = (f"stalled: the loss fell by less than its rounding over the last {STALL_ROUNDS} rounds "
+                      f"(reduced gradient {st.red_rel:.2g} relative, largest multiplier violation {st.viol:.2g})")
+            break
         # ---- the Newton–KKT step on M_H
         hvp = lagrangian_hvp(st.pt, st.nu)
         rho = RHO_REL * max(hess_size(hvp, theta.size), 1e-300)
@@ -274,6 +281,20 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     res = make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
     res.far = far
     return res
+
+
+#: rounds over which a polish that lowers the loss by less than its rounding (and does not lower the
+#: reduced gradient) has stalled
+STALL_ROUNDS = 10
+
+
+def _stalled(history: list, l_round: float) -> bool:
+    """The last :data:`STALL_ROUNDS` rounds lowered neither the loss beyond ``8 l_round`` nor the
+    reduced gradient by half (a converging Newton sequence lowers the latter fast)."""
+    if len(history) <= STALL_ROUNDS:
+        return False
+    old, new = history[-1 - STALL_ROUNDS], history[-1]
+    return old["loss"] - new["loss"] <= 8 * l_round and new["reduced_gradient"] > 0.5 * old["reduced_gradient"]
 
 
 def no_minimum_below(problem: Problem) -> str:
