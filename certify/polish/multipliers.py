@@ -55,14 +55,8 @@ def mixed_gamma(pt: Point, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                      for key in pt.keys], dtype=bool)
     if not mask.any():
         return gam, mask
-    n = problem.n_samples
-    loss_grad = np.array(pt.loss_slopes, dtype=np.float64, copy=True)
-    for key, v in zip(pt.keys, nu[:k]):
-        if key[0] == "tie":
-            _, i, grp, b, ref = key
-            _, slopes = problem.loss.pieces(pt.fwd.output[i:i + 1], problem.Y[i:i + 1])
-            loss_grad[i] += n * v * (slopes[0, grp, ref] - slopes[0, grp, b])
-    _, adj = backprop(problem, pt.fwd, pt.D, loss_grad / n)
+    from .steps import tie_mixed_slopes
+    _, adj = backprop(problem, pt.fwd, pt.D, tie_mixed_slopes(pt, nu) / problem.n_samples)
     s_pos, s_neg = problem.network.activation.slopes
     for q in np.nonzero(mask)[0]:
         _, l, i, j = pt.keys[q]
@@ -103,13 +97,13 @@ def tie_weights(pt: Point, nu: np.ndarray) -> dict:
     return out
 
 
-def violations(pt: Point, nu: np.ndarray, gscale: float) -> np.ndarray:
+def violations(pt: Point, nu: np.ndarray, gscale: float, mixed=None) -> np.ndarray:
     """Per held row: the rate at which ``L`` falls along the unit normal into its descending side,
     relative to the size of the gradient's terms (0 when the multiplier lies in its interval)."""
     k = len(pt.keys)
     if k == 0:
         return np.zeros(0)
-    gam, mixed = mixed_gamma(pt, nu)
+    gam, mixed = mixed_gamma(pt, nu) if mixed is None else mixed
     s_plus, s_minus = sides(pt, nu, 1e-12 * gscale, gam)
     worst = np.minimum(s_plus, s_minus)
     row_norm = np.sqrt(np.asarray(pt.rows.multiply(pt.rows).sum(axis=1)).ravel())
@@ -136,7 +130,7 @@ def violations(pt: Point, nu: np.ndarray, gscale: float) -> np.ndarray:
 
 
 def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floor: float,
-             viol: np.ndarray) -> tuple[Held, int]:
+             viol: np.ndarray, mixed=None) -> tuple[Held, int]:
     """Release held kinks whose multiplier lies outside its interval, to the side that descends.
 
     Only kinks whose descent (``viol``, see :func:`violations`) exceeds :data:`TOL_SLOPE` count.
@@ -146,7 +140,7 @@ def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floo
     active-set QP), and a kink released :data:`MAX_RELEASES` times stays held (anti-cycling). A
     unit kink feeding a held kink is not released (see :func:`violations`).
     """
-    gam, mixed = mixed_gamma(pt, nu)
+    gam, mixed = mixed_gamma(pt, nu) if mixed is None else mixed
     s_plus, s_minus = sides(pt, nu, gamma_floor, gam)
     out = held.copy()
     count = 0
@@ -220,7 +214,8 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
         r = proj.project(pt.g)
         gscale = grad_scale(pt)
         red_rel = float(np.abs(r).max(initial=0.0)) / gscale
-        viol = violations(pt, nu, gscale)
+        mixed = mixed_gamma(pt, nu)                      # (gamma, nested mask): one backprop per pass
+        viol = violations(pt, nu, gscale, mixed)
         # the face counts as solved when its reduced gradient is below TOL_FACE, or when a held kink's
         # wrong-signed multiplier promises a steeper descent than the face has left (the dual test of
         # active-set methods): on a face without a nearby minimum (a valley along which the loss
@@ -234,14 +229,14 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
             if box is None:
                 pass
             elif float(np.abs(box[1]).max(initial=0.0)) / gscale <= max(10 * red_rel, TOL_SLOPE):
-                nu, viol = box[0], np.zeros_like(viol)
+                nu, viol, mixed = box[0], np.zeros_like(viol), None     # (mixed follows the new nu)
             else:
                 new_held, n_rel = release_along(pt, held, -box[1], box[0], gscale)
                 if n_rel:
                     log.debug("  released %d kink(s) along the box-multiplier descent", n_rel)
                     held = new_held
                     continue
-        new_held, n_rel = release(pt, nu, held, face_solved or dual, 1e-12 * gscale, viol)
+        new_held, n_rel = release(pt, nu, held, face_solved or dual, 1e-12 * gscale, viol, mixed)
         if n_rel == 0:
             break
         log.debug("  released %d kink(s)", n_rel)

@@ -23,24 +23,33 @@ def lagrangian_hvp(pt: Point, nu: np.ndarray):
     """``v -> H v`` for the Lagrangian ``L_ref + nu' phi_H`` of the reference piece."""
     problem = pt.problem
     net = problem.network
-    n = problem.n_samples
     inject = [np.zeros_like(d) for d in pt.D]
-    loss_grad = pt.loss_slopes.copy()
+    loss_grad = tie_mixed_slopes(pt, nu)
     any_inject = False
     for key, v in zip(pt.keys, nu[:len(pt.keys)]):
         if key[0] == "unit":
             _, l, i, j = key
             inject[l - 1][i, j] += v
             any_inject = True
-        else:
-            _, i, grp, b, ref = key
-            _, slopes = problem.loss.pieces(pt.fwd.output[i:i + 1], problem.Y[i:i + 1])
-            loss_grad[i] += n * v * (slopes[0, grp, ref] - slopes[0, grp, b])
     inj = inject if any_inject and net.n_layers > 1 else None
 
     def hvp(v):
         return hessian_vector_product(problem, pt.fwd, pt.D, v, loss_grad=loss_grad, inject=inj)
     return hvp
+
+
+def tie_mixed_slopes(pt: Point, nu: np.ndarray) -> np.ndarray:
+    """Per-sample loss slopes with the held ties' multipliers injected: ``loss slope + sum_ties n nu
+    (S_ref - S_b)`` (the multiplier-mixed slope of a tied sample)."""
+    problem = pt.problem
+    n = problem.n_samples
+    out = np.array(pt.loss_slopes, dtype=np.float64, copy=True)
+    for key, v in zip(pt.keys, nu[:len(pt.keys)]):
+        if key[0] == "tie":
+            _, i, grp, b, ref = key
+            _, slopes = problem.loss.pieces(pt.fwd.output[i:i + 1], problem.Y[i:i + 1])
+            out[i] += n * v * (slopes[0, grp, ref] - slopes[0, grp, b])
+    return out
 
 
 def steihaug(hvp, project, r0: np.ndarray, radius: float, rho: float, tol: float, deadline, max_iter: int):
