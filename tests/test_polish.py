@@ -653,3 +653,45 @@ def test_a_polish_that_stalls_hands_over_to_the_judge():
     falling = [{"loss": 1.0 - 1e-6 * k, "reduced_gradient": 6e-3} for k in range(STALL_ROUNDS + 1)]
     assert not _stalled(falling, 1e-17)
     assert not _stalled(flat[:STALL_ROUNDS], 1e-17)                     # too few rounds to say
+
+
+@pytest.mark.parametrize("y_dead, unheld", [(Fraction(-1, 128), True), (Fraction(-8), False)])
+def test_a_step_across_many_kinks_that_the_loss_follows_is_taken_without_holding_them(y_dead, unheld):
+    """``line_search`` (``CROSS_RATIO``): a step crossing more than ``MAX_ADD`` convex kinks is taken
+    whole and unheld when the loss still falls by half of the model's prediction; else the kinks are
+    held as before (holding every crossed kink made the rounds of deep nets ever slower).
+
+    One ReLU unit f = relu(x + b) (w = a = 1, c = 0), n = 40: twenty active samples x = 1..20 with
+    targets x + 10 (residual -10 each) and twenty dead ones x = -k/32 with targets ``y_dead`` < 0
+    (convex kinks: their residual f - y = -y_dead > 0). The step is +1 in b. On the current piece
+    the model's change is (20/40)(-10 + 1/2) = -19/4; the true change adds, for each dead sample
+    (all cross, at t = k/32), (1/40)(1/2)((1 - k/32 - y_dead)^2 - y_dead^2). For y_dead = -1/128 the
+    loss falls by 97% of the prediction: taken at t = 1, nothing held, the loss exactly the hand
+    value. For y_dead = -8 only 41%: the step is not taken unheld.
+    """
+    from certify.polish.limits import MAX_ADD
+    from certify.polish.multipliers import stationarity
+    from certify.polish.pieces import initial_held
+    from certify.polish.steps import line_search
+    X = np.array([[float(i)] for i in range(1, 21)] + [[-k / 32] for k in range(1, 21)])
+    y = np.array([i + 10.0 for i in range(1, 21)] + [float(y_dead)] * 20)
+    problem = Problem(scalar_net(1.0, 0.0, 1.0, 0.0), Dataset(X, y), "square")
+    theta = problem.theta
+    model = Fraction(-19, 4)
+    change = model + sum(Fraction(1, 80) * ((1 - Fraction(k, 32) - y_dead) ** 2 - y_dead ** 2) for k in range(1, 21))
+    assert 20 > MAX_ADD
+    st = stationarity(problem, theta, initial_held(problem, 0.0))
+    assert st.held.n_total == 0
+    x = np.array([0.0, 1.0, 0.0, 0.0])
+    out = line_search(problem, st.pt, st.held, x, float(model), None, st.gamma_floor, proj=st.proj)
+    theta_new, held_new, ratio, t = out
+    if unheld:
+        assert change / model > Fraction(1, 2)
+        assert t == 1.0 and held_new.n_total == 0
+        np.testing.assert_array_equal(theta_new, theta + x)
+        assert exact_loss(problem, theta_new) - exact_loss(problem, theta) == change
+        assert ratio == pytest.approx(float(change / model), rel=1e-12)
+    else:
+        assert change / model < Fraction(1, 2)
+        assert t < 1.0 and held_new.n_total >= 1
+        assert exact_loss(problem, theta_new) < exact_loss(problem, theta)

@@ -54,8 +54,14 @@ both sides):
    unheld) and accepted only if the true loss ``L`` goes down; ``t`` is halved otherwise, and a kink
    the step would cross at once is held before any step (a degenerate active-set step). So the
    loss never increases, and every trained minimum on kinks is reached on its kink manifold
-   instead of being zig-zagged across. Once the predicted decrease is below the rounding error of
-   ``L`` (the last Newton steps), a step is kept when it lowers the reduced gradient instead.
+   instead of being zig-zagged across. A step across more than ``MAX_ADD`` convex kinks is first
+   tried whole and unheld, and taken when ``L`` falls by half the model's prediction
+   (``CROSS_RATIO``): far from a minimum the kinks a descent crosses are mostly not where it
+   ends, and holding each one made the rounds of deep nets slower and slower (every held kink is a
+   row of every projection). The Gauss–Newton pull-back keeps a factorisation of ``B B'`` while it
+   contracts (the chord method), since factoring dominates with thousands of held kinks. Once the
+   predicted decrease is below the rounding error of ``L`` (the last Newton steps), a step is kept
+   when it lowers the reduced gradient instead.
 4. **Moving no further than needed.** Steps stay orthogonal to the exact symmetries (the rescaling
    orbits of hidden units, the coordinates of dead units, the bias translations of units with one
    slope on all samples, :mod:`certify.secondorder.symmetry`; none with weight decay), a trust

@@ -28,8 +28,15 @@ TOL_FACE = 1e-7
 RELEASE_RATIO = 0.1
 #: the first trial of a line search crosses at most this many kinks (or a quarter of those held)
 MAX_ADD = 16
+#: ... and at most this many however many are held (each costs a row in every projection)
+MAX_HOLD = 256
 #: connected blocks of B B' up to this size are factored densely
 DENSE_BLOCK = 4000
 #: CG iterations per Newton step
 MAX_CG = 250
 EPS = np.finfo(np.float64).eps
+#: a step across unheld convex kinks is taken without holding them when the loss falls by at least
+#: this fraction of the model's predicted decrease (:func:`certify.polish.steps.line_search`)
+CROSS_RATIO = 0.5
+#: a kept factorisation's correction must shrink the held kinks' residual by this factor (restore)
+CHORD_RATE = 0.1

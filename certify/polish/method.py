@@ -194,7 +194,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         l_round = rounding(problem, theta)
         if -model <= 8 * l_round and st.red_rel <= TOL_FACE:
             # below what L can resolve: a Newton step on the KKT system, kept if it reduces the gradient
-            trial, _, ok = restore(problem, theta + x, held, gauge=st.pt.gauge, deadline=deadline)
+            trial, _, ok = restore(problem, theta + x, held, gauge=st.pt.gauge, deadline=deadline, proj=st.proj)
             units, ties = crossed(st.pt, problem, trial, held, st.gamma_floor)
             if ok and not units and not ties and problem.value(trial) <= st.pt.loss + l_round:
                 refine_from = (theta, held, st.red_rel)
@@ -208,7 +208,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
                       f"stopped: the predicted decrease is below rounding (reduced gradient {st.red_rel:.2g} "
                       f"relative, largest multiplier violation {st.viol:.2g})")
             break
-        step = line_search(problem, st.pt, held, x, model, deadline, st.gamma_floor)
+        step = line_search(problem, st.pt, held, x, model, deadline, st.gamma_floor, proj=st.proj)
         if isinstance(step, str):        # the step is too short for L to see: try a longer one
             fails += radius >= radius0
             radius = min(16.0 * max(radius, float(np.linalg.norm(x))), radius0)

@@ -108,8 +108,8 @@ class Projector:
                                        shape=(m, m))
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """``y = (B B')^+ rhs`` (the least-norm solution when rows are dependent)."""
-        y = self.small @ rhs if self.small is not None else np.zeros(self.m)
+        """``y = (B B')^+ rhs`` (the least-norm solution when rows are dependent; ``rhs`` (m,) or (m, k))."""
+        y = self.small @ rhs if self.small is not None else np.zeros(rhs.shape)
         for kind, idx, fac in self.blocks:
             r = rhs[idx]
             if kind == "chol":
