@@ -695,3 +695,35 @@ def test_a_step_across_many_kinks_that_the_loss_follows_is_taken_without_holding
         assert change / model < Fraction(1, 2)
         assert t < 1.0 and held_new.n_total >= 1
         assert exact_loss(problem, theta_new) < exact_loss(problem, theta)
+
+
+def test_a_concave_kink_released_max_releases_times_stays_held():
+    """Anti-cycling (``MAX_RELEASES`` in certify/polish/multipliers.py) covers concave kinks too: a
+    unit kink under a held absolute-loss tie, concave by its nested jump but convex to the blocking
+    test (which sees the base slope), was released and held again every round until the polish
+    stalled (``iris_petal_abs_sgd``, 10 rounds of the same loss).
+
+    One ReLU unit f = relu(x - 1), x = (1, 2, 3), y = (1, 1, 2): sample x = 1 sits on its kink with
+    residual -1 and the others fit exactly. Raising b by h changes the loss by ((h - 1)^2 - 1) / 6,
+    rate -1/3; lowering it by h by 2 h^2 / 6, rate 0: the kink is concave (jump -1/3) and is
+    released, to the + side. Once it has been released ``MAX_RELEASES`` times it stays held.
+    """
+    from certify.polish.limits import MAX_RELEASES
+    from certify.polish.multipliers import stationarity
+    from certify.polish.pieces import initial_held
+    problem = Problem(scalar_net(1.0, -1.0, 1.0, 0.0), Dataset(np.array([[1.0], [2.0], [3.0]]),
+                                                                  np.array([1.0, 1.0, 2.0])), "square")
+    theta = problem.theta
+    h = Fraction(1, 2**20)
+    for sign, rate in ((1, Fraction(-1, 3)), (-1, Fraction(0))):
+        step = [exact.as_fraction(v) for v in theta]
+        step[1] += sign * h
+        slope = (exact_loss(problem, step) - exact_loss(problem, theta)) / h
+        assert abs(slope - rate) <= h                            # the hand rates, in exact arithmetic
+    held = initial_held(problem, 0.0)
+    assert held.units[0][0, 0] and held.n_total == 1
+    st = stationarity(problem, theta, held, max_updates=1)
+    assert not st.held.units[0][0, 0] and st.held.side[0][0, 0] == 1
+    held.releases[("unit", 1, 0, 0)] = MAX_RELEASES
+    st = stationarity(problem, theta, held, max_updates=1)
+    assert st.held.units[0][0, 0]

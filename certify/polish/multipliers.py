@@ -137,7 +137,9 @@ def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floo
     Concave kinks (``gamma < 0``) and kinks the loss does not see (``|gamma| <= gamma_floor``) are
     released at once; convex kinks and loss ties only once their face is solved (``face_solved``:
     the reduced gradient is ~0, so the multipliers are those of the face's KKT point, as in an
-    active-set QP), and a kink released :data:`MAX_RELEASES` times stays held (anti-cycling). A
+    active-set QP), and a kink released :data:`MAX_RELEASES` times stays held (anti-cycling; also a
+    concave one: a unit kink under a held tie, concave by its nested jump, is convex to the blocking
+    test, which sees the base slope, and was released and held again for ever). A
     unit kink feeding a held kink is not released (see :func:`violations`).
     """
     gam, mixed = mixed_gamma(pt, nu) if mixed is None else mixed
@@ -152,7 +154,7 @@ def release(pt: Point, nu: np.ndarray, held: Held, face_solved: bool, gamma_floo
         if feeds[key[1]][key[2]] and not mixed[k]:
             continue                     # feeds a held unit kink: see violations
         convex = gam[k] > gamma_floor
-        if convex and (not face_solved or out.releases.get(key, 0) >= MAX_RELEASES):
+        if (convex and not face_solved) or out.releases.get(key, 0) >= MAX_RELEASES:
             continue
         _, l, i, j = key
         out.units[l - 1][i, j] = False
