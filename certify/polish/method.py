@@ -331,10 +331,10 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     not verify (the next kink too close for float64 to show the decrease) is followed too, from a
     step at rounding size grown while the loss falls (:func:`_descend_along`); the judge's verdict on
     the final point is what the user gets, so a heuristic step here costs nothing in soundness.
-    ``budget_s`` bounds the polishing (all rounds). At most ``max_rounds`` polish-judge rounds; a ``local_min`` or ``saddle`` (a
-    trained saddle stays a saddle: polishing never escapes it) ends them, and so does a polish that
-    stopped past ``max_distance`` (no minimum near the checkpoint: another round would only carry the
-    point further away) or did not move (no minimum below it).
+    ``budget_s`` bounds the polishing (all rounds). At most ``max_rounds`` polish-judge rounds; a
+    ``local_min`` or ``saddle`` (a trained saddle stays a saddle: polishing never escapes it) ends
+    them, and so does a polish that stopped past ``max_distance`` (no minimum near the checkpoint:
+    another round would only carry the point further away) or did not move (no minimum below it).
     """
     t0 = time.perf_counter()
     deadline = t0 + budget_s
