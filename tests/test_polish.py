@@ -612,6 +612,33 @@ def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     assert np.allclose(moved / np.linalg.norm(moved), -grad / np.linalg.norm(grad))
 
 
+
+def test_polish_point_gives_the_judge_no_more_than_the_polish_budget_left(monkeypatch):
+    """The judge's calls are part of the polishing budget: each gets at most what is left of it (a
+    30 s judge started a second before the polish deadline ran 29 s past it). Here a judge that always
+    refutes with a descent keeps the loop going for a budget of 0.2 s with a per-call limit of 30 s:
+    every limit it is handed is at most the budget, and the loop ends."""
+    from certify.polish import method
+    from certify.report import Report, Verdict
+
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
+                                                                     np.array([0.0, 1.0, 0.0])), "square")
+    real = method.polish
+    limits = []
+
+    def stub(problem, **kw):
+        return real(problem, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
+
+    def judge(problem, limit):
+        limits.append(limit)
+        rep = Report.__new__(Report)
+        rep.verdict = Verdict.NOT_STATIONARY
+        rep.refutation = {"kind": "descent_direction", "direction": -problem.theta, "step": 1e-3, "verified": True}
+        return rep
+    monkeypatch.setattr(method, "polish", stub)
+    method.polish_point(p, judge, time_limit=30.0, budget_s=0.2)
+    assert limits and all(0 < t <= 0.2 for t in limits)
+
 def _nested_problem(x3: float) -> Problem:
     """tests/test_nearby.py's nested pair (hand derivation there): x3 = 1 a strict minimum with a unit
     kink under a residual kink at sample 0; x3 = 13/16 its twin, which descends at the rate 1/256
