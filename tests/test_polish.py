@@ -668,7 +668,7 @@ def test_a_unit_kink_under_a_loss_tie_is_judged_by_its_nested_multiplier():
 
 
 def test_a_polish_that_stalls_hands_over_to_the_judge():
-    """``_stalled``: ten rounds that lower neither the loss beyond rounding nor the reduced gradient by
+    """``_stalled``: five rounds that lower neither the loss beyond rounding nor the reduced gradient by
     half are a stall (a deep logistic net in the trained family crept 60 s at a kink the held set
     could not take); a Newton sequence whose reduced gradient falls fast, or a loss that still falls,
     is not."""
