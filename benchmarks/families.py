@@ -965,7 +965,6 @@ def descent_search(layers, X, y, activation, loss, weight_decay=0.0, *, seed: in
         layers_ = net.layers()
         pre, post = nm.forward(layers_, net.X, net.act)
         near = False
-        x = np.abs(net.X)
         for l, z in enumerate(pre[:-1]):
             W, b = layers_[l]
             sc = np.abs(post[l]) @ np.abs(W).T + np.abs(b)

@@ -791,7 +791,7 @@ def pattern_cells(d: int = 8, hidden: tuple = (16, 8), C: int = 1, *, loss: str 
         out_scale = 2.0 ** -q
         weights[-1] = weights[-1] * out_scale
         frac = (frac, frac + q)
-    X_parts, r_parts, y_lab = [], [], []
+    X_parts, r_parts = [], []
     e1 = np.zeros(d); e1[1] = 1.0
     e2 = np.zeros(d); e2[2] = 1.0
 

@@ -895,7 +895,7 @@ def _lipschitz(st, rho: float):
 def _margins(st) -> None:
     """On the ``theta``-ball of radius ``r_theta``: free pre-activations and loss pieces keep their side,
     the multipliers at ``x*`` are inside their intervals, the slice is transversal (docstring (2)-(4))."""
-    n, C, L, r_theta = st.n, st.C, st.L, st.r_y
+    n, L, r_theta = st.n, st.L, st.r_y
     Bf, Bu, Xhat = st.Bf, st.Bu, st.Xhat
     st.pre_margin, st.pre_where = math.inf, None
     for l in range(1, L if st.net.activation.has_kink else 1):   # an activation without a kink has no sides

@@ -476,7 +476,6 @@ def _float_loss_poly(problem: Problem, F: list, Fa: list, K: int, gam: float, ki
     const, S = loss.pieces(np.zeros_like(F[0][0]), Y)      # exact constants, slopes 0 / +-1
     Sa = np.abs(S)
     vals0, _ = loss.pieces(F[0][0], Y)
-    G, P = const.shape[1], const.shape[2]
     V, Va = [], []
     for k in range(K + 1):
         if F[k] is None:
@@ -538,7 +537,7 @@ def sparse_line_taylor(problem: Problem, fwd, kinks, d: np.ndarray, order: int =
     xa = {}
     L = net.n_layers
     for l in range(L):
-        W, b = net.weights[l], net.biases[l]
+        W = net.weights[l]
         dW, db = parts[l]
         touched = np.nonzero(np.any(dW != 0, axis=1) | (db != 0))[0]
         fed = np.nonzero(np.any(W[:, S_prev] != 0, axis=1))[0] if S_prev.size else np.zeros(0, dtype=np.int64)

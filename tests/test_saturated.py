@@ -135,6 +135,8 @@ def test_reduced_first_order_tree_is_rechecked_by_verify():
     its leaves (it used to know only multipliers and the MILP bound, and rejected the certificate)."""
     from fractions import Fraction as Q
 
+    import pytest
+
     import certify
     f = lambda rows: np.array([[float(Q(v)) for v in r] for r in rows])   # noqa: E731
     layers = [(f([["1/2"], ["-1"]]), f([["1/2", "-2"]])[0]), (f([["1", "1"], ["-1/2", "-2"]]), f([["0", "-3/2"]])[0]),

@@ -56,7 +56,7 @@ def load_onnx(path: Path):
     from onnx import helper, numpy_helper
 
     where = f"model file {path}"
-    head = head_bytes(path, where, 1, _EXPECTED)
+    head_bytes(path, where, 1, _EXPECTED)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends

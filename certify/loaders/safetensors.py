@@ -30,7 +30,7 @@ def read_safetensors(path: Path, role: str):
     from safetensors import safe_open
 
     where = f"{role} {path}"
-    head = head_bytes(path, where, 8, _EXPECTED)
+    head_bytes(path, where, 8, _EXPECTED)
     try:
         with safe_open(str(path), framework="np") as fh:
             metadata = dict(fh.metadata() or {})

@@ -49,7 +49,6 @@ def affine_cell_model(problem: Problem, fwd: ForwardPass, kinks: KinkStructure):
     Applies when there is no weight decay, no unit kink, and every hidden unit has one slope on all
     samples (then ``f(x) = M x + m`` near theta).
     """
-    net = problem.network
     if problem.weight_decay:
         return None, "affine-cell test does not hold with weight decay"
     if kinks.n_unit:

@@ -41,7 +41,6 @@ def spurious_lower_point(problem: Problem) -> dict | None:
     order = np.argsort(ybar, kind="stable")
     ys, rs = ybar[order], (ybar - y)[order]
     partial = np.cumsum(rs)
-    kappa = (s_pos - s_neg) / (s_pos + s_neg)
     theta0 = problem.theta
     candidates = [j for j in range(n - 1) if ys[j] < ys[j + 1] and abs(partial[j]) > 1e-12 * (1 + np.abs(rs).sum())]
     candidates.sort(key=lambda j: -abs(partial[j]) * (ys[j + 1] - ys[j]))
