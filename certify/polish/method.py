@@ -342,8 +342,8 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     ``budget_s`` bounds the polishing (all rounds, the judge's calls included: each gets at most what is
     left). At most ``max_rounds`` polish-judge rounds (on deep nets far from a minimum these rounds carry
     the descent: each restarts from the judge's lower point with nothing held, which breaks the
-    hold/release cycles a long polish ends in; ``diabetes_sq_depth3_wd_adam`` used 8 in 47 s of its
-    150; with 32 it lowers the loss by 0.0032 instead of 0.0022 in the same budget); a
+    hold/release cycles a long polish ends in: ``diabetes_sq_depth3_wd_adam`` used 8 in 47 s of its
+    150, so the budget, not this limit, is what should end them); a
     ``local_min`` or ``saddle`` (a trained saddle stays a saddle: polishing never escapes it) ends
     them, and so does a polish that stopped past ``max_distance`` (no minimum near the checkpoint:
     another round would only carry the point further away) or did not move (no minimum below it).
