@@ -203,9 +203,10 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
                 log.debug("  refinement step %.3g (%s)", np.linalg.norm(trial - theta), cg_info)
                 theta = trial
                 continue
-            log.debug("  refinement refused (step %.3g, %s, model %.3g): restored %s, %d unit(s) and %d tie(s) "
-                      "crossed, L - L0 = %.3g", np.linalg.norm(x), cg_info, model, ok, len(units), len(ties),
-                      problem.value(trial) - st.pt.loss)
+            if log.isEnabledFor(logging.DEBUG):      # (its arguments cost a loss evaluation)
+                log.debug("  refinement refused (step %.3g, %s, model %.3g): restored %s, %d unit(s) and %d tie(s) "
+                          "crossed, L - L0 = %.3g", np.linalg.norm(x), cg_info, model, ok, len(units), len(ties),
+                          problem.value(trial) - st.pt.loss)
             converged = st.kinks_ok and st.mult_ok and st.red_rel <= TOL_STALL
             reason = (f"converged to rounding (reduced gradient {st.red_rel:.2g} relative)" if converged else
                       f"stopped: the predicted decrease is below rounding (reduced gradient {st.red_rel:.2g} "
