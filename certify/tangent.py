@@ -602,7 +602,9 @@ def hessian_vector_product(problem: Problem, fwd: ForwardPass, D: list, v: np.nd
         W = net.weights[l - 1]
         dW = layers[l - 1][0]
         x_prev, dx_prev = fwd.post[l - 1], dxs[l - 1]
-        gW = outer_sum(ddelta, x_prev) + outer_sum(delta, dx_prev)
+        gW = outer_sum(ddelta, x_prev)
+        if l > 1:                     # (the inputs do not move: dx^0 = 0)
+            gW = gW + outer_sum(delta, dx_prev)
         parts[l - 1] = np.concatenate([gW.ravel(), ddelta.sum(axis=0)])
         if l > 1:
             a = delta @ W

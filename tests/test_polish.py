@@ -576,6 +576,23 @@ def test_a_kink_whose_multiplier_leaves_its_interval_is_released_before_its_face
     assert st.held.side[0][0, 0] == -1                           # to the side that descends
 
 
+def test_a_zero_unit_is_not_held_at_its_n_kinks():
+    """A zero unit (incoming weights and bias exactly 0, as a previous polish leaves a collapsed unit
+    under weight decay) has z = 0 on every sample, but it is inert: its coordinates are frozen, so its
+    kinks are not held -- a restart of the polish from such a point held all n of them (4,343 rows on a
+    digits net, 5 s a round instead of 0.3). A unit with a kink at one sample by hand (w x + b = 0 at
+    x = 1 with w = 1, b = -1) is still held there, and only there."""
+    from certify.polish.pieces import initial_held
+    net = Network([np.array([[1.0], [0.0]]), np.array([[1.0, 0.5]])], [np.array([-1.0, 0.0]), np.array([0.0])],
+                  "relu")
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    problem = Problem(net, Dataset(X, np.array([0.0, 0.0, 1.0, 2.0])), "square", weight_decay=1e-3)
+    assert np.all(problem.network.forward(X).pre[0][:, 1] == 0)       # the zero unit: z = 0 everywhere
+    held = initial_held(problem, 0.0)
+    assert held.units[0][:, 0].tolist() == [False, True, False, False]
+    assert not held.units[0][:, 1].any() and held.n_total == 1
+
+
 def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     """The judge found a descent direction but could not verify a decrease (no step: the next kink
     too close for float64). polish_point probes along it from a step at rounding size and polishes
