@@ -165,8 +165,11 @@ def switching_rows(problem: Problem, fwd: ForwardPass, D: list, kinks: KinkStruc
     K = kinks.n_unit
     if T == 0:
         return sp.csr_matrix((0, p)), sp.csr_matrix((0, K))
-    # lookup of kink ids by (layer, sample): kinks are sorted by layer, then sample, then unit
-    rows_r, cols_r, vals_r = [], [], []
+    # each layer's entries: its weights for every row, then its biases; the layers are joined in
+    # theta's order (layer 1 first), so every row's columns come sorted and scipy does not sort them
+    # (sorting was a third of a polish round on digits_mchinge_wd_sgd). A unit's weight entries are
+    # formed for its nonzero adjoints only; zero inputs stay explicit zeros until eliminate_zeros
+    by_layer = {}
     rows_n, cols_n, vals_n = [], [], []
     l = t_layer
     W = net.weights[l - 1]
@@ -174,12 +177,9 @@ def switching_rows(problem: Problem, fwd: ForwardPass, D: list, kinks: KinkStruc
     w0, b0 = net.offsets[l - 1]
     x_prev = fwd.post[l - 1][t_sample]  # (T, n_in)
     tt = np.arange(T)
-    rows_r.append(np.repeat(tt, n_in))
-    cols_r.append((w0 + t_unit[:, None] * n_in + np.arange(n_in)[None, :]).ravel())
-    vals_r.append(x_prev.ravel())
-    rows_r.append(tt)
-    cols_r.append(b0 + t_unit)
-    vals_r.append(np.ones(T))
+    by_layer[l] = ([np.repeat(tt, n_in), tt],
+                   [(w0 + t_unit[:, None] * n_in + np.arange(n_in)[None, :]).ravel(), b0 + t_unit],
+                   [x_prev.ravel(), np.ones(T)])
     if l > 1:
         a = W[t_unit]  # adjoint w.r.t. x^{l-1}, (T, n_{l-1})
         for lp in range(l - 1, 0, -1):  # a is the adjoint at hidden layer lp's outputs
@@ -188,20 +188,22 @@ def switching_rows(problem: Problem, fwd: ForwardPass, D: list, kinks: KinkStruc
             Wl = net.weights[lp - 1]
             w0l, b0l = net.offsets[lp - 1]
             xin = fwd.post[lp - 1][t_sample]
-            n_out, n_inl = Wl.shape
-            step = max(1, chunk // max(1, n_out * n_inl))
-            for s in range(0, T, step):
-                blk = delta[s:s + step, :, None] * xin[s:s + step, None, :]
-                r, c = np.nonzero(blk.reshape(blk.shape[0], -1))
-                rows_r.append(r + s)
-                cols_r.append(w0l + c)
-                vals_r.append(blk.reshape(blk.shape[0], -1)[r, c])
-            r, c = np.nonzero(delta)
-            rows_r.append(r)
-            cols_r.append(b0l + c)
-            vals_r.append(delta[r, c])
+            n_inl = Wl.shape[1]
+            r, u = np.nonzero(delta)
+            rows, cols, vals = [], [], []
+            step = max(1, chunk // max(1, n_inl))
+            for s in range(0, r.size, step):
+                rs, us = r[s:s + step], u[s:s + step]
+                rows.append(np.repeat(rs, n_inl))
+                cols.append((w0l + us[:, None] * n_inl + np.arange(n_inl)[None, :]).ravel())
+                vals.append((delta[rs, us][:, None] * xin[rs]).ravel())
+            by_layer[lp] = (rows + [r], cols + [b0l + u], vals + [delta[r, u]])
             if lp > 1:
                 a = delta @ Wl
+    order = sorted(by_layer)
+    rows_r = [x for k in order for x in by_layer[k][0]]
+    cols_r = [x for k in order for x in by_layer[k][1]]
+    vals_r = [x for k in order for x in by_layer[k][2]]
     R = sp.csr_matrix((np.concatenate(vals_r), (np.concatenate(rows_r), np.concatenate(cols_r))), shape=(T, p))
     R.eliminate_zeros()
     if rows_n:
