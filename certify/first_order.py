@@ -18,6 +18,7 @@ Nothing here imports the driver or the second-order stage; both import this modu
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,14 +93,15 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
     least-squares solve decides (:func:`_unique_test`); otherwise convex kinks go to the min-norm QP
     and the LP, concave ones to cheap candidates and the MILP.
     """
+    t0 = time.perf_counter()
     merged, group, same = merge_reaching(one)
     group = (group, same)
     out = _unique_test(one, merged, group)
     if out is None:
         if merged.convex:
-            out = _convex_test(one, time_limit, merged=merged, group=group)
+            out = _convex_test(one, _left(t0, time_limit), merged=merged, group=group)
         else:
-            out = _milp_one_level(one, time_limit)
+            out = _milp_one_level(one, _left(t0, time_limit))
     if out.certificate.get("kind") == "multipliers":
         # the certificate's subgradient is an element of the (convex) subdifferential: its norm bounds
         # the Clarke distance, and no QP is needed for it
@@ -111,14 +113,21 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
         out.reason = out.reason or (f"Clarke distance not computed ({n_gen} kink generators; the descent "
                                     f"direction decides)")
     elif clarke and out.clarke_distance is None:
-        c = _clarke(one, time_limit=time_limit)
+        c = _clarke(one, time_limit=_left(t0, time_limit))
         if c is not None:
             out.clarke_distance = c[0]
             out.solver_calls.append(c[1])
     return out
 
 
+def _left(t0: float, time_limit: float) -> float:
+    """What is left of ``time_limit`` seconds started at ``t0`` (a solver call after another gets only
+    that: the MILP after a 30 s tree test ran 3 s past a check's budget on digits_mchinge_wd_sgd)."""
+    return max(time_limit - (time.perf_counter() - t0), 1e-3)
+
+
 def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
+    t0 = time.perf_counter()
     tol = max(one.tolerance(), 1e-300)
     quick = _cheap_descent(one, tol)
     if quick is not None:
@@ -127,7 +136,7 @@ def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
     if tree.stationary is not None:
         return tree
     prog, layout = one_level_milp(one)
-    return _with_tree_note(_milp_outcome(prog, layout, one.evaluate, tol, time_limit), tree)
+    return _with_tree_note(_milp_outcome(prog, layout, one.evaluate, tol, _left(t0, time_limit)), tree)
 
 
 def _tree_test(fo: FirstOrderModel, tol: float, time_limit: float) -> FirstOrder:
@@ -245,6 +254,7 @@ def _convex_test(one: OneLevel, time_limit: float, *, merged: OneLevel | None = 
     """
     if merged is None:
         merged, group = one, (np.arange(one.n_generators),) * 2
+    t0 = time.perf_counter()
     tol = max(one.tolerance(), 1e-300)
     qp = _clarke(merged, time_limit=time_limit, certify=False)
     calls = []
@@ -266,7 +276,7 @@ def _convex_test(one: OneLevel, time_limit: float, *, merged: OneLevel | None = 
             if value < -tol:
                 return FirstOrder(False, "qp", min_value=value, tolerance=tol, direction=d, clarke_distance=dist,
                                   solver_calls=calls)
-    out = _lp_test(one, time_limit, merged=merged, group=group)
+    out = _lp_test(one, _left(t0, time_limit), merged=merged, group=group)
     out.solver_calls = calls + out.solver_calls
     if qp is not None:
         out.clarke_distance = qp[0]   # already solved: do not solve the same QP again
@@ -517,6 +527,7 @@ def _unique_test(one: OneLevel, merged: OneLevel, group: tuple) -> FirstOrder | 
 
 
 def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
+    t0 = time.perf_counter()
     tol = max(fo.tolerance(), 1e-300)
     rows = sp.vstack([fo.A, fo.G], format="csr") if fo.G.shape[0] else fo.A
     quick = _cheap_descent(fo, tol, rows=rows)
@@ -526,7 +537,7 @@ def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
     if tree.stationary is not None:
         return tree
     prog, layout = descent_milp(fo)
-    return _with_tree_note(_milp_outcome(prog, layout, fo.evaluate, tol, time_limit), tree)
+    return _with_tree_note(_milp_outcome(prog, layout, fo.evaluate, tol, _left(t0, time_limit)), tree)
 
 
 def _milp_outcome(prog, layout, evaluate, tol, time_limit) -> FirstOrder:

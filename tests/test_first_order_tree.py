@@ -202,3 +202,38 @@ def test_a_tree_that_does_not_fit_leaves_an_attested_milp_bound_and_says_why(mon
     ver = _verify(report.to_dict(), a)
     attested = [c for c in ver.checks if c.attested]
     assert attested and "tree was not used" in attested[0].detail
+
+
+def test_the_milp_after_the_tree_gets_only_the_time_left(monkeypatch):
+    """The first-order MILP runs after the tree test has used its share: it gets what is left of the
+    time limit, not all of it (a check with 84 s left ran its MILP 3 s past its budget). The tree
+    here is a stub that takes 0.3 s of a 0.5 s limit and decides nothing; the MILP's limit must be at
+    most the 0.2 s left."""
+    import time
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    from certify import first_order
+    from certify.bnb import TreeOutcome
+    from certify.solvers import SolveStatus
+    from certify.solvers.base import SolveResult
+
+    limits = []
+
+    def tree(fo, time_limit):
+        time.sleep(0.3)
+        return TreeOutcome(None, reason="stub")
+
+    def solve(prog, time_limit=None, options=None):
+        limits.append(time_limit)
+        return SolveResult(SolveStatus.TIME_LIMIT, "stub")
+
+    monkeypatch.setattr(first_order, "_cheap_descent", lambda *a, **k: None)
+    monkeypatch.setattr(first_order, "decide_tree", tree)
+    monkeypatch.setattr(first_order, "descent_milp", lambda fo: (None, {"n_binary": 0, "big_m_max": 0, "d": []}))
+    monkeypatch.setattr(first_order, "solve", solve)
+    fo = SimpleNamespace(A=sp.csr_matrix((1, 2)), G=sp.csr_matrix((0, 2)), tolerance=lambda: 1e-9, evaluate=None)
+    out = first_order._milp_test(fo, 0.5)
+    assert out.stationary is None
+    assert len(limits) == 1 and 0 < limits[0] <= 0.2
