@@ -18,7 +18,6 @@ Nothing here imports the driver or the second-order stage; both import this modu
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +26,7 @@ import scipy.sparse as sp
 from .checks import compare, multiplier_residual
 from .data import Problem
 from .bnb import decide_tree
+from .budget import deadline_after, remaining
 from .formulate.leaf import model_of
 from .formulate.first_order import (OneLevel, clarke_qp, descent_lp, descent_milp, merge_reaching, one_level,
                                     one_level_milp, split_multipliers)
@@ -93,15 +93,15 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
     least-squares solve decides (:func:`_unique_test`); otherwise convex kinks go to the min-norm QP
     and the LP, concave ones to cheap candidates and the MILP.
     """
-    t0 = time.perf_counter()
+    deadline = deadline_after(time_limit)
     merged, group, same = merge_reaching(one)
     group = (group, same)
     out = _unique_test(one, merged, group)
     if out is None:
         if merged.convex:
-            out = _convex_test(one, _left(t0, time_limit), merged=merged, group=group)
+            out = _convex_test(one, _left(deadline), merged=merged, group=group)
         else:
-            out = _milp_one_level(one, _left(t0, time_limit))
+            out = _milp_one_level(one, _left(deadline))
     if out.certificate.get("kind") == "multipliers":
         # the certificate's subgradient is an element of the (convex) subdifferential: its norm bounds
         # the Clarke distance, and no QP is needed for it
@@ -113,21 +113,22 @@ def decide_one_level(one: OneLevel, *, time_limit: float = 60.0, clarke: bool = 
         out.reason = out.reason or (f"Clarke distance not computed ({n_gen} kink generators; the descent "
                                     f"direction decides)")
     elif clarke and out.clarke_distance is None:
-        c = _clarke(one, time_limit=_left(t0, time_limit))
+        c = _clarke(one, time_limit=_left(deadline))
         if c is not None:
             out.clarke_distance = c[0]
             out.solver_calls.append(c[1])
     return out
 
 
-def _left(t0: float, time_limit: float) -> float:
-    """What is left of ``time_limit`` seconds started at ``t0`` (a solver call after another gets only
-    that: the MILP after a 30 s tree test ran 3 s past a check's budget on digits_mchinge_wd_sgd)."""
-    return max(time_limit - (time.perf_counter() - t0), 1e-3)
+def _left(deadline: float) -> float:
+    """The time limit for a solver call that follows another: what is left before ``deadline`` (the
+    MILP after a 30 s tree test once got the whole limit again and ran 3 s past a check's budget on
+    digits_mchinge_wd_sgd); at least 1 ms, so that the call still returns its status."""
+    return max(remaining(deadline), 1e-3)
 
 
 def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
-    t0 = time.perf_counter()
+    deadline = deadline_after(time_limit)
     tol = max(one.tolerance(), 1e-300)
     quick = _cheap_descent(one, tol)
     if quick is not None:
@@ -136,7 +137,7 @@ def _milp_one_level(one: OneLevel, time_limit: float) -> FirstOrder:
     if tree.stationary is not None:
         return tree
     prog, layout = one_level_milp(one)
-    return _with_tree_note(_milp_outcome(prog, layout, one.evaluate, tol, _left(t0, time_limit)), tree)
+    return _with_tree_note(_milp_outcome(prog, layout, one.evaluate, tol, _left(deadline)), tree)
 
 
 def _tree_test(fo: FirstOrderModel, tol: float, time_limit: float) -> FirstOrder:
@@ -254,7 +255,7 @@ def _convex_test(one: OneLevel, time_limit: float, *, merged: OneLevel | None = 
     """
     if merged is None:
         merged, group = one, (np.arange(one.n_generators),) * 2
-    t0 = time.perf_counter()
+    deadline = deadline_after(time_limit)
     tol = max(one.tolerance(), 1e-300)
     qp = _clarke(merged, time_limit=time_limit, certify=False)
     calls = []
@@ -276,7 +277,7 @@ def _convex_test(one: OneLevel, time_limit: float, *, merged: OneLevel | None = 
             if value < -tol:
                 return FirstOrder(False, "qp", min_value=value, tolerance=tol, direction=d, clarke_distance=dist,
                                   solver_calls=calls)
-    out = _lp_test(one, _left(t0, time_limit), merged=merged, group=group)
+    out = _lp_test(one, _left(deadline), merged=merged, group=group)
     out.solver_calls = calls + out.solver_calls
     if qp is not None:
         out.clarke_distance = qp[0]   # already solved: do not solve the same QP again
@@ -527,7 +528,7 @@ def _unique_test(one: OneLevel, merged: OneLevel, group: tuple) -> FirstOrder | 
 
 
 def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
-    t0 = time.perf_counter()
+    deadline = deadline_after(time_limit)
     tol = max(fo.tolerance(), 1e-300)
     rows = sp.vstack([fo.A, fo.G], format="csr") if fo.G.shape[0] else fo.A
     quick = _cheap_descent(fo, tol, rows=rows)
@@ -537,7 +538,7 @@ def _milp_test(fo: FirstOrderModel, time_limit: float) -> FirstOrder:
     if tree.stationary is not None:
         return tree
     prog, layout = descent_milp(fo)
-    return _with_tree_note(_milp_outcome(prog, layout, fo.evaluate, tol, _left(t0, time_limit)), tree)
+    return _with_tree_note(_milp_outcome(prog, layout, fo.evaluate, tol, _left(deadline)), tree)
 
 
 def _milp_outcome(prog, layout, evaluate, tol, time_limit) -> FirstOrder:

@@ -220,7 +220,7 @@ def gauge_rows(problem: Problem, fwd: ForwardPass, held: Held) -> sp.csr_matrix:
         n_next = Wn.shape[0]
         z = fwd.pre[l - 1]
         has_held = held.units[l - 1].any(axis=0)
-        zero = ~np.any(W, axis=1) & (net.biases[l - 1] == 0)       # inert (see snap_collapsed)
+        zero = zero_units(W, net.biases[l - 1])
         dead = (s_neg == 0) & np.all(z < 0, axis=0) & ~has_held & symmetric
         one_side = (np.all(z > 0, axis=0) | np.all(z < 0, axis=0)) & ~has_held & symmetric
         units = np.arange(n_units)
@@ -280,6 +280,12 @@ def blocks(pt: Point, held: Held, l: int, gamma_floor: float) -> np.ndarray:
     return convex | nested(held, l, pt.problem.n_samples)[:, None]
 
 
+def zero_units(W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The layer's units whose incoming weights and bias are exactly 0 (:func:`snap_collapsed`): inert,
+    at ``z = 0`` on every sample."""
+    return ~np.any(W, axis=1) & (b == 0)
+
+
 def snap_collapsed(problem: Problem, theta: np.ndarray, rel: float = 1e-12) -> tuple[np.ndarray, list]:
     """Set hidden units whose incoming weights and bias have collapsed to ~0 exactly to 0.
 
@@ -322,10 +328,10 @@ def initial_held(problem: Problem, tol_near: float | None) -> Held:
     kinks = find_kinks(problem, fwd, tol_near)
     units = [m.copy() for m in kinks.masks] if kinks.masks else empty
     for l, (W, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
-        # a zero unit (:func:`snap_collapsed`, e.g. one a previous polish froze) is at z = 0 on every
-        # sample but inert: its coordinates are frozen (:func:`gauge_rows`), so holding its n kinks
-        # would only add n dependent rows (digits_ce_wd_adam: 4,343 held, 5 s a round instead of 0.3)
-        units[l][:, ~np.any(W, axis=1) & (b == 0)] = False
+        # a zero unit (e.g. one a previous polish froze) is at z = 0 on every sample but inert: its
+        # coordinates are frozen (:func:`gauge_rows`), so holding its n kinks would only add n
+        # dependent rows (digits_ce_wd_adam: 4,343 held, 5 s a round instead of 0.3)
+        units[l][:, zero_units(W, b)] = False
     ties = {}
     if kinks.n_loss:
         vals, _ = problem.loss.pieces(fwd.output, problem.Y)
