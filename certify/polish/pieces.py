@@ -122,10 +122,14 @@ def value(problem: Problem, fwd: ForwardPass, theta: np.ndarray) -> float:
     return val
 
 
-def evaluate(base: Problem, theta: np.ndarray, held: Held, gauge: bool = True, grad: bool = True) -> Point:
+def evaluate(base: Problem, theta: np.ndarray, held: Held, gauge: bool = True, grad: bool = True,
+             rows: bool = True) -> Point:
+    """The reference piece at ``theta`` for ``held``; ``rows=False`` leaves ``Point.rows`` None
+    (the held kinks' values alone: a chord step of :func:`certify.polish.steps.restore` needs no
+    rows, and forming them is most of an evaluation on nets with dense kink rows)."""
     problem = base.at(theta)
     net = problem.network
-    n, C = problem.n_samples, net.n_outputs
+    n = problem.n_samples
     with np.errstate(over="ignore", invalid="ignore"):
         fwd = net.forward(problem.X, with_scale=True)
     D = unit_slopes(problem, fwd, held)
@@ -137,14 +141,11 @@ def evaluate(base: Problem, theta: np.ndarray, held: Held, gauge: bool = True, g
     else:
         g, adj = None, [np.zeros_like(z) for z in fwd.pre[:-1]]
     s_pos, s_neg = net.activation.slopes
-    empty = empty_kinks(net, n)
-    keys, row_parts, phi, phi_scale, gamma = [], [], [], [], []
+    keys, phi, phi_scale, gamma = [], [], [], []
     for l in range(1, net.n_layers):
         smp, unit = np.nonzero(held.units[l - 1])
         if smp.size == 0:
             continue
-        R, _ = switching_rows(problem, fwd, D, empty, smp, l, unit)
-        row_parts.append(R)
         keys += [("unit", l, int(i), int(j)) for i, j in zip(smp, unit)]
         phi.append(fwd.pre[l - 1][smp, unit])
         # the size of a pre-activation's terms, at least 1e-8 of the layer's largest (a unit whose
@@ -152,13 +153,44 @@ def evaluate(base: Problem, theta: np.ndarray, held: Held, gauge: bool = True, g
         phi_scale.append(np.maximum(fwd.scale[l - 1][smp, unit], 1e-8 * fwd.scale[l - 1].max()))
         gamma.append((s_pos - s_neg) * adj[l - 1][smp, unit])
     if held.ties:
+        scale = tie_scale(problem, fwd.output, fwd.scale[-1])
+        for (i, grp), (active, ref) in sorted(held.ties.items()):
+            for b in active:
+                if b == ref:
+                    continue
+                keys.append(("tie", int(i), int(grp), int(b), int(ref)))
+                phi.append(np.array([vals[i, grp, ref] - vals[i, grp, b]]))
+                phi_scale.append(np.array([scale[i]]))
+                gamma.append(np.array([1.0 / n]))
+    p = net.n_params
+    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    T = gauge_rows(problem, fwd, held) if gauge else sp.csr_matrix((0, p))
+    R = held_rows(problem, fwd, D, held, slopes) if rows else None
+    return Point(theta=theta, problem=problem, fwd=fwd, loss=value(problem, fwd, theta), D=D,
+                  loss_slopes=lsl, g=g, adj=adj, keys=keys, rows=R, phi=cat(phi), phi_scale=cat(phi_scale),
+                  gamma=cat(gamma), gauge=T)
+
+
+def held_rows(problem: Problem, fwd: ForwardPass, D: list, held: Held, slopes=None) -> sp.csr_matrix:
+    """The gradients of the held kinks' switching functions (CSR, one row per key of
+    :func:`evaluate`, in the same order); ``slopes``: the loss pieces' slopes (recomputed if None)."""
+    net = problem.network
+    C, p = net.n_outputs, net.n_params
+    empty = empty_kinks(net, problem.n_samples)
+    row_parts = []
+    for l in range(1, net.n_layers):
+        smp, unit = np.nonzero(held.units[l - 1])
+        if smp.size:
+            row_parts.append(switching_rows(problem, fwd, D, empty, smp, l, unit)[0])
+    if held.ties:
+        if slopes is None:
+            slopes = loss_pieces(problem, fwd.output, held)[1]
         tie_items = sorted(held.ties.items())
         samples = np.array(sorted({i for (i, _), _ in tie_items}))
         J, _ = switching_rows(problem, fwd, D, empty, np.repeat(samples, C), net.n_layers,
                               np.tile(np.arange(C), samples.size))
         J = J.tocsr()
         where = {int(i): k for k, i in enumerate(samples)}
-        scale = tie_scale(problem, fwd.output, fwd.scale[-1])
         sel_rows, sel_cols, sel_vals = [], [], []
         for (i, grp), (active, ref) in tie_items:
             for b in active:
@@ -168,20 +200,10 @@ def evaluate(base: Problem, theta: np.ndarray, held: Held, gauge: bool = True, g
                 sel_rows.append(np.full(C, len(sel_rows)))
                 sel_cols.append(where[i] * C + np.arange(C))
                 sel_vals.append(w)
-                keys.append(("tie", int(i), int(grp), int(b), int(ref)))
-                phi.append(np.array([vals[i, grp, ref] - vals[i, grp, b]]))
-                phi_scale.append(np.array([scale[i]]))
-                gamma.append(np.array([1.0 / n]))
         S = sp.csr_matrix((np.concatenate(sel_vals), (np.concatenate(sel_rows), np.concatenate(sel_cols))),
                           shape=(len(sel_rows), J.shape[0]))
         row_parts.append((S @ J).tocsr())
-    p = net.n_params
-    rows = sp.vstack(row_parts, format="csr") if row_parts else sp.csr_matrix((0, p))
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
-    T = gauge_rows(problem, fwd, held) if gauge else sp.csr_matrix((0, p))
-    return Point(theta=theta, problem=problem, fwd=fwd, loss=value(problem, fwd, theta), D=D,
-                  loss_slopes=lsl, g=g, adj=adj, keys=keys, rows=rows, phi=cat(phi), phi_scale=cat(phi_scale),
-                  gamma=cat(gamma), gauge=T)
+    return sp.vstack(row_parts, format="csr") if row_parts else sp.csr_matrix((0, p))
 
 
 def gauge_rows(problem: Problem, fwd: ForwardPass, held: Held) -> sp.csr_matrix:

@@ -9,6 +9,11 @@ from scipy.sparse.csgraph import connected_components
 
 from .limits import DENSE_BLOCK
 
+#: rows filled to at least this fraction get a dense Gram product ...
+DENSE_FILL = 0.25
+#: ... when the dense rows have at most this many entries (8 bytes each)
+DENSE_ENTRIES = 25_000_000
+
 
 class Projector:
     """Least-squares solves with ``B B'`` for sparse rows ``B`` (held kink rows, then gauge rows).
@@ -35,7 +40,13 @@ class Projector:
         self.dependent = np.zeros(m, dtype=bool)
         if m == 0:
             return
-        # B B' (given when the caller computes it from the rows' structure: deep rows are dense)
+        # B B' (given when the caller computes it from the rows' structure: deep rows are dense).
+        # Rows that are mostly nonzero (deep kinks, loss ties: every weight of the paths to a sample)
+        # are multiplied densely: a sparse product spends its time on index bookkeeping there.
+        if gram is None and m <= DENSE_BLOCK and self.B.nnz >= DENSE_FILL * m * B.shape[1] \
+                and m * B.shape[1] <= DENSE_ENTRIES:
+            Bd = self.B.toarray()
+            gram = Bd @ Bd.T
         G = sp.csr_matrix(gram) if gram is not None else (self.B @ self.BT).tocsr()
         n_comp, labels = connected_components(G, directed=False)
         order = np.argsort(labels, kind="stable")
@@ -65,34 +76,35 @@ class Projector:
             if top <= 0:
                 self.dependent[idx] = True
                 continue
-            _, piv, rank, _ = sla.lapack.dpstrf(Gc, lower=1, tol=rel_rank * top)
+            Lp, piv, rank, info = sla.lapack.dpstrf(Gc, lower=1, tol=rel_rank * top)
+            piv = piv - 1
             rows = idx
             fac = None
             if rank < idx.size and idx.size > self.SMALL:
                 # many dependent rows in a large block: the basic solution on the independent ones
-                # (pivoted Cholesky), 0 for the dependent ones (an eigen-decomposition costs 10x more)
-                keep = np.sort(piv[:rank] - 1)
+                # (pivoted Cholesky), 0 for the dependent ones (an eigen-decomposition costs 10x more).
+                # The leading rank x rank block of the pivoted factor is the Cholesky factor of the
+                # independent rows' Gram matrix in pivot order, so it is not factored again.
+                keep = piv[:rank]
                 mask = np.ones(idx.size, dtype=bool)
                 mask[keep] = False
                 self.dependent[idx[mask]] = True
                 rows = idx[keep]
-                fac = sla.cho_factor(Gc[np.ix_(keep, keep)], lower=True, check_finite=False)
+                fac = (np.tril(Lp[:rank, :rank]), True)
             elif rank < idx.size:
                 # dependent rows (e.g. samples with identical outputs): least-norm multipliers share
                 # the load among them; the constraints stay held (they are met when consistent)
                 mask = np.ones(idx.size, dtype=bool)
-                mask[piv[:rank] - 1] = False
+                mask[piv[:rank]] = False
                 self.dependent[idx[mask]] = True
                 w, V = np.linalg.eigh(Gc)
                 ok = w > rel_rank * w.max()
                 inv = (V[:, ok] / w[ok]) @ V[:, ok].T
             else:
-                try:
-                    fac = sla.cho_factor(Gc, lower=True, check_finite=False)
-                except np.linalg.LinAlgError:
-                    w, V = np.linalg.eigh(Gc)
-                    ok = w > rel_rank * w.max()
-                    inv = (V[:, ok] / w[ok]) @ V[:, ok].T
+                # full rank: P' Gc P = L L' (dpstrf's factor), so the rows in pivot order are
+                # solved with L as they are (factoring Gc again took half of a digits net's projector)
+                rows = idx[piv]
+                fac = (np.tril(Lp), True)
             if rows.size <= self.SMALL:
                 if fac is not None:
                     inv = sla.cho_solve(fac, np.eye(rows.size), check_finite=False)

@@ -13,7 +13,7 @@ from ..data import Problem
 from ..evaluate import loss_with_bound
 from ..tangent import hessian_vector_product, tangent_forward
 from .limits import CHORD_RATE, CROSS_RATIO, EPS, MAX_ADD, MAX_HOLD, TOL_HOLD, TOL_SIDE
-from .pieces import Held, Point, blocks, evaluate, loss_pieces, tie_scale
+from .pieces import Held, Point, blocks, evaluate, held_rows, loss_pieces, tie_scale
 from .projector import Projector
 
 log = logging.getLogger(__name__)
@@ -318,7 +318,7 @@ def restore(base: Problem, theta: np.ndarray, held: Held, *, gauge: sp.csr_matri
     factored = 0
     fresh = False          # whether proj was factored at the previous iterate
     for _ in range(4 * max_iter):
-        pt = evaluate(base, theta, held, gauge=gauge is None, grad=False)
+        pt = evaluate(base, theta, held, gauge=gauge is None, grad=False, rows=False)
         if gauge is None:
             gauge = pt.gauge
         if pt.phi.size == 0:
@@ -326,7 +326,7 @@ def restore(base: Problem, theta: np.ndarray, held: Held, *, gauge: sp.csr_matri
         worst = float((np.abs(pt.phi) / np.maximum(pt.phi_scale, 1e-300)).max())
         if worst <= TOL_HOLD:
             return theta, worst, True
-        if proj is not None and proj.m != pt.rows.shape[0] + gauge.shape[0]:
+        if proj is not None and proj.m != pt.phi.size + gauge.shape[0]:
             proj = None                     # not this held set's factorisation
         if proj is not None and not fresh and worst > CHORD_RATE * worst_prev:
             proj = None                     # a stale factorisation that no longer contracts: refactor
@@ -338,7 +338,7 @@ def restore(base: Problem, theta: np.ndarray, held: Held, *, gauge: sp.csr_matri
         if proj is None:
             if factored >= max_iter:
                 break
-            proj = Projector(sp.vstack([pt.rows, gauge], format="csr"))
+            proj = Projector(sp.vstack([held_rows(pt.problem, pt.fwd, pt.D, held), gauge], format="csr"))
             factored += 1
             fresh = True
         else:
@@ -347,7 +347,7 @@ def restore(base: Problem, theta: np.ndarray, held: Held, *, gauge: sp.csr_matri
         worst_prev = worst
         if deadline is not None and time.perf_counter() > deadline:
             break
-    pt = evaluate(base, theta, held, gauge=False, grad=False)
+    pt = evaluate(base, theta, held, gauge=False, grad=False, rows=False)
     worst = float((np.abs(pt.phi) / np.maximum(pt.phi_scale, 1e-300)).max(initial=0.0))
     return theta, worst, worst <= 1e3 * TOL_HOLD
 

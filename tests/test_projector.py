@@ -1,0 +1,62 @@
+"""The polisher's least-squares solves against numpy's SVD-based pseudo-inverse (an independent oracle).
+
+``Projector`` factors ``B B'`` block by block with pivoted Cholesky and solves with that factor in
+pivot order; blocks of mostly nonzero rows get their Gram matrix from a dense product. Each path
+(small and large blocks, full rank and dependent rows, sparse and dense rows) is checked against
+``numpy.linalg.pinv``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from certify.polish.projector import Projector
+
+
+def _rows(rng, m, p, fill, dependent=0):
+    """``m`` random rows in ``p`` columns, ``fill`` of their entries nonzero; the last ``dependent``
+    rows are combinations of two earlier rows (so LIKQ fails for them)."""
+    B = rng.standard_normal((m, p)) * (rng.random((m, p)) < fill)
+    for k in range(m - dependent, m):
+        i, j = rng.choice(m - dependent, size=2, replace=False)
+        B[k] = 0.5 * B[i] - 2.0 * B[j]
+    return B
+
+
+def _check(B, rng):
+    proj = Projector(sp.csr_matrix(B))
+    pinv = np.linalg.pinv(B)
+    for _ in range(3):
+        v = rng.standard_normal(B.shape[1])
+        want = v - pinv @ (B @ v)                    # the component of v in null(B)
+        got = proj.project(v)
+        assert np.allclose(got, want, atol=1e-9 * np.linalg.norm(v))
+        y = proj.multipliers(v)                      # B' y is v's component in the row space
+        assert np.allclose(B.T @ y, v - want, atol=1e-9 * np.linalg.norm(v))
+        r = B @ rng.standard_normal(B.shape[1])      # a consistent right-hand side
+        d = proj.lift(r)
+        assert np.allclose(B @ d, r, atol=1e-9 * np.linalg.norm(r))
+        assert np.allclose(d, pinv @ r, atol=1e-9 * np.linalg.norm(r))   # and the least-norm one
+
+
+@pytest.mark.parametrize("m, p, fill, dependent", [
+    (40, 120, 0.05, 0),      # sparse rows: many small blocks
+    (40, 120, 0.05, 5),
+    (300, 500, 0.9, 0),      # one block above Projector.SMALL, dense rows (dense Gram product)
+    (300, 500, 0.9, 20),     # ... with dependent rows (basic solution on the independent ones)
+    (300, 500, 0.1, 0),      # one large block of sparse rows (sparse Gram product)
+    (120, 300, 0.9, 7),      # a block below SMALL with dependent rows (pseudo-inverse)
+])
+def test_projector_matches_the_pseudo_inverse(m, p, fill, dependent):
+    rng = np.random.default_rng(m + p + dependent)
+    _check(_rows(rng, m, p, fill, dependent), rng)
+
+
+def test_dependent_rows_are_flagged():
+    rng = np.random.default_rng(3)
+    B = _rows(rng, 300, 500, 0.9, dependent=20)
+    proj = Projector(sp.csr_matrix(B))
+    assert int(proj.dependent.sum()) == 20          # the rank deficit, whichever rows are flagged
+    assert np.linalg.matrix_rank(B[~proj.dependent]) == 280
