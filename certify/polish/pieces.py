@@ -68,7 +68,7 @@ class Point:
     g: np.ndarray           # gradient of the reference piece (with weight decay)
     adj: list               # dL/dx^l of the reference piece
     keys: list              # one per held row: ("unit", l, i, j) or ("tie", i, g, b, ref)
-    rows: sp.csr_matrix     # grad phi_k
+    rows: sp.csr_matrix | None  # grad phi_k (None: evaluated without rows)
     phi: np.ndarray
     phi_scale: np.ndarray
     gamma: np.ndarray

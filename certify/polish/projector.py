@@ -20,13 +20,14 @@ class Projector:
     """Least-squares solves with ``B B'`` for sparse rows ``B`` (held kink rows, then gauge rows).
 
     ``B B'`` is split into connected blocks; each block up to :data:`DENSE_BLOCK` rows is factored
-    by pivoted Cholesky (LAPACK ``dpstrf``), which also finds rows linearly dependent on the others
-    (LIKQ fails; e.g. samples with identical outputs): such a block gets the pseudo-inverse, so the
-    multipliers are the least-norm ones and the dependent constraints stay held. Small blocks are
-    inverted and gathered into one sparse block-diagonal matrix (one product per solve), larger ones
-    keep their Cholesky factor, blocks beyond :data:`DENSE_BLOCK` get a sparse LU (SuperLU).
-    ``project(v) = v - B' (B B')^+ B v`` is applied twice (one refinement), so its result is
-    orthogonal to the rows to rounding.
+    by pivoted Cholesky (LAPACK ``dpstrf``, whose factor is then solved with in pivot order), which
+    also finds rows linearly dependent on the others (LIKQ fails; e.g. samples with identical
+    outputs): a small such block gets the pseudo-inverse (least-norm multipliers), a large one the
+    basic solution on its independent rows; the dependent constraints stay held either way. Small
+    blocks are inverted and gathered into one sparse block-diagonal matrix (one product per solve),
+    larger ones keep their Cholesky factor, blocks beyond :data:`DENSE_BLOCK` get a sparse LU
+    (SuperLU). ``project(v) = v - B' (B B')^+ B v`` is applied twice (one refinement), so its result
+    is orthogonal to the rows to rounding.
     """
 
     SMALL = 256   # blocks up to this size are inverted explicitly
@@ -42,8 +43,9 @@ class Projector:
         if m == 0:
             return
         # B B' (given when the caller computes it from the rows' structure: deep rows are dense).
-        # Rows that are mostly nonzero (deep kinks, loss ties: every weight of the paths to a sample)
-        # are multiplied densely: a sparse product spends its time on index bookkeeping there.
+        # Rows with at least DENSE_FILL of their entries nonzero (deep kinks, loss ties: every weight
+        # of the paths to a sample) are multiplied densely: a sparse product spends its time on index
+        # bookkeeping there.
         if gram is None and m <= DENSE_BLOCK and self.B.nnz >= DENSE_FILL * m * B.shape[1] \
                 and m * B.shape[1] <= DENSE_ENTRIES:
             Bd = self.B.toarray()
@@ -77,7 +79,7 @@ class Projector:
             if top <= 0:
                 self.dependent[idx] = True
                 continue
-            Lp, piv, rank, info = sla.lapack.dpstrf(Gc, lower=1, tol=rel_rank * top)
+            Lp, piv, rank, _ = sla.lapack.dpstrf(Gc, lower=1, tol=rel_rank * top)
             piv = piv - 1
             rows = idx
             fac = None
