@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 
 #: largest tree searched (nodes)
 MAX_NODES = 4095
+#: deepest proof tree returned as a certificate: the report stores the tree as nested JSON and
+#: ``verify`` walks it recursively, both within Python's recursion limit (1,000). A deeper search
+#: still ends a descent it finds at a leaf; it cannot end in a certificate.
+MAX_PROOF_DEPTH = 400
 
 
 @dataclass
@@ -72,7 +76,7 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
     order = [int(k) for k in B if not ok_relax[k]] + [int(k) for k in B if ok_relax[k]]
     tol = max(fo.tolerance(), 1e-300)
     p = fo.n_params
-    stats = {"branch_kinks": int(B.size), "nodes": 0, "leaves": 0, "relaxed_leaves": 0, "lp_s": 0.0}
+    stats = {"branch_kinks": int(B.size), "nodes": 0, "leaves": 0, "relaxed_leaves": 0, "depth": 0, "lp_s": 0.0}
     leaves: list = []
     calls: list = []
 
@@ -84,7 +88,10 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
             calls.append({"purpose": "first-order tree node LP", **res.to_dict()})
         return res, layout
 
-    def visit(fixed: list, signs: list):
+    def settle(signs: list):
+        """The node whose first ``len(signs)`` kinks of ``order`` have ``signs``: a leaf (its entry in
+        the tree), or None when it must branch. Raises _Stop when the search ends (a descent found,
+        the node or time limit, a leaf that does not close)."""
         stats["nodes"] += 1
         if stats["nodes"] > max_nodes:
             raise _Stop(TreeOutcome(None, reason=f"the first-order tree needs more than {max_nodes} nodes "
@@ -92,9 +99,9 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
         if time.perf_counter() - t0 > time_limit:
             raise _Stop(TreeOutcome(None, reason=f"the first-order tree ran out of time after {stats['nodes']} "
                                                  f"nodes"))
-        free = [k for k in order if k not in fixed]
+        fixed, free = order[:len(signs)], order[len(signs):]
         nd = None
-        if all(ok_relax[k] for k in free):
+        if ok_relax[free].all():
             try:
                 nd = node(mfo, fixed, signs)
             except NotRelaxable:
@@ -113,19 +120,33 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
                     cert = node_certificate(nd, res, layout)
                     if cert is not None:
                         leaves.append(cert)
+                        stats["depth"] = max(stats["depth"], len(signs))
                         stats["leaves"] += 1
                         stats["relaxed_leaves"] += int(bool(free))
                         return {"leaf": len(leaves) - 1}
             if not free:
                 raise _Stop(TreeOutcome(None, reason=f"the leaf with signs {dict(zip(fixed, signs))} has no "
                                                      f"descent, but its multipliers do not close to rounding"))
-        k = free[0]
-        minus = visit(fixed + [k], signs + [-1])
-        plus = visit(fixed + [k], signs + [1])
-        return {"kink": k, "minus": minus, "plus": plus}
+        return None
+
+    def visit():
+        """Depth first, the minus side of a kink before its plus side, with an explicit stack: a
+        path through a thousand kinks (nested kinks of collapsed units) is deeper than Python's
+        recursion limit. The kinks fixed at a node are always a prefix of ``order``."""
+        root = {}
+        stack = [(root, "tree", [])]
+        while stack:
+            parent, side, signs = stack.pop()
+            entry = settle(signs)
+            if entry is None:
+                entry = {"kink": order[len(signs)], "minus": None, "plus": None}
+                stack.append((entry, "plus", signs + [1]))
+                stack.append((entry, "minus", signs + [-1]))
+            parent[side] = entry
+        return root["tree"]
 
     try:
-        tree = visit([], [])
+        tree = visit()
     except _Stop as stop:
         out = stop.outcome
         out.solver_calls = calls
@@ -133,6 +154,10 @@ def decide_tree(fo: FirstOrderModel, *, time_limit: float = 60.0, max_nodes: int
         out.stats = stats
         return out
     stats["time_s"] = time.perf_counter() - t0
+    if stats["depth"] > MAX_PROOF_DEPTH:
+        return TreeOutcome(None, reason=f"the first-order tree proves every leaf, but it is {stats['depth']} kinks "
+                                        f"deep (a certificate holds at most {MAX_PROOF_DEPTH})",
+                           solver_calls=calls, stats=stats)
     certificate = {"kind": "branch_and_bound", "branch": [int(k) for k in B],
                    "branch_kink_ids": [int(fo.kink_ids[np.nonzero(group == k)[0][0]]) for k in B],
                    "tree": tree, "leaves": leaves,

@@ -204,6 +204,18 @@ def test_a_tree_that_does_not_fit_leaves_an_attested_milp_bound_and_says_why(mon
     assert attested and "tree was not used" in attested[0].detail
 
 
+def test_a_proof_tree_deeper_than_a_certificate_holds_leaves_the_milp_bound(monkeypatch):
+    """A proof tree deeper than MAX_PROOF_DEPTH is not returned (its nested JSON and verify's walk
+    would pass Python's recursion limit): the MILP decides, and the report says why."""
+    import certify.bnb as bnb
+    monkeypatch.setattr(bnb, "MAX_PROOF_DEPTH", 0)
+    inst, a, report = _run(13)
+    cert = report.first_order["certificate"]
+    assert report.first_order["method"] == "milp" and cert["kind"] == "milp_bound"
+    assert "deep" in cert["tree_not_used"]
+    assert _verify(report.to_dict(), a).ok
+
+
 def test_the_milp_after_the_tree_gets_only_the_time_left(monkeypatch):
     """The first-order MILP runs after the tree test has used its share: it gets what is left of the
     time limit, not all of it (a check with 84 s left ran its MILP 3 s past its budget). The tree
@@ -237,3 +249,26 @@ def test_the_milp_after_the_tree_gets_only_the_time_left(monkeypatch):
     out = first_order._milp_test(fo, 0.5)
     assert out.stationary is None
     assert len(limits) == 1 and 0 < limits[0] <= 0.2
+
+
+def test_a_path_through_more_kinks_than_the_recursion_limit_is_searched():
+    """1,440 nested kinks (every unit of two hidden layers at zero on 60 samples: W1, b1, b2 = 0),
+    none relaxable, so the search goes 1,422 kinks deep before its first LP. The point is not
+    stationary by hand: the output is 0 everywhere, so dL/db3 = -mean(y) != 0. The recursive search
+    raised RecursionError (bc_logistic_deep_sgd's polish judge, a 1,537-parameter checkpoint)."""
+    from certify.bnb import decide_tree
+    from certify.network import Network
+    rng = np.random.default_rng(0)
+    n, d, h = 60, 3, 16
+    X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
+    W = [np.zeros((h, d)), rng.standard_normal((h, h)), rng.standard_normal((1, h))]
+    b = [np.zeros(h), np.zeros(h), np.zeros(1)]
+    prob = Problem(Network(W, b, "relu"), Dataset(X, y), "square")
+    fwd = prob.network.forward(prob.X, with_scale=True)
+    fo = first_order_model(prob, fwd, find_kinks(prob, fwd))
+    assert branch_set(merged_model(fo)[0]).size > 1000
+    out = decide_tree(fo, time_limit=60)
+    assert out.stationary is False and out.value < 0
+    assert fo.evaluate(out.direction) < 0
+    t = 1e-3                                   # the loss itself falls along it (square loss, by hand)
+    assert prob.value(prob.theta + t * out.direction) < prob.value()
