@@ -1,8 +1,8 @@
 """The polisher's least-squares solves against numpy's SVD-based pseudo-inverse (an independent oracle).
 
-``Projector`` factors ``B B'`` block by block with pivoted Cholesky and solves with that factor in
-pivot order; blocks of mostly nonzero rows get their Gram matrix from a dense product. Each path
-(small and large blocks, full rank and dependent rows, sparse and dense rows) is checked against
+``Projector`` factors ``B B'`` block by block (pivoted Cholesky to find dependent rows, then
+Cholesky, a pseudo-inverse or the basic solution on the independent rows). Each path (small and
+large blocks, full rank and dependent rows, sparse and dense rows) is checked against
 ``numpy.linalg.pinv``.
 """
 
@@ -44,9 +44,9 @@ def _check(B, rng):
 @pytest.mark.parametrize("m, p, fill, dependent", [
     (40, 120, 0.05, 0),      # sparse rows: many small blocks
     (40, 120, 0.05, 5),
-    (300, 500, 0.9, 0),      # one block above Projector.SMALL, dense rows (dense Gram product)
+    (300, 500, 0.9, 0),      # one block above Projector.SMALL, dense rows (a kept Cholesky factor)
     (300, 500, 0.9, 20),     # ... with dependent rows (basic solution on the independent ones)
-    (300, 500, 0.03, 0),     # one large block of sparse rows (sparse Gram product)
+    (300, 500, 0.03, 0),     # one large block of sparse rows
     (120, 300, 0.9, 7),      # a block below SMALL with dependent rows (pseudo-inverse)
 ])
 def test_projector_matches_the_pseudo_inverse(m, p, fill, dependent):
