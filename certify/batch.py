@@ -29,7 +29,8 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .errors import CertifyError, InvalidValueError, MissingExtraError, ModelLoadError
+from .errors import (AssumedActivationWarning, CertifyError, InvalidValueError, MissingExtraError,
+                     ModelLoadError)
 
 #: the verdicts of :mod:`certify.report` plus ``"error"`` (the checkpoint could not be checked)
 VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive", "error")
@@ -39,7 +40,7 @@ EXIT_INTERNAL_ERROR = 1
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 RESULT_KEYS = ("checkpoint", "verdict", "reason", "exit_code", "loss_value", "n_params", "kinks", "method",
-               "claim", "trained", "time_s", "error")
+               "claim", "trained", "time_s", "error", "warning")
 
 
 # ---------------------------------------------------------------------------- which files
@@ -145,9 +146,13 @@ def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0
     result = dict.fromkeys(RESULT_KEYS)
     result["checkpoint"] = str(path)
     try:
-        with warnings.catch_warnings():  # numeric warnings would spill over the table / JSON lines
+        with warnings.catch_warnings(record=True) as caught:  # numeric warnings would spill over the table
             warnings.simplefilter("ignore")
+            warnings.simplefilter("always", AssumedActivationWarning)  # kept in the result's "warning"
             report = _check_path(Path(path), data, activation, loss, weight_decay, tol, time_limit, polish)
+        assumed = [w for w in caught if issubclass(w.category, AssumedActivationWarning)]
+        if assumed:
+            result["warning"] = _one_line(assumed[0].message)
     except CertifyError as exc:
         result.update(verdict="error", exit_code=EXIT_INPUT_ERROR, error=_one_line(exc),
                       reason="the checkpoint could not be checked")

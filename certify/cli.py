@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--data", metavar="FILE", help="data .npz with X (n, d) and y; optional when MODEL "
                      "also holds X and y (e.g. --data train.npz)")
     chk.add_argument("--activation", metavar="NAME", help="hidden activation: relu, leaky_relu:ALPHA, abs or "
-                     "identity (e.g. --activation leaky_relu:0.25); default: from the file, else relu")
+                     "identity (e.g. --activation leaky_relu:0.25); default: from the file, else relu with a "
+                     "warning (a PyTorch state dict does not record its activation)")
     chk.add_argument("--loss", metavar="NAME", default=None, help="per-sample loss, averaged over samples: "
                      "square (1/2||f-y||^2), hinge (y in {-1,+1}), multiclass_hinge, absolute, logistic, "
                      "cross_entropy (default: the string 'loss' stored in the model .npz, else square)")
@@ -149,6 +150,7 @@ def main(argv=None) -> int:
             logging.captureWarnings(True)
         else:  # numeric warnings would break the one-line-per-error contract; -v shows them
             warnings.simplefilter("ignore")
+        _say_assumed_activation()
         try:
             if args.command == "check":
                 return _cmd_check(args)
@@ -184,6 +186,24 @@ def main(argv=None) -> int:
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
 
 
+def _say_assumed_activation() -> None:
+    """Print an :class:`AssumedActivationWarning` as one ``certify: warning:`` line, -v or not.
+
+    Called inside the ``catch_warnings`` block of :func:`main`, which restores both settings.
+    """
+    from .errors import AssumedActivationWarning
+
+    warnings.simplefilter("always", AssumedActivationWarning)
+    shown = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, AssumedActivationWarning):
+            sys.stderr.write(f"certify: warning: {_one_line(message)}\n")
+        else:
+            shown(message, category, *rest, **kw)
+    warnings.showwarning = show
+
+
 def _cmd_verify(args) -> int:
     from .loaders import load_data, load_model
     from .verify import load_report, verify
@@ -208,15 +228,20 @@ def _cmd_verify(args) -> int:
 
 
 def _cmd_check(args) -> int:
+    import numpy as np
+
+    from .data import Problem
     from .driver import check
-    from .errors import InvalidValueError
+    from .errors import AssumedActivationWarning, InvalidValueError
     from .kinks import DEFAULT_TOL
     from .loaders import load_data, load_model, read_npz
 
     tol = DEFAULT_TOL if args.tol is None else args.tol
     if args.out is not None:
         _check_writable(args.out)
-    net = load_model(args.model, args.activation)
+    with warnings.catch_warnings(record=True) as assumed:  # said once the input is known to be good
+        warnings.simplefilter("always", AssumedActivationWarning)
+        net = load_model(args.model, args.activation)
     if args.data is None:
         if Path(args.model).suffix.lower() != ".npz":
             raise InvalidValueError(f"no data: {args.model} is a model file without data; pass --data FILE "
@@ -238,6 +263,11 @@ def _cmd_check(args) -> int:
                 else 0.0
     if args.escape is not None:
         _check_writable(args.escape, "--escape")
+    problem = Problem(net, data, loss, weight_decay)  # every input error is one line, before any warning
+    with np.errstate(over="ignore", invalid="ignore"):
+        problem.check_finite()
+    for w in assumed:
+        sys.stderr.write(f"certify: warning: {_one_line(w.message)}\n")
     from .progress import reporting, reporting_details, terminal_detail_printer, terminal_printer
     tty = sys.stderr.isatty()
     with reporting(terminal_printer(sys.stderr) if tty else None), \

@@ -151,6 +151,13 @@ def run(args) -> int:
     failed = [r for r in new.values() if r["verdict"] == "error"]
     for r in failed:
         sys.stderr.write(f"certify: error: {r['checkpoint']}: {r['error']}\n")
+    assumed = [r["checkpoint"] for r in new.values() if r.get("warning")]
+    if assumed:
+        which = f"{assumed[0]} does not record its activation; checked as a relu network" if len(assumed) == 1 \
+            else f"{len(assumed)} checkpoints (e.g. {assumed[0]}) do not record their activation; checked as " \
+                 f"relu networks"
+        sys.stderr.write(f"certify: warning: {which} (pass --activation if trained with another; the JSON "
+                         f"lines' \"warning\" names each)\n")
     if args.json:
         sys.stdout.write("".join(json.dumps(r, allow_nan=False) + "\n" for r in results))
     else:

@@ -40,3 +40,13 @@ class SolverError(CertifyError):
 
 class CertificateError(CertifyError):
     """A certificate file is malformed or does not belong to the given model and data."""
+
+
+class AssumedActivationWarning(UserWarning):
+    """The checkpoint does not record its hidden activation and none was given: relu is assumed.
+
+    A PyTorch state dict never records it (the activation is code, not a tensor), nor does an
+    ``.npz`` without an ``activation`` array or a ``.safetensors`` file without that metadata entry.
+    The answer is then about the ReLU network with those weights; if the network was trained with
+    another activation, pass it (``--activation`` / ``activation=``).
+    """

@@ -33,7 +33,7 @@ EXPECTED = {
 }
 ORDER = list(EXPECTED)
 KEYS = ["checkpoint", "verdict", "reason", "exit_code", "loss_value", "n_params", "kinks", "method", "claim", "trained", "time_s",
-        "error"]
+        "error", "warning"]
 
 
 def _arrays(path: Path) -> dict:
@@ -300,6 +300,28 @@ def test_cli_shared_data_flag(capsys, tmp_path):
     code, out, err = run_cmd(capsys, tmp_path, "--data", tmp_path / "train.npz", "--json")
     assert code == 0, err
     assert [json.loads(l)["verdict"] for l in out.splitlines()] == ["local_min"]
+
+
+def test_cli_a_checkpoint_without_its_activation_is_named_once(capsys, tmp_path):
+    """relu assumed for two files that do not record the activation: one stderr line for the batch,
+    and each JSON line says it; a file that records it has no warning."""
+    gt7 = _arrays(GT7)
+    bare = {k: v for k, v in gt7.items() if k != "activation"}
+    np.savez(tmp_path / "a.npz", **bare)
+    np.savez(tmp_path / "b.npz", **bare)
+    np.savez(tmp_path / "c.npz", **gt7)
+    code, out, err = run_cmd(capsys, tmp_path, "--json")
+    assert code == 0
+    assert err == (f"certify: warning: 2 checkpoints (e.g. {tmp_path / 'a.npz'}) do not record their activation; "
+                   f"checked as relu networks (pass --activation if trained with another; the JSON lines' "
+                   f"\"warning\" names each)\n")
+    records = {Path(r["checkpoint"]).name: r for r in map(json.loads, out.splitlines())}
+    assert {n: r["verdict"] for n, r in records.items()} == {"a.npz": "local_min", "b.npz": "local_min",
+                                                             "c.npz": "local_min"}
+    assert "a.npz does not record its activation" in records["a.npz"]["warning"]
+    assert records["c.npz"]["warning"] is None
+    code, out, err = run_cmd(capsys, tmp_path / "a.npz", tmp_path / "c.npz", "--activation", "relu")
+    assert code == 0 and err == ""
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -213,8 +213,45 @@ def test_torch_cli(random_problem, tmp_path, capsys):
     torch.save(_sequential(weights, biases).state_dict(), path)
     ref = certify.check(str(native(tmp_path, "ref.npz", weights, biases)), data=str(data))
     code, out, err = run_cli(capsys, ["check", path, "--data", data, "--json"])
+    assert err == (f"certify: warning: model file {path} does not record its activation; checking it as a "
+                   f"relu network (pass --activation / activation= if it was trained with another, e.g. "
+                   f"leaky_relu:0.01)\n") and code == ref.exit_code
+    assert f'"loss_value": {ref.problem["loss_value"]!r}' in out
+    code, out, err = run_cli(capsys, ["check", path, "--data", data, "--json", "--activation", "relu"])
     assert err == "" and code == ref.exit_code
     assert f'"loss_value": {ref.problem["loss_value"]!r}' in out
+
+
+def test_assumed_activation_is_a_warning(random_problem, tmp_path):
+    """A state dict does not record its activation: relu is assumed, and said; never when given,
+    stored, or when there is no hidden layer (nothing to assume)."""
+    from certify.errors import AssumedActivationWarning
+    torch = pytest.importorskip("torch")
+    weights, biases, data = random_problem
+    path = tmp_path / "model.pt"
+    torch.save(_sequential(weights, biases).state_dict(), path)
+    with pytest.warns(AssumedActivationWarning, match=r"model\.pt does not record its activation; checking it "
+                                                      r"as a relu network"):
+        net = certify.load_model(path)
+    assert net.activation.spec == "relu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AssumedActivationWarning)
+        assert certify.load_model(path, "leaky_relu:0.5").activation.spec == "leaky_relu:0.5"
+        assert certify.load_model(native(tmp_path, "abs.npz", weights, biases, "abs")).activation.spec == "abs"
+        certify.load_model(native(tmp_path, "linear.npz", weights[-1:], biases[-1:]))  # one layer: no hidden unit
+
+
+def test_assumed_activation_never_adds_a_line_to_an_input_error(random_problem, tmp_path, capsys):
+    """Bad data next to a state dict: the error is the only line on stderr."""
+    torch = pytest.importorskip("torch")
+    weights, biases, data = random_problem
+    path = tmp_path / "model.pt"
+    torch.save(_sequential(weights, biases).state_dict(), path)
+    a = arrays_of(Path(data))
+    np.savez(tmp_path / "wide.npz", X=np.hstack([a["X"], a["X"]]), y=a["y"])
+    code, out, err = run_cli(capsys, ["check", path, "--data", tmp_path / "wide.npz"])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("certify: error: data X has ")
 
 
 # --- bad PyTorch inputs ---------------------------------------------------------------------------

@@ -13,7 +13,8 @@ Models (dispatched by suffix):
 
 The activation is the ``activation`` argument if given, else the file's (``.npz`` array
 ``activation``, the ONNX activation nodes, the safetensors metadata entry ``activation``), else
-``relu``: a PyTorch state dict does not say which activation the network uses. In Python a model
+``relu`` with an :class:`~certify.errors.AssumedActivationWarning` (the CLI prints it as one
+``certify: warning:`` line): a PyTorch state dict does not say which activation the network uses. In Python a model
 may also be a :class:`Network`, a mapping (``{"W1": ..., "b1": ...}`` or a state dict), a list
 of ``(W, b)`` or an ``nn.Sequential`` (whose activation is read from its layers).
 
@@ -28,10 +29,11 @@ An optional extra that is not installed fails at once with :class:`MissingExtraE
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 
 from ..data import Dataset
-from ..errors import MissingExtraError, ModelLoadError, UnknownNameError
+from ..errors import AssumedActivationWarning, MissingExtraError, ModelLoadError, UnknownNameError
 from ..network import Activation, Network
 from .npz import check_file, layers_from_arrays, read_npz
 
@@ -90,14 +92,23 @@ def load_model(path, activation=None) -> Network:
         from .safetensors import load_safetensors
         weights, biases, file_act = load_safetensors(path)
         source = "metadata 'activation'"
-    return Network(tuple(weights), tuple(biases), _activation(activation, file_act, where, source))
+    return Network(tuple(weights), tuple(biases),
+                   _activation(activation, file_act, where, source, warn=len(weights) > 1))
 
 
-def _activation(given, from_file, where: str, source: str = "array 'activation'") -> Activation:
-    """The activation argument if given, else the one stored with the model, else relu."""
+def _activation(given, from_file, where: str, source: str = "array 'activation'", warn: bool = False) -> Activation:
+    """The activation argument if given, else the one stored with the model, else relu.
+
+    ``warn``: an :class:`AssumedActivationWarning` when relu is assumed (for a file with hidden
+    layers: a PyTorch state dict never says which activation its network computes).
+    """
     if given is not None:
         return Activation.parse(given)
     if from_file is None:
+        if warn:
+                warnings.warn(AssumedActivationWarning(
+                f"{where} does not record its activation; checking it as a relu network (pass --activation / "
+                f"activation= if it was trained with another, e.g. leaky_relu:0.01)"), stacklevel=3)
         return Activation.parse("relu")
     try:
         return Activation.parse(from_file)
