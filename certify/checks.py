@@ -158,17 +158,17 @@ def check_tree(fo, cert: dict, name: str, checks: list) -> None:
     worst = [0.0]
     counts = {"leaves": 0, "relaxed": 0}
 
-    def walk(tree_node, fixed: dict):
-        if len(problems) > 3:
-            return
+    def visit(tree_node, fixed: dict) -> list:
+        """Check one node; its children to visit, minus side first (an explicit stack, not recursion:
+        a tree from a file may be deeper than Python's recursion limit)."""
         if not isinstance(tree_node, dict):
             problems.append("a node is not a mapping")
-            return
+            return []
         if "leaf" in tree_node:
             idx = tree_node["leaf"]
             if not isinstance(idx, int) or not 0 <= idx < len(leaves) or idx in used:
                 problems.append(f"leaf index {idx!r} missing or used twice")
-                return
+                return []
             used.add(idx)
             ks = sorted(fixed)
             try:
@@ -176,22 +176,23 @@ def check_tree(fo, cert: dict, name: str, checks: list) -> None:
             except NotRelaxable:
                 problems.append(f"leaf {idx} leaves a kink free that cannot be relaxed (concave, or feeding a "
                                 f"unit kink)")
-                return
+                return []
             _check_node(nd, leaves[idx], idx, problems, worst)
             counts["leaves"] += 1
             counts["relaxed"] += int(nd.n_relaxed > 0)
-            return
+            return []
         k = tree_node.get("kink")
         if k not in position or k in fixed:
             problems.append(f"a node branches on {k!r}: not a branch kink, or fixed above it")
-            return
+            return []
         if "minus" not in tree_node or "plus" not in tree_node:
             problems.append(f"the node on kink {k} lacks a child: the leaves do not cover every direction")
-            return
-        walk(tree_node["minus"], {**fixed, k: -1})
-        walk(tree_node["plus"], {**fixed, k: 1})
+            return []
+        return [(tree_node["minus"], {**fixed, k: -1}), (tree_node["plus"], {**fixed, k: 1})]
 
-    walk(cert.get("tree"), {})
+    stack = [(cert.get("tree"), {})]
+    while stack and len(problems) <= 3:
+        stack.extend(reversed(visit(*stack.pop())))
     if not problems and len(used) != len(leaves):
         problems.append(f"{len(leaves) - len(used)} stored leaves are not in the tree")
     ok = not problems

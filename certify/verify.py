@@ -57,6 +57,10 @@ def load_report(path) -> dict:
         report = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CertificateError(f"cannot read {path} as a JSON report: {exc}") from exc
+    except RecursionError:
+        raise CertificateError(f"cannot read {path} as a certify report: expected JSON nested a few hundred "
+                               f"levels at most (certify's proof trees are); got deeper nesting than "
+                               f"Python's JSON reader allows") from None
     if not isinstance(report, dict) or "verdict" not in report or "problem" not in report:
         raise CertificateError(f"{path} is not a certify report (expected keys 'verdict' and 'problem')")
     return report

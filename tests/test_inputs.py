@@ -21,7 +21,7 @@ import pytest
 
 import certify
 from certify.cli import main
-from certify.errors import (CertifyError, InvalidValueError, ModelLoadError, ShapeError,
+from certify.errors import (CertificateError, CertifyError, InvalidValueError, ModelLoadError, ShapeError,
                             UnknownNameError)
 
 # A valid problem: 3 inputs -> 2 ReLU units -> 1 output, 4 samples.
@@ -78,6 +78,18 @@ def case(phrase, exc=None, api_phrase=None):
 def missing_model_file(tmp):
     path = tmp / "missing.npz"
     return ["check", path], lambda: certify.check(str(path), X, Y)
+
+
+@case(r"^certify: error: cannot read \S*deep\.json as a certify report: expected JSON nested a few hundred "
+      r"levels at most \(certify's proof trees are\); got deeper nesting than Python's JSON reader allows$",
+      CertificateError)
+def report_nested_too_deep(tmp):
+    """A report whose tree is nested 100,000 levels deep: json raises RecursionError, not a clean error."""
+    model = problem_file(tmp, activation=np.array("relu"))
+    path = tmp / "deep.json"
+    path.write_text('{"verdict": "local_min", "problem": {}, "first_order": {"certificate": {"tree": '
+                    + '{"minus": ' * 100_000 + '{}' + '}' * 100_000 + '}}}')
+    return ["verify", path, model], lambda: certify.verify(str(path), str(model))
 
 
 @case(r"model file \S*nodir/m\.npz does not exist \(no directory \S*nodir\)", ModelLoadError)

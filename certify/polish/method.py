@@ -131,10 +131,17 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             break
         snapped, zero_units = snap_collapsed(problem, theta, rel=SNAP_DURING)
         if zero_units and problem.value(snapped) <= problem.value(theta):
-            theta = snapped                  # a unit shrinking to 0 on the way (weight decay)
+            # a unit shrinking to 0 on the way (weight decay); or a zero unit's outgoing weights, which
+            # rounding in the step leaves at ~1e-30, set back to 0 (said only with --verbose's debug)
+            layers = problem.network.split(theta)
+            fresh = sum(bool(np.any(layers[l - 1][0][j]) or layers[l - 1][1][j]) for l, j in zero_units)
+            theta = snapped
             for l, j in zero_units:
                 held.units[l - 1][:, j] = False
-            log.info("polish: %d unit(s) collapsed on the way, set to 0 and frozen", len(zero_units))
+            if fresh:
+                log.info("polish: %d unit(s) collapsed on the way, set to 0 and frozen", fresh)
+            else:
+                log.debug("polish: the outgoing weights of %d zero unit(s) set back to 0", len(zero_units))
         st = stationarity(problem, theta, held)
         if refine_from is not None and st.red_rel >= refine_from[2]:
             theta, held = refine_from[0], refine_from[1]      # the refinement did not help: undo it
