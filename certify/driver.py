@@ -59,7 +59,8 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         ``inconclusive`` naming what ran out), never a hang.
     polish : bool
         First move to a nearby KKT point of the piecewise-smooth loss (an active-set Newton–KKT
-        method over its pieces, matrix-free, at most 70% of the budget; :mod:`certify.polish`) and
+        method over its pieces, matrix-free; 70% of the budget, then what the check of its end point
+        leaves when it ended mid-descent; :mod:`certify.polish`) and
         certify that point; the report's ``polish`` section says where it is and how far it moved, and
         its ``trained`` section what that means for the given checkpoint.
 
@@ -91,15 +92,15 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
     return check_problem(problem, tol=tol, time_limit=time_limit)
 
 
-def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float = 120.0):
+def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float = 120.0, start=None):
     """Polish ``problem``'s point (:func:`certify.polish.polish_point`) with this driver as the judge.
 
     ``budget_s`` bounds the whole polishing, ``time_limit`` each call of the judge (a refuted polished
-    point is moved along its verified descent and polished again).
+    point is moved along its verified descent and polished again); ``start``: from this point instead.
     """
     from .polish import polish_point
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit,
-                        budget_s=budget_s)
+                        budget_s=budget_s, start=start)
 
 
 #: share of the budget polishing may use (the rest is for certifying the polished point). Certifying a
@@ -107,6 +108,11 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float
 #: took 81 s of 300 (a saddle of ``digits_mchinge_wd_sgd``), while ``diabetes_abs_sgd``'s polish
 #: converges at 176 s: 0.5 left it mid-descent, 0.7 carries it to a certified minimum
 POLISH_SHARE = 0.7
+#: when the end point's check ends mid-descent with time to spare, polishing goes on (:func:`_polish_on`)
+#: for what is left less a reserve for checking the new end point: twice the first check's time, and at
+#: least this share of the budget; and only when at least LEG_MIN of the budget is left for it
+LEG_RESERVE = 0.05
+LEG_MIN = 0.05
 #: a trained checkpoint has converged when the certified point is this close, relative to ||theta||
 NEAR_DISTANCE = 0.05
 #: ... and its loss this close, relative to the checkpoint's loss
@@ -126,10 +132,13 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     deadline = t0 + time_limit
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
-    pol = polish_problem(problem, time_limit=max(1e-3, min(0.1 * time_limit, 30.0)),
-                         budget_s=max(1e-3, POLISH_SHARE * time_limit))
+    judge_limit = max(1e-3, min(0.1 * time_limit, 30.0))
+    pol = polish_problem(problem, time_limit=judge_limit, budget_s=max(1e-3, POLISH_SHARE * time_limit))
+    t_end = time.perf_counter()
     report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline, time_limit=time_limit,
                            prefer_nearby=True, no_minimum_below=pol.no_minimum)
+    pol, report = _polish_on(problem, pol, report, time.perf_counter() - t_end, deadline, judge_limit, tol,
+                             time_limit)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
@@ -141,6 +150,42 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     report.timings["polish_s"] = time.perf_counter() - t0 - report.timings.get("total_s", 0.0)
     report.timings["total_s"] = time.perf_counter() - t0
     return report
+
+
+def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline: float, judge_limit: float,
+               tol, time_limit: float):
+    """Spend what the end point's check left of the budget on polishing further, when it ended mid-descent.
+
+    The polish gets ``POLISH_SHARE`` of the budget so that its end point can be certified in the rest;
+    when that check takes seconds and refutes the end point (the budget cut a descent), the time left
+    (less a reserve of twice that check's time, at least ``LEG_RESERVE`` of the budget) goes to one
+    more leg of polishing from the lower point along the refutation, as
+    :func:`certify.polish.polish_point` does between its rounds. Its end point is checked in turn,
+    and replaces the first only when that check decides (a certified minimum, a verified saddle or a
+    verified descent): the best answer proved so far is never lost to the clock.
+    """
+    from .polish.method import _descend_along
+    ref = report.refutation or {}
+    left = deadline - time.perf_counter()
+    leg = left - max(2.0 * judged_s, LEG_RESERVE * time_limit)
+    if (pol.converged or pol.no_minimum or pol.far or report.verdict.value in ("local_min", "saddle")
+            or ref.get("direction") is None or leg < LEG_MIN * time_limit):
+        return pol, report
+    d = np.asarray(ref["direction"], dtype=np.float64)
+    step = float(ref.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(pol.theta)), 1.0) / max(
+        float(np.linalg.norm(d)), 1e-300)
+    nxt = _descend_along(problem, pol.theta, d, step)
+    if nxt is None:
+        return pol, report
+    log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)
+    pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt)
+    report2 = check_problem(problem.at(pol2.theta), tol=tol, deadline=deadline, time_limit=time_limit,
+                            prefer_nearby=True, no_minimum_below=pol2.no_minimum)
+    if report2.verdict.value == "inconclusive" or pol2.loss_after > pol.loss_after:
+        log.info("polish: the second leg's end point was not decided in time; the first one's answer stands")
+        return pol, report
+    pol2.time_s += pol.time_s     # (rounds and history stay the last polish call's, as polish_point's do)
+    return pol2, report2
 
 
 def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:

@@ -146,3 +146,60 @@ def test_trained_answer_calls_a_converged_point_refuted_only_within_rounding_und
         out = trained_answer(p, end, rep)
         assert out["outcome"] == outcome
         assert ("degenerate kink" in out["summary"]) == (outcome == "undecided")
+
+
+def _cut_first_polish(monkeypatch):
+    """Make the first polish of ``check_polished`` end at once, as a budget cut does; record the starts."""
+    import certify.driver as drv
+    real, calls = drv.polish_problem, []
+
+    def polish_problem(problem, *, time_limit, budget_s, start=None):
+        res = real(problem, time_limit=time_limit, budget_s=1e-9 if start is None else budget_s, start=start)
+        calls.append((start, res.theta.copy()))
+        return res
+    monkeypatch.setattr(drv, "polish_problem", polish_problem)
+    return calls
+
+
+def test_time_the_end_points_check_leaves_carries_a_cut_polish_on(iris, monkeypatch):
+    """A polish cut by its share of the budget ends mid-descent; its end point's check takes a moment
+    and refutes it, and the budget left carries the polish on from the lower point along that descent
+    to a point certify proves a minimum (re-checked by verify, which calls no solver)."""
+    X, target = iris
+    p = adam(Problem(init_network([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
+    calls = _cut_first_polish(monkeypatch)
+    rep = check_polished(p, time_limit=60)
+    assert [start is None for start, _ in calls] == [True, False]
+    first_end = calls[0][1]
+    assert p.value(calls[1][0]) < p.value(first_end)       # the second leg starts lower
+    assert rep.verdict.value == "local_min", rep.reason
+    assert certify.verify(rep.to_dict(), p.network, data=p.data).ok
+    end = np.asarray(rep.polish["theta"])
+    assert p.value(end) <= p.value()
+    radius = float((rep.claim or {}).get("radius") or 0.0)   # a nearby claim: the minimum is within radius
+    assert rep.trained["distance"] == pytest.approx(np.linalg.norm(end - p.theta) + radius, rel=1e-12)
+
+
+def test_a_second_leg_that_ends_undecided_leaves_the_first_answer(iris, monkeypatch):
+    """When the second end point's check does not decide, the first end point's verified refutation stands."""
+    import certify.driver as drv
+    from certify.report import Verdict
+    X, target = iris
+    p = adam(Problem(init_network([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
+    calls = _cut_first_polish(monkeypatch)
+    real_check, final = drv.check_problem, []
+
+    def check_problem(problem, **kw):
+        r = real_check(problem, **kw)
+        if kw.get("prefer_nearby"):
+            final.append(r.verdict.value)
+            if len(final) == 2:
+                r.verdict = Verdict.INCONCLUSIVE
+        return r
+    monkeypatch.setattr(drv, "check_problem", check_problem)
+    rep = check_polished(p, time_limit=60)
+    assert len(calls) == 2 and final[0] == "not_stationary" and len(final) == 2
+    assert rep.verdict.value == "not_stationary"
+    assert np.array_equal(np.asarray(rep.polish["theta"]), calls[0][1])
+    lower = np.asarray(rep.refutation["direction"]) * rep.refutation["step"] + calls[0][1]
+    assert p.value(lower) < p.value(calls[0][1])

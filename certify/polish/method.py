@@ -191,7 +191,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         units, ties = blocking_now(st.pt, x, held, st.gamma_floor)
         if units or ties:
             choose = loss_pieces(problem, st.pt.fwd.output, held)[2] if problem.loss.piecewise_linear else None
-            held_new = add_independent(problem, theta, held, units, ties, choose, st.pt.gauge)
+            held_new = add_independent(problem, theta, held, units, ties, choose, st.pt.gauge, proj=st.proj)
             added = held_new.n_total - held.n_total
             if added:
                 held = held_new
@@ -339,7 +339,8 @@ def no_minimum_below(problem: Problem) -> str:
 
 
 def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budget_s: float = 120.0,
-                 tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 64) -> PolishResult:
+                 tol_near: float = DEFAULT_TOL_NEAR, max_rounds: int = 64,
+                 start: np.ndarray | None = None) -> PolishResult:
     """Polish, and when ``judge`` refutes the polished point, step along its descent and polish again.
 
     ``judge(problem, time_limit)`` is a checker returning a report (the driver passes
@@ -355,11 +356,13 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     ``local_min`` or ``saddle`` (a trained saddle stays a saddle: polishing never escapes it) ends
     them, and so does a polish that stopped past ``max_distance`` (no minimum near the checkpoint:
     another round would only carry the point further away) or did not move (no minimum below it).
+    ``start``: polish from this point instead (a lower point an earlier call ended at); distances,
+    the loss gap and the rescaling representative stay relative to ``problem``'s point.
     """
     t0 = time.perf_counter()
     deadline = t0 + budget_s
     theta0, loss0 = problem.theta, problem.value()
-    current = problem
+    current = problem if start is None else problem.at(start)
     res = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)

@@ -229,7 +229,7 @@ def with_crossed(held: Held, units: list, ties: dict, choose_old) -> Held:
 
 
 def add_independent(base: Problem, theta: np.ndarray, held: Held, units: list, ties: dict, choose_old,
-                     gauge: sp.csr_matrix) -> Held:
+                     gauge: sp.csr_matrix, proj: Projector | None = None) -> Held:
     """``held`` with the crossed kinks added, except those whose rows depend on the held ones.
 
     A dependent kink cannot be held independently: when the others are at zero its value is fixed
@@ -240,13 +240,15 @@ def add_independent(base: Problem, theta: np.ndarray, held: Held, units: list, t
     factorisation of all rows together may flag an old row instead of the new one that made the set
     dependent, and holding such a new row makes the kink equations inconsistent at rounding level
     (Gauss-Newton cannot restore them, every step through the kink fails, and the method stalls).
+    ``proj``: a projector already built at ``theta`` (the round's own), used when its rows are the held
+    rows and ``gauge`` exactly.
     """
     out = with_crossed(held, units, ties, choose_old)
     pt = evaluate(base, theta, out, gauge=False, grad=False)
     is_new = np.array([_is_new(key, held) for key in pt.keys], dtype=bool)
     if not is_new.any():
         return out
-    keep = independent_new(pt.rows[np.nonzero(~is_new)[0]], pt.rows[np.nonzero(is_new)[0]], gauge)
+    keep = independent_new(pt.rows[np.nonzero(~is_new)[0]], pt.rows[np.nonzero(is_new)[0]], gauge, proj=proj)
     if keep.all():
         return out
     drop = {key for key, k in zip([key for key, n in zip(pt.keys, is_new) if n], keep) if not k}
@@ -265,6 +267,15 @@ def _is_new(key: tuple, held: Held) -> bool:
     return (i, grp) not in held.ties or b not in held.ties[(i, grp)][0]
 
 
+def _same_matrix(proj: Projector | None, B: sp.csr_matrix) -> bool:
+    """Whether ``proj`` was built from exactly ``B`` (shape, pattern and every value)."""
+    if proj is None or proj.m == 0 or proj.B.shape != B.shape or proj.B.nnz != B.nnz:
+        return False
+    A, C = proj.B, B
+    return (np.array_equal(A.indptr, C.indptr) and np.array_equal(A.indices, C.indices)
+            and np.array_equal(A.data, C.data))
+
+
 #: a new kink row within this distance of the span of the held rows (relative to its norm) is dependent
 REL_DEPENDENT = 1e-6
 #: entries of the dense block of projected new rows formed at once
@@ -272,10 +283,15 @@ DENSE_NEW = 10_000_000
 
 
 def independent_new(old: sp.csr_matrix, new: sp.csr_matrix, gauge: sp.csr_matrix,
-                    rel: float = REL_DEPENDENT) -> np.ndarray:
+                    rel: float = REL_DEPENDENT, proj: Projector | None = None) -> np.ndarray:
     """Which rows of ``new`` to keep: (k,) bool, greedily, each one further than ``rel`` (relative to
     its norm) from the span of ``old``, ``gauge`` and the new rows kept before it (pivoted Cholesky
-    of the Gram matrix of the new rows' normalised components orthogonal to that span)."""
+    of the Gram matrix of the new rows' normalised components orthogonal to that span).
+
+    ``proj``: a projector whose rows may be ``old`` and ``gauge`` already; it replaces the first
+    chunk's only when they are the same matrix entry for entry (then it is the projector this would
+    build, factorisation and rounding included), so the answer is the same either way.
+    """
     import scipy.linalg as sla
     k, p = new.shape
     keep = np.zeros(k, dtype=bool)
@@ -287,9 +303,11 @@ def independent_new(old: sp.csr_matrix, new: sp.csr_matrix, gauge: sp.csr_matrix
         idx = idx[norms[idx] > 0]
         if idx.size == 0:
             continue
-        kept = new[np.nonzero(keep)[0]]
-        proj = Projector(sp.vstack([base, kept], format="csr"))
-        R = proj.project(new[idx].toarray().T).T / norms[idx, None]
+        if not keep.any() and _same_matrix(proj, base):
+            this = proj
+        else:
+            this = Projector(sp.vstack([base, new[np.nonzero(keep)[0]]], format="csr"))
+        R = this.project(new[idx].toarray().T).T / norms[idx, None]
         G = R @ R.T
         if float(np.diag(G).max()) <= rel * rel:
             continue
