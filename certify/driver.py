@@ -113,6 +113,8 @@ POLISH_SHARE = 0.7
 #: least this share of the budget; and only when at least LEG_MIN of the budget is left for it
 LEG_RESERVE = 0.05
 LEG_MIN = 0.05
+#: the second end point's check stops this share of the budget before its end
+LEG_MARGIN = 0.01
 #: a trained checkpoint has converged when the certified point is this close, relative to ||theta||
 NEAR_DISTANCE = 0.05
 #: ... and its loss this close, relative to the checkpoint's loss
@@ -179,8 +181,10 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
         return pol, report
     log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)
     pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt)
-    report2 = check_problem(problem.at(pol2.theta), tol=tol, deadline=deadline, time_limit=time_limit,
-                            prefer_nearby=True, no_minimum_below=pol2.no_minimum)
+    # (a check cut by its deadline still builds its report; ending a moment early keeps the command in
+    # its budget when that answer is then dropped for the first one)
+    report2 = check_problem(problem.at(pol2.theta), tol=tol, deadline=deadline - LEG_MARGIN * time_limit,
+                            time_limit=time_limit, prefer_nearby=True, no_minimum_below=pol2.no_minimum)
     if report2.verdict.value == "inconclusive" or pol2.loss_after > pol.loss_after:
         log.info("polish: the second leg's end point was not decided in time; the first one's answer stands")
         return pol, report
