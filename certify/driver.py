@@ -167,17 +167,14 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
     and replaces the first only when that check decides (a certified minimum, a verified saddle or a
     verified descent): the best answer proved so far is never lost to the clock.
     """
-    from .polish.method import _descend_along
+    from .polish.method import lower_point_along
     ref = report.refutation or {}
     left = deadline - time.perf_counter()
     leg = left - max(2.0 * judged_s, LEG_RESERVE * time_limit)
     if (pol.converged or pol.no_minimum or pol.far or report.verdict.value in ("local_min", "saddle")
             or ref.get("direction") is None or leg < LEG_MIN * time_limit):
         return pol, report
-    d = np.asarray(ref["direction"], dtype=np.float64)
-    step = float(ref.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(pol.theta)), 1.0) / max(
-        float(np.linalg.norm(d)), 1e-300)
-    nxt = _descend_along(problem, pol.theta, d, step)
+    nxt = lower_point_along(problem, pol.theta, ref)
     if nxt is None:
         return pol, report
     log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)

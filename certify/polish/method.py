@@ -372,12 +372,7 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
         ref = report.refutation or {}
         if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None:
             break
-        d = np.asarray(ref["direction"], dtype=np.float64)
-        # a descent the checker could not verify (the next kink too close for float64 to show the
-        # decrease) is probed too: from a step at rounding size, grown while the loss falls
-        step = float(ref.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(res.theta)), 1.0) / max(
-            float(np.linalg.norm(d)), 1e-300)
-        nxt = _descend_along(problem, res.theta, d, step)
+        nxt = lower_point_along(problem, res.theta, ref)
         log.info("polish: judged %s (%s descent); %s", report.verdict.value,
                  "verified" if ref.get("verified") else "unverified",
                  "polishing again from a lower point along it" if nxt is not None else "no lower point along it")
@@ -392,6 +387,19 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res.loss_gap = loss0 - res.loss_after
     res.time_s = time.perf_counter() - t0
     return res
+
+
+def lower_point_along(problem: Problem, theta: np.ndarray, refutation: dict) -> np.ndarray | None:
+    """The point along a checker's refutation of ``theta`` (its ``direction`` and ``step``) from which
+    to polish again, or None (:func:`_descend_along`).
+
+    A descent the checker could not verify (the next kink too close for float64 to show the decrease,
+    so no ``step``) is probed too: from a step at rounding size, grown while the loss falls.
+    """
+    d = np.asarray(refutation["direction"], dtype=np.float64)
+    step = float(refutation.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(theta)), 1.0) / max(
+        float(np.linalg.norm(d)), 1e-300)
+    return _descend_along(problem, theta, d, step)
 
 
 def _descend_along(problem: Problem, theta: np.ndarray, d: np.ndarray, step: float) -> np.ndarray | None:
