@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 
 #: largest tree searched (nodes)
 MAX_NODES = 4095
-#: deepest proof tree returned as a certificate: the report stores the tree as nested JSON and
-#: ``verify`` walks it recursively, both within Python's recursion limit (1,000). A deeper search
-#: still ends a descent it finds at a leaf; it cannot end in a certificate.
+#: deepest proof tree returned as a certificate: the report stores the tree as nested JSON, which
+#: Python's JSON reader parses recursively (within its recursion limit, 1,000; ``verify``'s own walk
+#: keeps a stack). A deeper search still ends a descent it finds at a leaf; it cannot end in a
+#: certificate.
 MAX_PROOF_DEPTH = 400
 
 

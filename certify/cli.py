@@ -263,11 +263,11 @@ def _cmd_check(args) -> int:
                 else 0.0
     if args.escape is not None:
         _check_writable(args.escape, "--escape")
-    problem = Problem(net, data, loss, weight_decay)  # every input error is one line, before any warning
-    with np.errstate(over="ignore", invalid="ignore"):
-        problem.check_finite()
-    for w in assumed:
-        sys.stderr.write(f"certify: warning: {_one_line(w.message)}\n")
+    if assumed:  # every input error is one line: validate (as check will) before the warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            Problem(net, data, loss, weight_decay).check_finite()
+        for w in assumed:
+            sys.stderr.write(f"certify: warning: {_one_line(w.message)}\n")
     from .progress import reporting, reporting_details, terminal_detail_printer, terminal_printer
     tty = sys.stderr.isatty()
     with reporting(terminal_printer(sys.stderr) if tty else None), \

@@ -106,7 +106,7 @@ def _activation(given, from_file, where: str, source: str = "array 'activation'"
         return Activation.parse(given)
     if from_file is None:
         if warn:
-                warnings.warn(AssumedActivationWarning(
+            warnings.warn(AssumedActivationWarning(
                 f"{where} does not record its activation; checking it as a relu network (pass --activation / "
                 f"activation= if it was trained with another, e.g. leaky_relu:0.01)"), stacklevel=3)
         return Activation.parse("relu")
