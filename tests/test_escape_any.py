@@ -225,3 +225,34 @@ def test_escape_search_out_of_time_says_so_without_crashing():
                   deadline=time.perf_counter() - 1.0)
     res = escape_any.run(ctx)
     assert res.verdict is None and "the time budget ran out" in res.reason
+
+
+def test_silent_unit_escape_that_beats_weight_decay_narrowly():
+    """1-1-4 ReLU, one sample x = 1, square loss, weight decay 1/2. The hidden unit is silent (w = b = 0,
+    outgoing weights 0), the output biases are b2 = 23/64 and y = 69/128 on all four outputs, so the
+    residual is e = -23/128 (1, 1, 1, 1) and e + lambda b2 = 0: stationary (hand derivation; the unit's
+    kink has coefficient 0). Along d = (eps a, (v1, v0) / eps) the loss changes at second order by
+    t^2 (a . e max(0, v1 + v0) + lambda/2 (eps^2 |a|^2 + |v|^2 / eps^2)); with a = (1, 1, 1, 1),
+    v = (1, 1) and the balancing eps^2 = |v| / |a| = 1/sqrt(2) that is t^2 (-23/16 + sqrt(2)) < 0, so the
+    point is a saddle -- by 1.6% of the decay term only: the max-norm balance (eps = 1) the escape
+    search used gave t^2 (-23/16 + 3/2) > 0 there and found no escape curve."""
+    b2 = 23 / 64
+    model = [(np.zeros((1, 1)), np.zeros(1)), (np.zeros((4, 1)), np.full(4, b2))]
+    X, y = np.array([[1.0]]), np.full((1, 4), 69 / 128)
+    layers = _exact_point(model)
+    Xq, yq = [[Fraction(1)]], [tuple(Fraction(69, 128) for _ in range(4))]
+    half = Fraction(1, 2)
+    for i in range(10):                          # every coordinate: L'(e_i) = L'(-e_i) = 0 (the unit is silent)
+        for s in (1, -1):
+            d_flat = [s if k == i else 0 for k in range(10)]
+            assert degenerate.taylor(layers, Xq, yq, "relu", "square", [d_flat], K=1, weight_decay=half)[1] == 0
+    report = certify.check(model, X, y, activation="relu", loss="square", weight_decay=0.5)
+    assert report.verdict.value == "saddle" and report.flags["method"] == "escape", report.reason
+    assert certify.verify(report.to_dict(), model, X, y).ok
+    ref = report.refutation
+    d = [Fraction(float(v)) for v in ref["direction"]]
+    coeffs = degenerate.taylor(layers, Xq, yq, "relu", "square", [d], K=4, weight_decay=half)
+    assert coeffs[1] == 0 and coeffs[2] < 0      # a second-order escape, exactly
+    t = Fraction(float(ref["step"]))
+    before = exact.loss(layers, Xq, yq, "relu", "square", half)
+    assert exact.loss(exact.perturbed(layers, d, t), Xq, yq, "relu", "square", half) < before
