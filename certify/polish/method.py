@@ -19,7 +19,7 @@ from .limits import (
     TOL_STALL,
 )
 from .multipliers import stationarity
-from .pieces import initial_held, loss_pieces, snap_collapsed
+from .pieces import initial_held, loss_pieces, snap_collapsed, zero_feature_weights
 from .rescale import clear_margins, nearest_rescaling, unpin_units
 from .result import PolishResult, make_result
 from .steps import (
@@ -108,8 +108,11 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
     def out_of_time():
         return deadline is not None and time.perf_counter() > deadline
 
-    theta = start.copy()
-    snapped, zero_units = snap_collapsed(problem, start)
+    theta, n_unused = zero_feature_weights(problem, start.copy())
+    if n_unused:
+        log.info("polish: %d first-layer weight(s) of input features that are 0 on every sample set to 0 "
+                 "(weight decay alone acts on them)", n_unused)
+    snapped, zero_units = snap_collapsed(problem, theta)
     if zero_units and problem.value(snapped) <= loss0:
         theta = snapped
         for l, j in zero_units:
@@ -289,6 +292,7 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
             log.info("polish: the last layer scaled by %.3g so that every margin clears 1 (loss exactly 0)",
                      float(np.linalg.norm(cand)) / max(float(np.linalg.norm(theta)), 1e-300))
             theta = cand
+    theta, _ = zero_feature_weights(problem, theta)     # (Newton leaves them at rho / (lambda + rho))
     res = make_result(problem, theta0, theta, held, loss0, converged, reason, rounds, history, t_start, rescaled)
     res.far = far
     return res
@@ -306,11 +310,25 @@ STALL_ROUNDS = 5
 
 def _stalled(history: list, l_round: float) -> bool:
     """The last :data:`STALL_ROUNDS` rounds lowered neither the loss beyond ``8 l_round`` nor the
-    reduced gradient by half (a converging Newton sequence lowers the latter fast)."""
-    if len(history) <= STALL_ROUNDS:
+    reduced gradient by half (a converging Newton sequence lowers the latter fast).
+
+    A round that only held the kinks blocking its step at once (``step`` 0, ``added`` > 0) is not
+    counted: it is the active-set method growing its working set at a fixed point, which ends after
+    finitely many such rounds (a kink released :data:`~.limits.MAX_RELEASES` times stays held), and
+    the next step is taken on the larger set. Counting them cut ``digits_ce_wd_adam``'s polish after
+    five rounds that held 135, 49, 18, 4 and 1 kinks released the round before (the reduced gradient
+    unchanged at 0.0066): not counting them, the same polish went on to a reduced gradient of 5e-8.
+    """
+    moving = [h for h in history if not _only_held(h)]       # (the last entry is the round about to step)
+    if len(moving) <= STALL_ROUNDS:
         return False
-    old, new = history[-1 - STALL_ROUNDS], history[-1]
+    old, new = moving[-1 - STALL_ROUNDS], moving[-1]
     return old["loss"] - new["loss"] <= 8 * l_round and new["reduced_gradient"] > 0.5 * old["reduced_gradient"]
+
+
+def _only_held(h: dict) -> bool:
+    """The round held kinks that blocked its step at once and did not move."""
+    return h.get("step") == 0.0 and bool(h.get("added"))
 
 
 def no_minimum_below(problem: Problem) -> str:
