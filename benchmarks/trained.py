@@ -758,6 +758,8 @@ def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int 
     trained = d.get("trained")
     if isinstance(trained, dict) and trained.get("outcome") in OUTCOMES:
         out["outcome"], out["outcome_source"] = trained["outcome"], "report"
+        if "end_certified" in trained:
+            out["end_certified"] = bool(trained["end_certified"])
     else:
         out["outcome"] = derive_outcome(v, out.get("polish"), theta_norm)
         out["outcome_source"] = "derived"
@@ -983,8 +985,10 @@ def summarize(results: Path, out_md: Path | None = None) -> str:
              "(checkpoint minus polished loss). Time is the whole command.", ""]
     n = len(pol)
     count = {o: sum(r.get("outcome") == o for r in pol) for o in ANSWERED + ("undecided",)}
-    carried = [r for r in pol if r.get("outcome") == "not_converged" and r.get("verdict") in ("local_min", "saddle")
-               or (r.get("outcome") == "not_converged" and "output_scaling" in str(r.get("method_detail")))]
+    # (a "saddle" refuted only within rounding of a kink, end_certified false, is no certified end point;
+    # records from before that field count by their verdict)
+    carried = [r for r in pol if r.get("outcome") == "not_converged" and r.get("end_certified", True)
+               and (r.get("verdict") in ("local_min", "saddle") or "output_scaling" in str(r.get("method_detail")))]
     answered_end = count["near_minimum"] + count["near_saddle"] + len(carried)
     wrong = [r for r in rows if r.get("wrong")]
     small = [r["time_s"] for r in pol if r.get("p", 0) <= 10_000 and r.get("time_s") is not None]

@@ -167,11 +167,13 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
     and replaces the first only when that check decides (a certified minimum, a verified saddle or a
     verified descent): the best answer proved so far is never lost to the clock.
     """
-    from .polish.method import lower_point_along
+    from .polish.method import lower_point_along, microscopic_descent
     ref = report.refutation or {}
     left = deadline - time.perf_counter()
     leg = left - max(2.0 * judged_s, LEG_RESERVE * time_limit)
-    if (pol.converged or pol.no_minimum or pol.far or report.verdict.value in ("local_min", "saddle")
+    decided = report.verdict.value == "local_min" or (report.verdict.value == "saddle"
+                                                      and not microscopic_descent(ref, pol.theta))
+    if (pol.converged or pol.no_minimum or pol.far or decided
             or ref.get("direction") is None or leg < LEG_MIN * time_limit):
         return pol, report
     nxt = lower_point_along(problem, pol.theta, ref)
@@ -191,6 +193,7 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
 def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
     """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
     from .evaluate import verified_decrease
+    from .polish.method import microscopic_descent
     theta0 = problem.theta
     norm0 = float(np.linalg.norm(theta0))
     claim = report.claim or {}
@@ -211,7 +214,11 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
     lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
     # a descent confined to rounding distance of the point (a kink 1e-17 away) is no reason to keep training
-    negligible = verdict in ("saddle", "not_stationary") and _microscopic(report.refutation, theta_end)
+    negligible = verdict in ("saddle", "not_stationary") and microscopic_descent(report.refutation, theta_end)
+    # the end point is decided: a certified minimum, a saddle whose escape leaves rounding distance, or
+    # no minimum anywhere below (the output-scaling refutation)
+    out["end_certified"] = (verdict == "local_min" or (verdict == "saddle" and not negligible)
+                            or (report.refutation or {}).get("kind") == "output_scaling")
     if verdict == "local_min" and near:
         out["outcome"] = "near_minimum"
         out["summary"] = f"a certified local minimum {where}, {lower}"
@@ -239,6 +246,10 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
                "inconclusive": "an undecided point",
                "saddle": "a saddle whose escape is verified (--escape writes the lower point)"}.get(verdict, verdict)
+        if negligible:
+            # refuted only within rounding of a kink (a descent of 1e-18 at t = 4e-17): the polish did not
+            # get to a point the checker can decide; not a certified end point (the benchmark says so)
+            end = f"a point refuted only within rounding distance of a kink next to it ({verdict} to rounding)"
         out["summary"] = (f"a verified lower point {where}, {lower}; carried on to "
                           f"{end} there; keep training")
     else:
@@ -431,18 +442,6 @@ def _negligible(refutation, loss_value: float) -> bool:
     if not refutation or not refutation.get("verified"):
         return True
     return float(refutation.get("decrease") or 0.0) <= 1e-9 * max(abs(loss_value), 1e-300)
-
-
-def _microscopic(refutation, theta: np.ndarray) -> bool:
-    """A descent that lives only within rounding distance of the point (a step below 1e-12 of ||theta||):
-    a kink 1e-17 away, not an escape direction to resume training along."""
-    ref = refutation or {}
-    d = ref.get("direction")
-    step = ref.get("step")
-    if d is None or step is None:
-        return True
-    move = abs(float(step)) * float(np.linalg.norm(np.asarray(d, dtype=np.float64)))
-    return move <= 1e-12 * max(float(np.linalg.norm(theta)), 1.0)
 
 
 def _nearby_worth_trying(fo, kinks, reason: str) -> bool:

@@ -630,6 +630,49 @@ def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
 
 
 
+def test_polish_point_goes_on_from_a_saddle_refuted_only_within_rounding(monkeypatch):
+    """A "saddle" whose escape lives within rounding distance of the point (a descent at t = 1e-20: a
+    kink next to the polished point) is no end point: polish_point polishes on along it (the same
+    smooth net as above, where -grad L is a descent by hand); a saddle whose escape leaves rounding
+    distance ends the rounds. The driver's trained answer says the first is no certified end point."""
+    from certify.driver import trained_answer
+    from certify.polish import method
+    from certify.report import Report, Verdict
+
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
+                                                                     np.array([0.0, 1.0, 0.0])), "square")
+    r, x = np.array([0.0, 0.0, 2.0]), np.array([0.0, 1.0, 2.0])      # f - y with f = x
+    grad = np.array([np.mean(r * x), np.mean(r), np.mean(r * x), np.mean(r)])
+    real = method.polish
+
+    def run(step):
+        starts = []
+
+        def stub(problem, **kw):
+            starts.append(problem.theta.copy())
+            return real(problem, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
+
+        def judge(problem, limit):
+            rep = Report.__new__(Report)
+            rep.verdict = Verdict.SADDLE
+            rep.refutation = {"kind": "descent_curve", "direction": -grad, "step": step, "verified": True}
+            return rep
+        monkeypatch.setattr(method, "polish", stub)
+        method.polish_point(p, judge, budget_s=30.0, max_rounds=2)
+        return starts, judge(p, 1.0)
+
+    starts, rep = run(1e-20)
+    assert len(starts) == 2 and p.value(starts[1]) < p.value(starts[0])
+    rep.claim, rep.polish = None, {"converged": False}
+    answer = trained_answer(p, starts[1], rep)
+    assert answer["outcome"] == "not_converged" and answer["end_certified"] is False
+    assert "within rounding distance" in answer["summary"]
+    starts, rep = run(0.1)
+    assert len(starts) == 1
+    rep.claim, rep.polish = None, {"converged": False}
+    assert trained_answer(p, p.theta + 0.1 * -grad, rep)["end_certified"] is True
+
+
 def test_polish_point_gives_the_judge_no_more_than_the_polish_budget_left(monkeypatch):
     """The judge's calls are part of the polishing budget: each gets at most what is left of it (a
     30 s judge started a second before the polish deadline ran 29 s past it). Here a judge that always

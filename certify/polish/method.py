@@ -388,8 +388,9 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
             break              # (past max_distance: descending further only moves further from the checkpoint)
         report = judge(problem.at(res.theta), min(time_limit, max(deadline - time.perf_counter(), 1e-3)))
         ref = report.refutation or {}
-        if report.verdict.value in ("local_min", "saddle") or ref.get("direction") is None:
-            break
+        if (report.verdict.value == "local_min" or ref.get("direction") is None
+                or (report.verdict.value == "saddle" and not microscopic_descent(ref, res.theta))):
+            break               # (a saddle refuted only within rounding of a kink is polished on from)
         nxt = lower_point_along(problem, res.theta, ref)
         log.info("polish: judged %s (%s descent); %s", report.verdict.value,
                  "verified" if ref.get("verified") else "unverified",
@@ -418,6 +419,20 @@ def lower_point_along(problem: Problem, theta: np.ndarray, refutation: dict) -> 
     step = float(refutation.get("step") or 0.0) or 1e-12 * max(float(np.linalg.norm(theta)), 1.0) / max(
         float(np.linalg.norm(d)), 1e-300)
     return _descend_along(problem, theta, d, step)
+
+
+def microscopic_descent(refutation, theta: np.ndarray) -> bool:
+    """A descent that lives only within rounding distance of the point (a step below 1e-12 of ||theta||):
+    a kink 1e-17 away, not an escape direction to resume training along. Such a "saddle" is polished on
+    from (:func:`polish_point`, the driver's second leg) and is not a certified end point
+    (:func:`certify.driver.trained_answer`)."""
+    ref = refutation or {}
+    d = ref.get("direction")
+    step = ref.get("step")
+    if d is None or step is None:
+        return True
+    move = abs(float(step)) * float(np.linalg.norm(np.asarray(d, dtype=np.float64)))
+    return move <= 1e-12 * max(float(np.linalg.norm(theta)), 1.0)
 
 
 def _descend_along(problem: Problem, theta: np.ndarray, d: np.ndarray, step: float) -> np.ndarray | None:
