@@ -248,3 +248,7 @@ def test_summary_counts_outcomes_and_targets(tmp_path):
     assert "**1 wrong**" in text and "why e" in text
     assert "median time <= 60 s for p <= 10^4 | 1.0 s over 6 checkpoints | yes" in text
     assert (tmp_path / "r.md").read_text() == text
+    # a "saddle" refuted only within rounding distance of a kink (end_certified false) is no certified end
+    rows.append(rec("g", "polish", "saddle", "not_converged", end_certified=False))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "4 / 7 (57%): (a) 2, (b) 1, (c) 1; not_converged without a certified end point 2" in tr.summarize(path)

@@ -70,10 +70,17 @@ both sides):
    minimising ``||c u - u_0||^2 + ||v / c - v_0||^2`` over its incoming ``u`` and outgoing ``v``
    weights, coordinate descent over layers; exact without weight decay).
 
+Under weight decay the first-layer weights of input features that are 0 on every sample (digits'
+border pixels) are set to exactly 0 at the start and at the end: the loss is ``lambda/2 w^2`` in each,
+and Newton steps with a Levenberg shift only shrink them (to 1e-22, or a subnormal), which the exact
+first-order test sees as a slope ``lambda w != 0`` (:func:`.pieces.zero_feature_weights`).
+
 It stops when the held kinks are zero to a few ulps of their terms (``|W||x| + |b|``), the reduced
 gradient is zero to rounding relative to the size of its terms (``|W|``, ``|x|`` back-propagated),
 and every held multiplier lies in its interval (or the loss is zero to rounding); or when the
-budget (``deadline``) runs out, the line search fails, the point has moved further than the
+budget (``deadline``) runs out, the loss and the reduced gradient have stalled over the last rounds
+that moved (a round that only held the kinks blocking its step at once is the working set growing,
+not a stall: :func:`.method._stalled`), the line search fails, the point has moved further than the
 checkpoint's norm while the loss still falls (no minimum near it) or the rounds are used up,
 returning the best point so far with the reason. It does not move at all when no local minimum has
 a lower loss (cross-entropy or logistic without weight decay below ``log(2)/n``: every lower point
