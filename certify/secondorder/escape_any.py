@@ -474,7 +474,13 @@ def escape_unit(ctx: Context, l: int, j: int, adjoints: dict) -> dict:
             tried += 1
             value = float(res.min_value)
             best_value = value if best_value is None else min(best_value, value)
-            curve = escape_curve(ctx, l, j, a, np.asarray(res.direction, dtype=np.float64))
+            v = np.asarray(res.direction, dtype=np.float64)
+            if lam and silent:          # as above: the decay's share at the balancing eps, per |a| |v|
+                w = value / max(float(np.linalg.norm(v)), 1e-300) + lam        # (|a| = 1)
+                best_wd = w if best_wd is None else min(best_wd, w)
+                if w > 1e-9 * lam:
+                    continue
+            curve = escape_curve(ctx, l, j, a, v)
             if curve is not None:
                 return {"curve": curve, "value": value, "a": a, "how": f"one-level {res.method}"}
     if best_value is None:
