@@ -593,14 +593,34 @@ def test_a_zero_unit_is_not_held_at_its_n_kinks():
     assert not held.units[0][:, 1].any() and held.n_total == 1
 
 
+def _polish_point_starts(monkeypatch, problem, verdict, refutation, max_rounds=2):
+    """The points polish_point starts each polish from (each polish stubbed to stop at once) when its
+    judge always answers ``verdict`` with ``refutation``."""
+    from certify.polish import method
+    from certify.report import Report
+    starts = []
+    real = method.polish
+
+    def stub(prob, **kw):
+        starts.append(prob.theta.copy())
+        return real(prob, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
+
+    def judge(prob, limit):
+        rep = Report.__new__(Report)
+        rep.verdict, rep.refutation = verdict, refutation
+        return rep
+    monkeypatch.setattr(method, "polish", stub)
+    method.polish_point(problem, judge, budget_s=30.0, max_rounds=max_rounds)
+    return starts
+
+
 def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     """The judge found a descent direction but could not verify a decrease (no step: the next kink
     too close for float64). polish_point probes along it from a step at rounding size and polishes
     again from the lowest point -- here a smooth square-loss net (identity activation, f = a (w x + b)
     + c on x = 0, 1, 2 with y = 0, 1, 0) judged at its start, where -grad L is a descent by hand:
     the next polish starts lower, on the ray from the polished point along that direction."""
-    from certify.polish import method
-    from certify.report import Report, Verdict
+    from certify.report import Verdict
 
     p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
                                                                      np.array([0.0, 1.0, 0.0])), "square")
@@ -609,20 +629,8 @@ def test_polish_point_follows_a_descent_the_judge_could_not_verify(monkeypatch):
     grad = np.array([np.mean(r * x), np.mean(r), np.mean(r * x), np.mean(r)])   # d/dw, d/db, d/da, d/dc
     fd = np.array([(p.value(p.theta + 1e-6 * e) - p.value(p.theta - 1e-6 * e)) / 2e-6 for e in np.eye(4)])
     assert np.allclose(grad, fd, atol=1e-8)                           # the hand gradient
-    starts = []
-    real = method.polish
-
-    def stub(problem, **kw):
-        starts.append(problem.theta.copy())
-        return real(problem, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
-
-    def judge(problem, limit):
-        rep = Report.__new__(Report)
-        rep.verdict = Verdict.INCONCLUSIVE
-        rep.refutation = {"kind": "descent_direction", "direction": -grad, "step": None, "verified": False}
-        return rep
-    monkeypatch.setattr(method, "polish", stub)
-    method.polish_point(p, judge, budget_s=30.0, max_rounds=2)
+    starts = _polish_point_starts(monkeypatch, p, Verdict.INCONCLUSIVE, {
+        "kind": "descent_direction", "direction": -grad, "step": None, "verified": False})
     assert len(starts) == 2
     assert p.value(starts[1]) < p.value(starts[0])
     moved = starts[1] - starts[0]
@@ -636,30 +644,18 @@ def test_polish_point_goes_on_from_a_saddle_refuted_only_within_rounding(monkeyp
     smooth net as above, where -grad L is a descent by hand); a saddle whose escape leaves rounding
     distance ends the rounds. The driver's trained answer says the first is no certified end point."""
     from certify.driver import trained_answer
-    from certify.polish import method
     from certify.report import Report, Verdict
 
     p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
                                                                      np.array([0.0, 1.0, 0.0])), "square")
     r, x = np.array([0.0, 0.0, 2.0]), np.array([0.0, 1.0, 2.0])      # f - y with f = x
     grad = np.array([np.mean(r * x), np.mean(r), np.mean(r * x), np.mean(r)])
-    real = method.polish
 
     def run(step):
-        starts = []
-
-        def stub(problem, **kw):
-            starts.append(problem.theta.copy())
-            return real(problem, max_rounds=0, **{k: v for k, v in kw.items() if k != "max_rounds"})
-
-        def judge(problem, limit):
-            rep = Report.__new__(Report)
-            rep.verdict = Verdict.SADDLE
-            rep.refutation = {"kind": "descent_curve", "direction": -grad, "step": step, "verified": True}
-            return rep
-        monkeypatch.setattr(method, "polish", stub)
-        method.polish_point(p, judge, budget_s=30.0, max_rounds=2)
-        return starts, judge(p, 1.0)
+        ref = {"kind": "descent_curve", "direction": -grad, "step": step, "verified": True}
+        rep = Report.__new__(Report)
+        rep.verdict, rep.refutation = Verdict.SADDLE, ref
+        return _polish_point_starts(monkeypatch, p, Verdict.SADDLE, ref), rep
 
     starts, rep = run(1e-20)
     assert len(starts) == 2 and p.value(starts[1]) < p.value(starts[0])
