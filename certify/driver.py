@@ -138,8 +138,7 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     judge_limit = max(1e-3, min(0.1 * time_limit, 30.0))
     pol = polish_problem(problem, time_limit=judge_limit, budget_s=max(1e-3, POLISH_SHARE * time_limit))
     t_end = time.perf_counter()
-    report = check_problem(problem.at(pol.theta), tol=tol, deadline=deadline - REPORT_MARGIN * time_limit,
-                           time_limit=time_limit, prefer_nearby=True, no_minimum_below=pol.no_minimum)
+    report = _check_end(problem, pol, tol, deadline, time_limit)
     pol, report = _polish_on(problem, pol, report, time.perf_counter() - t_end, deadline, judge_limit, tol,
                              time_limit)
     info = pol.to_dict()
@@ -155,9 +154,16 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     return report
 
 
+def _check_end(problem: Problem, pol, tol, deadline: float, time_limit: float) -> Report:
+    """The check of a polish's end point, stopping ``REPORT_MARGIN`` of the budget before its deadline."""
+    return check_problem(problem.at(pol.theta), tol=tol, deadline=deadline - REPORT_MARGIN * time_limit,
+                         time_limit=time_limit, prefer_nearby=True, no_minimum_below=pol.no_minimum)
+
+
 def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline: float, judge_limit: float,
                tol, time_limit: float):
-    """Spend what the end point's check left of the budget on polishing further, when it ended mid-descent.
+    """Spend what the end point's check left of the budget on polishing further, when it ended mid-descent
+    (or at a "saddle" refuted only within rounding distance of a kink: :func:`~.polish.method.microscopic_descent`).
 
     The polish gets ``POLISH_SHARE`` of the budget so that its end point can be certified in the rest;
     when that check takes seconds and refutes the end point (the budget cut a descent), the time left
@@ -181,8 +187,7 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
         return pol, report
     log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)
     pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt)
-    report2 = check_problem(problem.at(pol2.theta), tol=tol, deadline=deadline - REPORT_MARGIN * time_limit,
-                            time_limit=time_limit, prefer_nearby=True, no_minimum_below=pol2.no_minimum)
+    report2 = _check_end(problem, pol2, tol, deadline, time_limit)
     if report2.verdict.value == "inconclusive" or pol2.loss_after > pol.loss_after:
         log.info("polish: the second leg's end point was not decided in time; the first one's answer stands")
         return pol, report

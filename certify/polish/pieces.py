@@ -352,7 +352,7 @@ def zero_feature_weights(problem: Problem, theta: np.ndarray) -> tuple[np.ndarra
     Without weight decay these weights are a flat direction and are left alone. Returns the point
     and how many weights changed.
     """
-    if not problem.weight_decay or problem.network.n_layers == 0:
+    if not problem.weight_decay:
         return theta, 0
     unused = ~np.any(problem.X, axis=0)
     if not unused.any():
