@@ -270,10 +270,15 @@ def _cmd_check(args) -> int:
             sys.stderr.write(f"certify: warning: {_one_line(w.message)}\n")
     from .progress import reporting, reporting_details, terminal_detail_printer, terminal_printer
     tty = sys.stderr.isatty()
-    with reporting(terminal_printer(sys.stderr) if tty else None), \
-            reporting_details(terminal_detail_printer(sys.stderr) if tty else None):
-        report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
-                       time_limit=args.time_limit, polish=args.polish)
+    try:
+        with reporting(terminal_printer(sys.stderr) if tty else None), \
+                reporting_details(terminal_detail_printer(sys.stderr) if tty else None):
+            report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
+                           time_limit=args.time_limit, polish=args.polish)
+    finally:
+        if tty:     # clear the progress line: the report (stdout, same terminal) starts at column 0
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
     text = report.to_json()
     escaped = None
     if args.escape is not None:

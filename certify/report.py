@@ -189,7 +189,12 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
         if report.flags.get("global") is None:
             steps.append("global optimality is unknown: a lower point may exist elsewhere")
     elif v in ("saddle", "not_stationary"):
-        steps.append(f"resume training from the verified lower point: certify check {m} ... --escape better.npz")
+        if (report.trained or {}).get("end_certified") is False and v == "saddle":
+            # (trained_answer: a "saddle" whose descent lives within rounding distance of the point)
+            steps.append("the descent found stays within rounding distance of the polished point (a kink next "
+                         "to it): keep training from the checkpoint, or polish with a larger --time-limit")
+        else:
+            steps.append(f"resume training from the verified lower point: certify check {m} ... --escape better.npz")
         if v == "not_stationary" and not report.polish:
             steps.append("a trained checkpoint is never exactly stationary: add --polish to certify a nearby point")
     else:

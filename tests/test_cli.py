@@ -218,3 +218,20 @@ def test_progress_details_reach_a_callback_and_are_never_printed(capsys):
         check_polished(problem, time_limit=30)
     assert seen and seen[0][0] == "polishing" and {"round", "loss", "reduced_gradient", "kinks_held"} <= set(seen[0][1])
     assert capsys.readouterr() == ("", "")
+
+
+def test_check_clears_its_progress_line_on_a_terminal(capsys, monkeypatch):
+    """On a terminal, `check --polish` draws its polishing rounds on one stderr line and clears it
+    before the report is printed (the report started after the last round's text, mid-line)."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["check", "data/seeds/gt16.npz", "--polish"]) == 0
+    text = term.getvalue()
+    assert "polishing: round 1" in text and text.endswith("\r\033[K")
+    assert capsys.readouterr().out.startswith("verdict:")
+

@@ -663,10 +663,15 @@ def test_polish_point_goes_on_from_a_saddle_refuted_only_within_rounding(monkeyp
     answer = trained_answer(p, starts[1], rep)
     assert answer["outcome"] == "not_converged" and answer["end_certified"] is False
     assert "within rounding distance" in answer["summary"]
+    from certify.report import next_steps
+    rep.trained = answer                 # the CLI's next steps do not offer --escape to such a point
+    assert not any("--escape" in step for step in next_steps(rep, "m.pt"))
     starts, rep = run(0.1)
     assert len(starts) == 1
     rep.claim, rep.polish = None, {"converged": False}
-    assert trained_answer(p, p.theta + 0.1 * -grad, rep)["end_certified"] is True
+    rep.trained = trained_answer(p, p.theta + 0.1 * -grad, rep)
+    assert rep.trained["end_certified"] is True
+    assert any("--escape" in step for step in next_steps(rep, "m.pt"))
 
 
 def test_polish_point_gives_the_judge_no_more_than_the_polish_budget_left(monkeypatch):
