@@ -9,6 +9,7 @@ and on the loss itself, a stationarity claim needs multipliers whose residual nu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -284,7 +285,7 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
     if prefer_nearby:
-        nearby = _try_nearby(problem, deadline)
+        nearby = _try_nearby(problem, deadline) or _try_snap_near(problem, fwd, kinks)
         if nearby is not None:
             return _nearby_report(problem, fwd, kinks, nearby, t0, time_limit)
     structure = _exact_structure(problem, fwd, kinks)
@@ -481,6 +482,52 @@ def _try_nearby(problem: Problem, deadline):
     return claim, cert, res.reason, flags
 
 
+#: relative tolerances at which a polished point's near kinks are held for an exact construction
+#: (:func:`_try_snap_near`): a polished float point sits 1e-18 to 1e-12 (relative) off its kinks
+SNAP_TOLS = (1e-12, 1e-9)
+
+
+def _try_snap_near(problem: Problem, fwd, kinks):
+    """Claim (2) by construction for a polished point (:func:`_snap_nearby`), its near kinks held:
+    ``(claim, cert, reason, flags)`` or None.
+
+    Where the existence theorem does not apply (LIKQ fails: a vertex of a piecewise-linear loss, with
+    more kinks and ties than free coordinates), the kinks the point sits next to -- at rounding, then
+    at :data:`SNAP_TOLS` -- are held exactly by :mod:`certify.exact.snap`, and the exact first-order
+    decision at the constructed rational ``theta*`` is what the claim rests on (holding a kink the
+    minimum does not need only costs the claim if ``theta*`` then fails that decision)."""
+    from .exact.snap import cell_applies
+    net = problem.network
+    if net.n_layers != 2 or cell_applies(problem, net.weights[1][0]) or problem.n_params > EXACT_SNAP_P:
+        return None
+    tried = set()
+    for tol in (None,) + SNAP_TOLS:
+        near = kinks if tol is None else find_kinks(problem, fwd, tol)
+        key = (tuple(zip(near.unit_sample.tolist(), near.unit_index.tolist())), tuple(near.loss_sample.tolist()))
+        if key in tried:
+            continue
+        tried.add(key)
+        if tol is not None:        # the near kinks count as held (the construction holds them exactly)
+            near = dataclasses.replace(near, unit_rounding=np.ones_like(near.unit_rounding),
+                                       loss_rounding=np.ones_like(near.loss_rounding))
+        snapped = _snap_nearby(problem, near)
+        if snapped is None:
+            continue
+        claim, note = snapped
+        reason = (f"an exact local minimum lies within {claim['radius']:.3g} of the given point ({note}, "
+                  f"its {near.n_total} kink(s) and tie(s) within {'rounding' if tol is None else f'{tol:g} (relative)'} "
+                  f"held exactly)")
+        cert = {"kind": "rational_snap", "method": claim["method"], "radius": claim["radius"],
+                "tolerance": tol}
+        return claim, cert, reason, {"claim": "nearby", "strict": False}
+    return None
+
+
+#: above this many parameters the exact construction is not tried for a polished point (rational
+#: arithmetic on every sample)
+EXACT_SNAP_P = 2000
+
+
 def _nearby_report(problem: Problem, fwd, kinks, nearby, t0: float, time_limit: float) -> Report:
     """The report of a point proved to sit next to an exact local minimum (nothing else was run)."""
     claim, cert, reason, flags = nearby
@@ -506,14 +553,15 @@ def _approx(exact_text, fallback) -> str:
         return f"{fallback:.3g}" if isinstance(fallback, (int, float)) else str(fallback)
 
 
-def _snap_nearby(problem, second_order):
-    """Claim (2) by construction (:mod:`certify.exact.snap`): ``(claim, note)`` or None."""
+def _snap_nearby(problem, kinks):
+    """Claim (2) by construction (:mod:`certify.exact.snap`): ``(claim, note)`` or None. ``kinks`` is
+    the float structure (the zeros up to rounding the construction holds exactly)."""
     from .exact import exact_first_order_decision
     from .exact.snap import snap_affine, snap_cell
     theorem = {"affine_last_layer": "affine cell: the network is affine near theta* at the best affine fit",
                "cell_u": "one hidden layer, scalar output, convex loss: d-stationarity is a local minimum "
                          "(REFERENCES A4.5)"}
-    for snap in (snap_affine, snap_cell):
+    for snap in (snap_affine, lambda pr: snap_cell(pr, kinks)):
         res = snap(problem)
         if not res.ok:
             continue
@@ -568,7 +616,7 @@ def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutatio
             reason += " (first order exact in rational arithmetic)"
         return verdict, reason, claim, refutation, info
     if v == "local_min" and ed.status in ("not_stationary", "undecided"):
-        snapped = _snap_nearby(problem, second_order)
+        snapped = _snap_nearby(problem, kinks)
         if snapped is None:
             nearby = _try_nearby(problem, deadline)
             if nearby is not None:

@@ -252,15 +252,13 @@ def _check_nearby(problem: Problem, report: dict, claim: dict, checks: list) -> 
             ok, why = affine_optimal(problem, theta_star)
             checks.append(Check("nearby_affine_cell", ok, why))
         elif method.endswith("cell_u"):
+            from .exact.snap import cell_applies
             net = problem.network
-            th = theta_star.to_float()
-            a = net.with_theta(th).weights[1][0] if net.n_layers == 2 else np.zeros(0)
-            ok = (net.n_layers == 2 and net.n_outputs == 1 and problem.loss.name == "square"
-                  and not problem.weight_decay and a.size > 0 and bool(np.all(theta_star[net.offsets[1][0]:
-                                                                                      net.offsets[1][1]].sign() != 0)))
-            checks.append(Check("nearby_cell_convexity", ok, "one hidden layer, scalar output, square loss, no "
-                                "weight decay, every output weight nonzero at theta*" if ok else
-                                "the cell-convexity theorem's conditions fail at theta*"))
+            a = theta_star[net.offsets[1][0]:net.offsets[1][1]].to_fractions().tolist() if net.n_layers == 2 else []
+            why = cell_applies(problem, a)
+            checks.append(Check("nearby_cell_convexity", not why, "one hidden layer, scalar output, a convex "
+                                "loss (square, absolute, hinge), no weight decay, every output weight nonzero at "
+                                "theta*" if not why else f"the cell-convexity theorem's conditions fail at theta*: {why}"))
         else:
             checks.append(Check("nearby_method", False, f"unknown construction {method!r}"))
         return

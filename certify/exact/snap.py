@@ -12,11 +12,13 @@ can be *written down*: the first-order conditions of these kinds are linear in a
   normal equations, the coordinates outside a float-chosen basis kept at their values, so the move
   is small) gives ``theta*``; it is a local minimum when its residual is exactly orthogonal to
   ``[X, 1]`` (then ``f*`` is the best affine fit and the affine-cell argument applies).
-* **One hidden layer, scalar output, cell convexity**: in ``u_j = a_j (w_j, b_j)`` the piece's loss
-  is a convex quadratic and the held kinks are linear equations ``u_j . xbar_i = 0``; the KKT system
-  of that equality-constrained least-squares problem is solved exactly near ``u(theta)``, mapped back
-  with ``(w_j, b_j) = u_j / a_j`` (the ``a_j`` unchanged), and ``theta*`` must then pass the exact
-  first-order decision -- d-stationarity, which the theorem turns into a local minimum.
+* **One hidden layer, scalar output, cell convexity**: in ``u_j = a_j (w_j, b_j)`` the outputs are
+  linear on the cell and the held kinks are linear equations ``u_j . xbar_i = 0``. For the square loss
+  the KKT system of that equality-constrained least-squares problem, for the absolute and hinge
+  losses the held ties ``f_i = y_i`` with the held kinks, is solved exactly near ``u(theta)``, mapped
+  back with ``(w_j, b_j) = u_j / a_j`` (the ``a_j`` unchanged), and ``theta*`` must then pass the
+  exact first-order decision -- d-stationarity, which the theorem turns into a local minimum. The
+  kinks held are the float64 point's zeros up to rounding: exact arithmetic sees none of them.
 
 Both return ``theta*`` as exact rationals with ``r = ||theta* - theta||`` (rounded up); the caller
 re-checks ``theta*`` with the exact engine and ``verify`` does so again, with fractions only.
@@ -133,50 +135,97 @@ def affine_optimal(problem: Problem, theta: QArray) -> tuple[bool, str]:
 
 
 # ---------------------------------------------------------------------------- one hidden layer
-def snap_cell(problem: Problem) -> Snap:
-    """The exact KKT point of theta's piece in ``u = a (w, b)`` (one hidden layer, scalar output,
-    square loss, every output weight nonzero); see the module docstring."""
+#: the convex losses the cell construction handles: the square loss (a least-squares KKT system) and
+#: the piecewise-linear ones, whose minimum on a cell sits where its held ties are exact (``f_i = y_i``:
+#: a zero residual of the absolute loss, a margin of exactly 1 for the hinge loss with ``y = +-1``)
+CELL_LOSSES = ("square", "absolute", "hinge")
+
+
+def cell_applies(problem: Problem, a) -> str:
+    """Why the cell-convexity theorem (REFERENCES A4.5-1) cannot apply to ``problem``'s class, or ""."""
     net = problem.network
-    if (net.n_layers != 2 or net.n_outputs != 1 or problem.loss.name != "square" or problem.weight_decay):
-        return Snap(None, "cell_u", "needs one hidden layer, one output, the square loss, no weight decay")
-    a = net.weights[1][0]
-    if np.any(a == 0):
-        return Snap(None, "cell_u", "a unit has output weight 0")
+    if net.n_layers != 2 or net.n_outputs != 1:
+        return "needs one hidden layer and one output"
+    if problem.loss.name not in CELL_LOSSES or problem.weight_decay:
+        return "needs the square, absolute or hinge loss and no weight decay"
+    if any(v == 0 for v in a):
+        return "a unit has output weight 0"
+    return ""
+
+
+def snap_cell(problem: Problem, kinks=None) -> Snap:
+    """The exact point of theta's cell in ``u = a (w, b)`` that the cell-convexity theorem needs (one
+    hidden layer, scalar output, a convex loss of :data:`CELL_LOSSES`, every output weight nonzero).
+
+    The kinks held are those of ``kinks`` that are zero up to rounding (the float structure a float64
+    point sits on: exact arithmetic sees none of them as zeros) and every exact zero. In ``u`` the
+    outputs are linear on the cell (``f = Phi u``) and a held unit kink is ``u_j . xbar_i = 0``, so
+
+    * square loss: the KKT system of ``min 1/2 ||Phi u - y||^2 s.t. A u = 0`` (see the module);
+    * absolute / hinge loss (piecewise linear): the held ties ``Phi_i u = y_i`` with ``A u = 0`` --
+      on the cell the loss is linear off the ties, so a point that keeps every held kink and tie exact
+      and every other sign has the same subdifferential in ``u`` as the float point's structure.
+
+    Each is solved exactly next to ``u(theta)`` (the coordinates outside a float-chosen basis keep
+    their values, so the move is of the size of the equations' residual); ``theta*`` must then pass the
+    exact first-order decision, which the theorem turns into a local minimum.
+    """
+    net = problem.network
+    a = net.weights[1][0] if net.n_layers == 2 else np.zeros(0)
+    why = cell_applies(problem, a)
+    if why:
+        return Snap(None, "cell_u", why)
     ep = exact_problem(problem)
     fwd = forward(ep)
-    kinks, _ = exact_kinks(ep, fwd)
+    exact, _ = exact_kinks(ep, fwd)
     n, d = problem.X.shape
     h = a.size
     Xbar = QArray.concatenate([ep.X, QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1)
     z = fwd.pre[0]
     s_pos, s_neg = ep.s_pos, ep.s_neg
-    sign = z.sign()
-    # features of u_j: the slope on the unit's side (s_pos on a kink: both sides agree there)
+    held = {(int(i), int(j)) for i, j in zip(exact.unit_sample, exact.unit_index)}
+    ties = {int(i) for i in exact.loss_sample}
+    if kinks is not None:
+        held |= {(int(i), int(j)) for i, j, ok in zip(kinks.unit_sample, kinks.unit_index, kinks.unit_rounding)
+                 if ok}
+        ties |= {int(i) for i, ok in zip(kinks.loss_sample, kinks.loss_rounding) if ok}
+    held, ties = sorted(held), sorted(ties)
+    # features of u_j: the unit's slope on its side of the kink (a held kink contributes 0 either way)
+    zf = z.to_float()
     blocks = []
     for j in range(h):
-        slope = QArray.from_values([[s_pos if sg >= 0 else s_neg] for sg in sign[:, j]])
+        slope = QArray.from_values([[0 if (i, j) in held else (s_pos if zf[i, j] > 0 else s_neg)] for i in range(n)])
         blocks.append(Xbar * slope)
-    Phi = QArray.concatenate(blocks + [QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1)
+    Phi = QArray.concatenate(blocks + [QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1).reduce()
     m_u = h * (d + 1) + 1
-    held = [(int(i), int(j)) for i, j in zip(kinks.unit_sample, kinks.unit_index)]
     A = QArray.zeros((len(held), m_u))
     for k, (i, j) in enumerate(held):
         A[k, j * (d + 1):(j + 1) * (d + 1)] = Xbar[i]
     A = A.reduce()
-    # KKT of min 1/2 ||Phi u - y||^2 s.t. A u = 0:  [Phi'Phi  A'; A 0] [u; nu] = [Phi'y; 0]
-    G = (Phi.T @ Phi).reduce()
-    K = QArray.concatenate([QArray.concatenate([G, A.T], axis=1),
-                            QArray.concatenate([A, QArray.zeros((A.shape[0], A.shape[0]))], axis=1)], axis=0)
-    rhs = QArray.concatenate([(Phi.T @ ep.Y[:, 0]).reduce(), QArray.zeros(A.shape[0])])
     W1, b1 = ep.layers()[0]
     aq = ep.layers()[1][0][0]
-    u0 = []
-    for j in range(h):
-        u0.append(QArray.concatenate([W1[j], b1[j:j + 1]]) * aq[j:j + 1])
-    current = QArray.concatenate(u0 + [ep.layers()[1][1], QArray.zeros(A.shape[0])])
-    x, residual, _, _ = solve_consistent(K.reduce(), rhs, default=current.reduce())
+    u0 = [QArray.concatenate([W1[j], b1[j:j + 1]]) * aq[j:j + 1] for j in range(h)]
+    current = QArray.concatenate(u0 + [ep.layers()[1][1]]).reduce()
+    if problem.loss.name == "square":
+        # KKT of min 1/2 ||Phi u - y||^2 s.t. A u = 0:  [Phi'Phi  A'; A 0] [u; nu] = [Phi'y; 0]
+        G = (Phi.T @ Phi).reduce()
+        K = QArray.concatenate([QArray.concatenate([G, A.T], axis=1),
+                                QArray.concatenate([A, QArray.zeros((A.shape[0], A.shape[0]))], axis=1)], axis=0)
+        rhs = QArray.concatenate([(Phi.T @ ep.Y[:, 0]).reduce(), QArray.zeros(A.shape[0])])
+        x, residual, _, _ = solve_consistent(K.reduce(), rhs,
+                                             default=QArray.concatenate([current, QArray.zeros(A.shape[0])]))
+        what = "the piece's KKT system has no exact solution"
+    else:
+        T = Phi[ties] if ties else QArray.zeros((0, m_u))
+        E = QArray.concatenate([A, T], axis=0).reduce()
+        rhs = QArray.concatenate([QArray.zeros(A.shape[0]), ep.Y[ties, 0] if ties else QArray.zeros(0)])
+        if E.shape[0] == 0:
+            x, residual = current, QArray.zeros(0)
+        else:
+            x, residual, _, _ = solve_consistent(E, rhs.reduce(), default=current)
+        what = "the held kinks and ties have no exact common solution"
     if residual.any():
-        return Snap(None, "cell_u", "the piece's KKT system has no exact solution")
+        return Snap(None, "cell_u", what)
     theta = ep.theta.copy()
     w0, b0 = net.offsets[0]
     _, c0 = net.offsets[1]
@@ -188,4 +237,4 @@ def snap_cell(problem: Problem) -> Snap:
     theta[c0:c0 + 1] = x[h * (d + 1):h * (d + 1) + 1]
     theta = theta.reduce()
     return Snap(theta, "cell_u", radius=distance_upper(theta, problem.theta),
-                details={"held_kinks": len(held), "changed": "hidden layer and output bias"})
+                details={"held_kinks": len(held), "held_ties": len(ties), "changed": "hidden layer and output bias"})

@@ -1,0 +1,106 @@
+"""The exact cell construction for a polished point (certify.exact.snap, the driver's prefer_nearby).
+
+Independent answers only: the minima below are derived by hand. One hidden unit, ``f(x) = a relu(w x +
+b) + c``, absolute loss; at ``(w, b, a, c) = (1/3, 0, 1, 0)`` with the samples
+
+    (-3, 0), (3, 1), (3, 1), (6, 2), (6, 3), (6, 1)
+
+``6 L = |c| + 2 |g1| + |g2| + |f6 - 3| + |f6 - 1|`` near the point (x = -3 inactive, x = 3, 6
+active), with ``g1 = 3u + v + c - 1``, ``g2 = 6u + v + c - 2``, ``f6 = g2 + 2`` and ``(u, v) = a (w,
+b)``. The last two terms sum to 2 while ``f6`` stays in (1, 3), so ``6 L = 2 + |c| + 2|g1| + |g2|``:
+the three forms ``c``, ``g1``, ``g2`` are independent in ``(u, v, c)`` (determinant -3), so the point
+is a strict local minimum in ``(u, v, c)`` -- a local minimum modulo the rescaling ``(w, b, a) ->
+(w, b, a) / s, s``. The duplicated sample ``(3, 1)`` makes the ties' gradients dependent (LIKQ
+fails), so the existence theorem of certify.nearby cannot be used and the construction must.
+
+``1/3`` is no float: at the float point ``w = fl(1/3)`` the residual ``g1 = 3 fl(1/3) - 1 = -2^-54``
+is not zero, and exact arithmetic refutes that point (raising ``w`` lowers ``|g1|`` and ``|g2|``).
+The exact minimum is one rounding away: ``theta* = (1/3, 0, 1, 0)``, which these tests compare with
+the claim's stored rationals.
+
+Replacing ``(6, 1)`` by a second ``(6, 3)`` gives ``6 L = |c| + 2 |g1| + |g2| + 2 |f6 - 3|``: raising
+``f6`` alone (``u`` up, ``v`` down by three times as much, ``g1`` and ``c`` fixed) lowers it at slope
+-1, so no point near there is a local minimum and nothing may be certified.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from fractions import Fraction
+
+import numpy as np
+
+import certify
+from certify.data import Dataset, Problem
+from certify.driver import check_problem
+from certify.exact.snap import snap_cell
+from certify.kinks import find_kinks
+from certify.network import Network
+
+X = np.array([[-3.0], [3.0], [3.0], [6.0], [6.0], [6.0]])
+Y_MIN = np.array([0.0, 1.0, 1.0, 2.0, 3.0, 1.0])
+Y_NOT = np.array([0.0, 1.0, 1.0, 2.0, 3.0, 3.0])
+
+
+def _net(w=1.0 / 3.0, a=1.0, outputs=1):
+    W2 = np.full((outputs, 1), a)
+    return Network([np.array([[w]]), W2], [np.array([0.0]), np.zeros(outputs)], "relu")
+
+
+def _problem(y=Y_MIN, loss="absolute", **kw):
+    return Problem(_net(**kw), Dataset(X, y), loss)
+
+
+def test_float_point_is_refuted_exactly_but_its_cell_minimum_is_built():
+    pr = _problem()
+    assert 3 * Fraction(pr.theta[0]) - 1 == Fraction(-1, 2 ** 54)      # the float point is off its tie
+    fwd = pr.network.forward(pr.X, with_scale=True)
+    snap = snap_cell(pr, find_kinks(pr, fwd, None))
+    assert snap.ok, snap.reason
+    assert snap.theta_star.to_strings() == ["1/3", "0", "1", "0"]
+    assert 0 < snap.radius < 1e-15
+
+
+def test_polished_point_gets_a_verified_claim_about_the_exact_minimum():
+    pr = _problem()
+    report = check_problem(pr, prefer_nearby=True)
+    assert report.verdict.value == "local_min", report.reason
+    claim = report.claim
+    assert claim["level"] == "nearby" and claim["method"] == "rational_snap:cell_u"
+    assert claim["theta_star"] == ["1/3", "0", "1", "0"]
+    d = json.loads(report.to_json())
+    model = [(pr.network.weights[0], pr.network.biases[0]), (pr.network.weights[1], pr.network.biases[1])]
+    assert certify.verify(d, model, X, Y_MIN).ok
+    # a theta* one 2^-80 off its tie, or a radius too small, fails the re-check
+    moved = copy.deepcopy(d)
+    moved["claim"]["theta_star"][0] = str(Fraction(1, 3) + Fraction(1, 2 ** 80))
+    assert not certify.verify(moved, model, X, Y_MIN).ok
+    small = copy.deepcopy(d)
+    small["claim"]["radius"] = claim["radius"] / 4
+    assert not certify.verify(small, model, X, Y_MIN).ok
+    # the theorem needs one output: the same claim for a two-output network is refused by verify
+    two = copy.deepcopy(d)
+    two["claim"]["theta_star"] = ["1/3", "0", "1", "1", "0", "0"]
+    net2 = _net(outputs=2)
+    model2 = [(net2.weights[0], net2.biases[0]), (net2.weights[1], net2.biases[1])]
+    res = certify.verify(two, model2, X, np.c_[Y_MIN, Y_MIN])
+    assert not res.ok
+
+
+def test_no_claim_where_the_cell_is_not_a_minimum():
+    pr = _problem(y=Y_NOT)
+    fwd = pr.network.forward(pr.X, with_scale=True)
+    snap = snap_cell(pr, find_kinks(pr, fwd, None))
+    if snap.ok:      # the ties can be held exactly, but theta* is not d-stationary: no certificate
+        from certify.exact import exact_first_order_decision
+        at = exact_first_order_decision(pr, theta=snap.theta_star.to_fractions().tolist(), refute=False)
+        assert at.status != "stationary"
+    report = check_problem(pr, prefer_nearby=True)
+    assert report.verdict.value != "local_min", report.reason
+
+
+def test_outside_the_theorem_nothing_is_built():
+    assert not snap_cell(_problem(a=0.0)).ok                                   # a zero output weight
+    assert not snap_cell(Problem(_net(), Dataset(X, Y_MIN), "absolute", 0.1)).ok   # weight decay
+    assert not snap_cell(Problem(_net(outputs=2), Dataset(X, np.c_[Y_MIN, Y_MIN]), "absolute")).ok
