@@ -102,3 +102,31 @@ def test_outside_the_theorem_nothing_is_built():
     assert not snap_cell(_problem(a=0.0)).ok                                   # a zero output weight
     assert not snap_cell(Problem(_net(), Dataset(X, Y_MIN), "absolute", 0.1)).ok   # weight decay
     assert not snap_cell(Problem(_net(outputs=2), Dataset(X, np.c_[Y_MIN, Y_MIN]), "absolute")).ok
+
+
+# The hinge loss: f(x) = a relu(w x + b) + c at (w, b, a, c) = (2/3, -1, 1, -2) with the samples
+#     (-3, -1), (3, -1), (6, +1), (4.5, -1), (4.5, +1)
+# z = (-3, 1, 3, 2, 2): x = -3 is inactive (f = c = -2, margin 2, loss 0 and no tie while c < -1), the
+# others active with g(x) = u x + beta, (u, beta) = (a w, a b + c) = (2/3, -3). The ties g(3) = -1 and
+# g(6) = 1 (margins exactly 1) fix (u, beta); the pair at x = 4.5 costs (1 + g) + (1 - g) = 2 while
+# |g(4.5)| < 1, so 5 L = 2 + max(0, 1 + g(3)) + max(0, 1 - g(6)) >= 2 = 5 L(theta): a local minimum
+# (not strict: c < -1 and the rescaling are free). At w = fl(2/3) the ties are off by rounding and
+# exact arithmetic refutes the point; the construction must hold both ties exactly: theta* = (2/3, -1, 1,
+# -2).
+X_H = np.array([[-3.0], [3.0], [6.0], [4.5], [4.5]])
+Y_H = np.array([-1.0, -1.0, 1.0, -1.0, 1.0])
+
+
+def test_hinge_vertex_minimum_is_built_from_its_ties():
+    net = Network([np.array([[2.0 / 3.0]]), np.array([[1.0]])], [np.array([-1.0]), np.array([-2.0])], "relu")
+    pr = Problem(net, Dataset(X_H, Y_H), "hinge")
+    fwd = pr.network.forward(pr.X, with_scale=True)
+    snap = snap_cell(pr, find_kinks(pr, fwd, None))
+    assert snap.ok, snap.reason
+    assert snap.theta_star.to_strings() == ["2/3", "-1", "1", "-2"]
+    report = check_problem(pr, prefer_nearby=True)
+    assert report.verdict.value == "local_min", report.reason
+    assert report.claim["method"] == "rational_snap:cell_u"
+    assert check_problem(pr).verdict.value == "not_stationary"      # the float point itself, exactly
+    model = [(net.weights[0], net.biases[0]), (net.weights[1], net.biases[1])]
+    assert certify.verify(json.loads(report.to_json()), model, X_H, Y_H).ok
