@@ -285,7 +285,7 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     problem.check_finite(fwd)
     kinks = find_kinks(problem, fwd, tol)
     if prefer_nearby:
-        nearby = _try_nearby(problem, deadline) or _try_snap_near(problem, fwd, kinks)
+        nearby = _try_nearby(problem, deadline) or _try_snap_near(problem, fwd, kinks, deadline)
         if nearby is not None:
             return _nearby_report(problem, fwd, kinks, nearby, t0, time_limit)
     structure = _exact_structure(problem, fwd, kinks)
@@ -487,7 +487,7 @@ def _try_nearby(problem: Problem, deadline):
 SNAP_TOLS = (1e-12, 1e-9)
 
 
-def _try_snap_near(problem: Problem, fwd, kinks):
+def _try_snap_near(problem: Problem, fwd, kinks, deadline):
     """Claim (2) by construction for a polished point (:func:`_snap_nearby`), its near kinks held:
     ``(claim, cert, reason, flags)`` or None.
 
@@ -496,12 +496,17 @@ def _try_snap_near(problem: Problem, fwd, kinks):
     at :data:`SNAP_TOLS` -- are held exactly by :mod:`certify.exact.snap`, and the exact first-order
     decision at the constructed rational ``theta*`` is what the claim rests on (holding a kink the
     minimum does not need only costs the claim if ``theta*`` then fails that decision)."""
+    from .exact.budget import fits
     from .exact.snap import cell_applies
     net = problem.network
     if net.n_layers != 2 or cell_applies(problem, net.weights[1][0]) or problem.n_params > EXACT_SNAP_P:
         return None
+    if not fits(problem, kinks):        # (the exact engine's cost model: a construction costs one decision)
+        return None
     tried = set()
     for tol in (None,) + SNAP_TOLS:
+        if remaining(deadline) <= 0:
+            break
         near = kinks if tol is None else find_kinks(problem, fwd, tol)
         key = (tuple(zip(near.unit_sample.tolist(), near.unit_index.tolist())), tuple(near.loss_sample.tolist()))
         if key in tried:

@@ -130,3 +130,15 @@ def test_hinge_vertex_minimum_is_built_from_its_ties():
     assert check_problem(pr).verdict.value == "not_stationary"      # the float point itself, exactly
     model = [(net.weights[0], net.biases[0]), (net.weights[1], net.biases[1])]
     assert certify.verify(json.loads(report.to_json()), model, X_H, Y_H).ok
+
+
+def test_construction_respects_the_deadline():
+    """A polished point's construction is skipped once the command's deadline has passed."""
+    import time
+
+    from certify.driver import _try_snap_near
+    pr = _problem()
+    fwd = pr.network.forward(pr.X, with_scale=True)
+    kinks = find_kinks(pr, fwd, None)
+    assert _try_snap_near(pr, fwd, kinks, time.perf_counter() + 60) is not None
+    assert _try_snap_near(pr, fwd, kinks, time.perf_counter() - 1) is None
