@@ -271,8 +271,9 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     """:func:`check` on an assembled :class:`Problem`, within ``time_limit`` seconds (or by ``deadline``).
 
     ``prefer_nearby`` (a polished point): try the proof of an exact local minimum near the point
-    (:mod:`certify.nearby`) before anything else -- a polished float point is never exactly a
-    minimum, and a float64 descent of 1e-15 from it says nothing a user can act on.
+    (:mod:`certify.nearby`), then the exact construction of one (:func:`_try_snap_near`), before
+    anything else -- a polished float point is never exactly a minimum, and a float64 descent of 1e-15
+    from it says nothing a user can act on.
     ``no_minimum_below`` (the polisher found that no local minimum has a lower loss): the output-scaling
     refutation, which says why, is preferred to any other descent."""
     t0 = time.perf_counter()
