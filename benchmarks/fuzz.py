@@ -108,7 +108,7 @@ def _table(rows, key, keys, title) -> list:
                      f"{sum(r['tool'] in ('saddle', 'not_stationary') for r in sel)} | "
                      f"{sum(r['tool'] == 'inconclusive' for r in sel)} | "
                      f"{sum(r['judge'] in ('descent', 'saddle') for r in sel)} | "
-                     f"**{sum(r['outcome'] == 'wrong_local_min' for r in sel)}** | "
+                     f"**{sum(r['outcome'] in ('wrong_local_min', 'wrong_nearby') for r in sel)}** | "
                      f"{sum(r['outcome'] == 'wrong_refutation' for r in sel)} |")
     return lines
 
@@ -125,12 +125,13 @@ def fuzz_markdown(rows: list, failed: list, header: str) -> str:
         if r["move"] == "none":
             base_kinds[r["kind"]][f"{r['tool']}/{r['tool_kind']}" if r["tool"] == "local_min" else r["tool"]] += 1
     text = ["# Exact fuzz: no `local_min` on a tolerance (`python -m benchmarks.fuzz`)", "", header, "",
-            f"**{sum(r['outcome'] == 'wrong_local_min' for r in main)} wrong `local_min`** and "
+            f"**{sum(r['outcome'] in ('wrong_local_min', 'wrong_nearby') for r in main)} wrong `local_min`** and "
             f"{sum(r['outcome'] == 'wrong_refutation' for r in main)} wrong refutations in {len(main)} instances "
             f"({len({r['id'].split('/')[0] for r in main})} base constructions; {len(failed)} base draws found no "
             "construction). A `local_min` is wrong when it claims the point itself (claim `exact`, "
             "`up_to_rounding`, or no claim -- `legacy`) and the exact judge holds a descent witness "
-            "(exact `L'(theta; d) < 0` with an exact decrease, or an exact descent curve).", "",
+            "(exact `L'(theta; d) < 0` with an exact decrease, or an exact descent curve), or when it "
+            "claims a constructed exact point theta* (stored in the claim) at which the judge holds one.", "",
             "Outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + ".", "",
             "Claims on `local_min` verdicts: " + ", ".join(f"{k} {v}" for k, v in sorted(claims.items())) + ".", "",
             "## By base construction (certificate structure)", ""]

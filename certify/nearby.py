@@ -812,6 +812,9 @@ def _existence(st) -> None:
     """
     Fp, nJ, m, f = st.Fp, st.nJ, st.m, st.f
     N = Fp.shape[0]
+    if N == 0:
+        raise _Fail("no free coordinate and no held kink: the gauge fixes every coordinate, so there is no "
+                    "KKT system to solve")
     singular = "the KKT matrix F'(x0) is singular (flat directions beyond the symmetries, or LIKQ fails)"
     Ks = 0.5 * (Fp + Fp.T)
     try:

@@ -741,6 +741,7 @@ def classify(case_inst: b2.Instance, report: dict, jd: Judgement, *, same_proble
     """Judge certify's verdict on one point: ``{"outcome", "wrong", "why"}``.
 
     Outcomes: ``wrong_local_min`` (a point claim where the judge holds an exact descent),
+    ``wrong_nearby`` (a constructed ``theta*`` -- stored in the claim -- where the judge holds one),
     ``wrong_refutation`` (a refutation where the judge proves a minimum, or whose stored point is
     not exactly lower), ``right_local_min``, ``local_min_unjudged`` (the judge found no descent but
     proved no minimum either), ``nearby_right``, ``nearby_unjudged``, ``refuted`` (a correct
@@ -749,6 +750,16 @@ def classify(case_inst: b2.Instance, report: dict, jd: Judgement, *, same_proble
     v = report["verdict"]
     if v == "local_min":
         claim, radius = tool_claim(report)
+        star = (report.get("claim") or {}).get("theta_star")
+        if claim == "nearby" and star is not None:
+            # a constructed theta* (exact rationals in the claim): the judge decides theta* itself
+            jd_star = judge(case_inst.with_theta([F(v) for v in star]))
+            if jd_star.has_descent:
+                return {"outcome": "wrong_nearby", "wrong": True,
+                        "why": f"theta* of the claim is not a minimum: {jd_star.reason} (decrease "
+                               f"{jd_star.decrease} at t = {jd_star.step})"}
+            if jd_star.verdict == "local_min":
+                return {"outcome": "nearby_right", "wrong": False, "why": f"theta* judged: {jd_star.reason}"}
         if claim == "nearby":
             if jd.verdict == "local_min":
                 return {"outcome": "nearby_right", "wrong": False, "why": "the point itself is an exact local minimum"}

@@ -1186,3 +1186,19 @@ def test_nested_twin_with_the_mixed_interval_violated_is_not_proved():
     res = prove_nearby(_nested(13 / 16))
     assert not res.proved
     assert "endpoint" in res.reason
+
+
+def test_no_free_coordinate_is_not_applicable_not_a_crash():
+    """A 1-1-1-1 ReLU net (an exact fuzz case, 'cone' base moved by 2^-20 in b1) where the gauge fixes
+    every coordinate the held structure leaves: the KKT system is empty. The prover says why it does
+    not apply (it raised ValueError from an empty max before), and a polished point's check ends
+    with a verdict."""
+    from certify.driver import check_problem
+    layers = [([[-1]], ["-2097153/1048576"]), ([[-2]], ["-3/2"]), ([[-2]], ["1/2"])]
+    net = Network([np.array([[float(Fraction(v)) for v in row] for row in W]) for W, _ in layers],
+                  [np.array([float(Fraction(v)) for v in b]) for _, b in layers], "relu")
+    pr = Problem(net, Dataset(np.array([[2.0], [-2.0], [-2.0]]), np.array([1.0, 0.5, 0.0])), "square")
+    res = prove_nearby(pr)
+    assert not res.proved and res.reason
+    assert check_problem(pr, prefer_nearby=True).verdict.value in ("local_min", "saddle", "not_stationary",
+                                                                   "inconclusive")
