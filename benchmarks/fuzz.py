@@ -43,7 +43,7 @@ VERDICTS = ("local_min", "saddle", "not_stationary", "inconclusive")
 # default mode
 # ---------------------------------------------------------------------------------------------
 
-def _case_job(spec, time_limit: float, seed0: int) -> list:
+def _case_job(spec, time_limit: float, seed0: int, polished: bool = False) -> list:
     """All cases of one base (``spec = ("base", index)``) or one issue example."""
     warnings.filterwarnings("ignore")
     from tests import fuzz
@@ -54,9 +54,9 @@ def _case_job(spec, time_limit: float, seed0: int) -> list:
         if not cases:
             return [{"id": f"{arg}/none", "kind": fuzz.KINDS[arg % len(fuzz.KINDS)], "base_failed": True}]
         for case in cases:
-            rows.append(_slim(fuzz.run_case(case, time_limit)))
+            rows.append(_slim(fuzz.run_case(case, time_limit, polished)))
         return rows
-    return [_slim(r) for r in issue_rows(time_limit)] if arg == 0 else []
+    return [_slim(r) for r in issue_rows(time_limit, polished)] if arg == 0 else []
 
 
 def _slim(r: dict) -> dict:
@@ -66,7 +66,7 @@ def _slim(r: dict) -> dict:
     return r
 
 
-def issue_rows(time_limit: float) -> list:
+def issue_rows(time_limit: float, polished: bool = False) -> list:
     """The issue's three examples, judged and run through certify."""
     from tests import fuzz
     out = []
@@ -81,7 +81,7 @@ def issue_rows(time_limit: float) -> list:
         t0 = time.perf_counter()
         jd = fuzz.judge(inst)
         judge_s = time.perf_counter() - t0
-        rep = fuzz.run_tool(inst, time_limit)
+        rep = fuzz.run_tool(inst, time_limit, polished)
         cls = fuzz.classify(inst, rep, jd, same_problem=dist is not None, distance=dist, base_is_min=base is not None)
         claim, radius = fuzz.tool_claim(rep) if rep["verdict"] == "local_min" else (None, None)
         out.append({"id": name, "kind": "issue", "move": move, "k": k, "depth": len(inst.widths) - 2,
@@ -229,12 +229,15 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--time-limit", type=float, default=10.0, help="certify.check's time_limit (default 10 s)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where the results go ({RESULTS})")
+    parser.add_argument("--polished", action="store_true",
+                        help="check every point as a polished end point is checked (the nearby prover and "
+                             "the exact construction first); results in fuzz_polished.*")
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--summarize", action="store_true",
                         help="re-render the markdown from the existing results file (no run)")
     args = parser.parse_args(argv)
     if args.summarize:
-        name = "fuzz_degenerate" if args.degenerate else "fuzz"
+        name = "fuzz_degenerate" if args.degenerate else "fuzz_polished" if args.polished else "fuzz"
         with open(args.out_dir / f"{name}.jsonl", encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh]
         old = (args.out_dir / f"{name}.md").read_text(encoding="utf-8").splitlines()
@@ -254,7 +257,7 @@ def main(argv=None) -> int:
         name = "fuzz_degenerate"
     else:
         from tests import fuzz
-        job = functools.partial(_case_job, time_limit=args.time_limit, seed0=args.seed)
+        job = functools.partial(_case_job, time_limit=args.time_limit, seed0=args.seed, polished=args.polished)
         # bases yield up to PER_BASE cases (a large-k move is skipped where no float64 can hold it):
         # add bases in rounds until n cases exist; the result depends only on --seed and --n
         specs = [("issue", 0)]
@@ -281,9 +284,10 @@ def main(argv=None) -> int:
                 (failed if r.get("base_failed") else rows).append(r)
         issue = [r for r in rows if r["kind"] == "issue"]
         rows = issue + [r for r in rows if r["kind"] != "issue"][:args.n]
-        name = "fuzz"
+        name = "fuzz_polished" if args.polished else "fuzz"
     wall = time.perf_counter() - t0
-    header = (f"Seed {args.seed}, {args.n} {'points' if args.degenerate else 'instances'}, commit {commit}"
+    header = (f"Seed {args.seed}, {args.n} {'points' if args.degenerate else 'instances'}"
+              f"{' checked as polished end points (--polished)' if args.polished else ''}, commit {commit}"
               f"{' + uncommitted changes in certify/' if dirty else ''}, {wall:.0f} s wall ({args.jobs} job(s)), "
               f"certify time limit {args.time_limit:g} s, "
               f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}.")

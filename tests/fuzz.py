@@ -722,15 +722,25 @@ def tool_claim(report: dict) -> tuple:
     return claim, radius
 
 
-def run_tool(inst: b2.Instance, time_limit: float = 10.0) -> dict:
-    """``certify.check`` on ``inst``: the report as a dict (plus ``"_seconds"``)."""
+def run_tool(inst: b2.Instance, time_limit: float = 10.0, polished: bool = False) -> dict:
+    """``certify.check`` on ``inst``: the report as a dict (plus ``"_seconds"``). ``polished``: check
+    the point as the end point of a polish is checked (``check_problem(prefer_nearby=True)``: the
+    nearby prover and the exact construction before anything else)."""
     import time
 
     import certify
     args = inst.certify_args()
     model, X, y = args.pop("model"), args.pop("X"), args.pop("y")
     t0 = time.perf_counter()
-    report = certify.check(model, X, y, time_limit=time_limit, **args)
+    if polished:
+        from certify.data import Dataset, Problem
+        from certify.driver import check_problem
+        from certify.loaders import as_network
+        problem = Problem(as_network(model, args.pop("activation", None)), Dataset(X, y), args.pop("loss", "square"),
+                          args.pop("weight_decay", 0.0))
+        report = check_problem(problem, time_limit=time_limit, prefer_nearby=True, **args)
+    else:
+        report = certify.check(model, X, y, time_limit=time_limit, **args)
     out = report.to_dict()
     out["_seconds"] = time.perf_counter() - t0
     return out
@@ -790,14 +800,14 @@ def _kind_of(report: dict) -> Optional[str]:
     return ((report.get("second_order") or {}).get("certificate") or {}).get("kind")
 
 
-def run_case(case: Case, time_limit: float = 10.0) -> dict:
+def run_case(case: Case, time_limit: float = 10.0, polished: bool = False) -> dict:
     """Run certify and the judge on one fuzz case; a JSON-friendly record (the unmoved base is
-    judged by its own proof)."""
+    judged by its own proof). ``polished``: see :func:`run_tool`."""
     import time
     t0 = time.perf_counter()
     jd = Judgement("local_min", case.base.proof) if case.move == "none" else judge(case.inst)
     judge_s = time.perf_counter() - t0
-    report = run_tool(case.inst, time_limit)
+    report = run_tool(case.inst, time_limit, polished)
     cls = classify(case.inst, report, jd, same_problem=case.same_problem, distance=case.distance,
                    base_is_min=True)
     claim, radius = tool_claim(report) if report["verdict"] == "local_min" else (None, None)

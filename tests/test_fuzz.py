@@ -258,3 +258,28 @@ def test_oracles_import_certify_only_in_their_comparison_functions(name, allowed
             visit(child, f)
     visit(tree, None)
     assert set(where) <= allowed, where
+
+
+# The same slice checked as polished end points are (the nearby prover and the exact construction
+# first): no point claim refuted exactly, and no constructed theta* (stored in the claim) that the
+# exact judge refutes at theta* itself (classify's wrong_nearby).
+def test_no_wrong_claim_on_the_slice_as_polished_points(bases):
+    rows = []
+    for kind, (idx, _) in sorted(bases.items()):
+        for case in fuzz.cases_of_base(idx):
+            if case.k in SLICE_KS:
+                rows.append(fuzz.run_case(case, time_limit=5.0, polished=True))
+    assert len(rows) >= 30
+    wrong = [(r["id"], r["outcome"], r["why"]) for r in rows if r["wrong"]]
+    assert not wrong, wrong
+    assert any(r["tool_claim"] == "nearby" for r in rows)
+
+
+def test_a_constructed_theta_star_is_judged_itself():
+    """classify judges the claim's theta* exactly: issue example i is not d-stationary, so a nearby
+    claim that names it as theta* is wrong."""
+    inst = fuzz.issue_example_i()
+    claim = {"verdict": "local_min", "claim": {"level": "nearby", "radius": 1e-12,
+                                               "theta_star": [str(v) for v in inst.theta]}}
+    got = fuzz.classify(inst, claim, fuzz.judge(inst))
+    assert got["outcome"] == "wrong_nearby" and got["wrong"]
