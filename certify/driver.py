@@ -486,6 +486,9 @@ def _try_nearby(problem: Problem, deadline):
 #: relative tolerances at which a polished point's near kinks are held for an exact construction
 #: (:func:`_try_snap_near`): a polished float point sits 1e-18 to 1e-12 (relative) off its kinks
 SNAP_TOLS = (1e-12, 1e-9)
+#: above this many parameters the exact construction is not tried for a polished point (rational
+#: arithmetic on every sample; the exact engine's cost model decides below it)
+EXACT_SNAP_P = 2000
 
 
 def _try_snap_near(problem: Problem, fwd, kinks, deadline):
@@ -527,11 +530,6 @@ def _try_snap_near(problem: Problem, fwd, kinks, deadline):
                 "tolerance": tol}
         return claim, cert, reason, {"claim": "nearby", "strict": False}
     return None
-
-
-#: above this many parameters the exact construction is not tried for a polished point (rational
-#: arithmetic on every sample)
-EXACT_SNAP_P = 2000
 
 
 def _nearby_report(problem: Problem, fwd, kinks, nearby, t0: float, time_limit: float) -> Report:
