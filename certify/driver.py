@@ -501,12 +501,13 @@ def _try_snap_near(problem: Problem, fwd, kinks, deadline):
     decision at the constructed rational ``theta*`` is what the claim rests on (holding a kink the
     minimum does not need only costs the claim if ``theta*`` then fails that decision)."""
     from .exact.budget import fits
-    from .exact.snap import cell_applies
+    from .exact.snap import cell_applies, exact_context
     net = problem.network
     if net.n_layers != 2 or cell_applies(problem, net.weights[1][0]) or problem.n_params > EXACT_SNAP_P:
         return None
     if not fits(problem, kinks):        # (the exact engine's cost model: a construction costs one decision)
         return None
+    context = exact_context(problem)       # (the same exact forward pass for every kink set)
     tried = set()
     for tol in (None,) + SNAP_TOLS:
         if remaining(deadline) <= 0:
@@ -519,7 +520,7 @@ def _try_snap_near(problem: Problem, fwd, kinks, deadline):
         if tol is not None:        # the near kinks count as held (the construction holds them exactly)
             near = dataclasses.replace(near, unit_rounding=np.ones_like(near.unit_rounding),
                                        loss_rounding=np.ones_like(near.loss_rounding))
-        snapped = _snap_nearby(problem, near)
+        snapped = _snap_nearby(problem, near, affine=tol is None, context=context)
         if snapped is None:
             continue
         claim, note = snapped
@@ -557,15 +558,17 @@ def _approx(exact_text, fallback) -> str:
         return f"{fallback:.3g}" if isinstance(fallback, (int, float)) else str(fallback)
 
 
-def _snap_nearby(problem, kinks):
+def _snap_nearby(problem, kinks, *, affine: bool = True, context=None):
     """Claim (2) by construction (:mod:`certify.exact.snap`): ``(claim, note)`` or None. ``kinks`` is
-    the float structure (the zeros up to rounding the construction holds exactly)."""
+    the float structure (the zeros up to rounding the construction holds exactly); ``affine``: try
+    the affine-cell construction too (it holds no kinks); ``context``: the point's exact forward pass
+    (:func:`certify.exact.snap.exact_context`) when the caller already has it."""
     from .exact import exact_first_order_decision
     from .exact.snap import snap_affine, snap_cell
     theorem = {"affine_last_layer": "affine cell: the network is affine near theta* at the best affine fit",
                "cell_u": "one hidden layer, scalar output, convex loss: d-stationarity is a local minimum "
                          "(REFERENCES A4.5)"}
-    for snap in (snap_affine, lambda pr: snap_cell(pr, kinks)):
+    for snap in ([snap_affine] if affine else []) + [lambda pr: snap_cell(pr, kinks, context=context)]:
         res = snap(problem)
         if not res.ok:
             continue

@@ -153,7 +153,15 @@ def cell_applies(problem: Problem, a) -> str:
     return ""
 
 
-def snap_cell(problem: Problem, kinks=None) -> Snap:
+def exact_context(problem: Problem) -> tuple:
+    """``(exact problem, exact forward pass, exact kinks)`` at ``problem``'s point: what
+    :func:`snap_cell` builds on, computed once when it is called for several kink sets."""
+    ep = exact_problem(problem)
+    fwd = forward(ep)
+    return ep, fwd, exact_kinks(ep, fwd)[0]
+
+
+def snap_cell(problem: Problem, kinks=None, *, context: tuple | None = None) -> Snap:
     """The exact point of theta's cell in ``u = a (w, b)`` that the cell-convexity theorem needs (one
     hidden layer, scalar output, a convex loss of :data:`CELL_LOSSES`, every output weight nonzero).
 
@@ -168,16 +176,15 @@ def snap_cell(problem: Problem, kinks=None) -> Snap:
 
     Each is solved exactly next to ``u(theta)`` (the coordinates outside a float-chosen basis keep
     their values, so the move is of the size of the equations' residual); ``theta*`` must then pass the
-    exact first-order decision, which the theorem turns into a local minimum.
+    exact first-order decision, which the theorem turns into a local minimum. ``context``: the point's
+    :func:`exact_context`, when the caller already has it.
     """
     net = problem.network
     a = net.weights[1][0] if net.n_layers == 2 else np.zeros(0)
     why = cell_applies(problem, a)
     if why:
         return Snap(None, "cell_u", why)
-    ep = exact_problem(problem)
-    fwd = forward(ep)
-    exact, _ = exact_kinks(ep, fwd)
+    ep, fwd, exact = context if context is not None else exact_context(problem)
     n, d = problem.X.shape
     h = a.size
     Xbar = QArray.concatenate([ep.X, QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1)
@@ -191,10 +198,10 @@ def snap_cell(problem: Problem, kinks=None) -> Snap:
         ties |= {int(i) for i, ok in zip(kinks.loss_sample, kinks.loss_rounding) if ok}
     held, ties = sorted(held), sorted(ties)
     # features of u_j: the unit's slope on its side of the kink (a held kink contributes 0 either way)
-    zf = z.to_float()
+    sign = z.sign()
     blocks = []
     for j in range(h):
-        slope = QArray.from_values([[0 if (i, j) in held else (s_pos if zf[i, j] > 0 else s_neg)] for i in range(n)])
+        slope = QArray.from_values([[0 if (i, j) in held else (s_pos if sign[i, j] > 0 else s_neg)] for i in range(n)])
         blocks.append(Xbar * slope)
     Phi = QArray.concatenate(blocks + [QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1).reduce()
     m_u = h * (d + 1) + 1
