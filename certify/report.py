@@ -136,6 +136,9 @@ class Report:
                              f"{_fmt(r.get('second_order_coefficient'))} t^2/2 + o(t^2); at t = {_fmt(r.get('step'))} "
                              f"the loss drops by {_fmt(r.get('decrease'))} (error bound {_fmt(r.get('error_bound'))}, "
                              f"{r.get('method')})")
+            elif r.get("step") is None:      # a descent direction whose decrease could not be verified
+                lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, no verified "
+                             f"decrease along it" + (f" ({r['note']})" if r.get("note") else ""))
             else:
                 lines.append(f"descent: L'(theta; d) = {_fmt(r.get('directional_derivative'))}, step t = "
                              f"{_fmt(r.get('step'))}, L(theta) - L(theta + t d) = {_fmt(r.get('decrease'))} "

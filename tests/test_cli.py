@@ -235,3 +235,14 @@ def test_check_clears_its_progress_line_on_a_terminal(capsys, monkeypatch):
     assert "polishing: round 1" in text and text.endswith("\r\033[K")
     assert capsys.readouterr().out.startswith("verdict:")
 
+
+
+def test_summary_of_an_unverified_descent_says_so():
+    """A descent direction without a verified decrease is printed as such, not as 'step n/a ... None'."""
+    from certify.report import Report, Verdict
+    rep = Report(verdict=Verdict.INCONCLUSIVE, reason="r",
+                 refutation={"kind": "descent_direction", "directional_derivative": -0.094, "step": None,
+                             "verified": False, "note": "no step gave a decrease larger than the rounding-error bound"})
+    line = [ln for ln in rep.summary().splitlines() if ln.startswith("descent:")][0]
+    assert line == ("descent: L'(theta; d) = -0.094, no verified decrease along it (no step gave a decrease larger "
+                    "than the rounding-error bound)")
