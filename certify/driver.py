@@ -193,6 +193,7 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
         log.info("polish: the second leg's end point was not decided in time; the first one's answer stands")
         return pol, report
     pol2.time_s += pol.time_s     # (rounds and history stay the last polish call's, as polish_point's do)
+    pol2.smooth = pol2.smooth or pol.smooth
     return pol2, report2
 
 

@@ -60,3 +60,19 @@ def test_dependent_rows_are_flagged():
     proj = Projector(sp.csr_matrix(B))
     assert int(proj.dependent.sum()) == 20          # the rank deficit, whichever rows are flagged
     assert np.linalg.matrix_rank(B[~proj.dependent]) == 280
+
+
+@pytest.mark.parametrize("dependent", [0, 12])
+def test_large_network_rows_take_the_dense_gram_product(dependent, monkeypatch):
+    """p >= LARGE_P with mostly-filled rows: B B' is formed densely; the solves are the same."""
+    import certify.polish.projector as P
+    rng = np.random.default_rng(17 + dependent)
+    B = _rows(rng, 150, P.LARGE_P, 0.3, dependent)
+    calls = []
+    real = sp.csr_matrix.__matmul__
+    monkeypatch.setattr(sp.csr_matrix, "__matmul__", lambda a, b: calls.append(b.shape) or real(a, b))
+    proj = Projector(sp.csr_matrix(B))
+    assert not [s for s in calls if s == (P.LARGE_P, 150)]      # no sparse B @ B' product
+    monkeypatch.undo()
+    _check(B, rng)
+    assert int(proj.dependent.sum()) == dependent

@@ -70,6 +70,12 @@ both sides):
    minimising ``||c u - u_0||^2 + ||v / c - v_0||^2`` over its incoming ``u`` and outgoing ``v``
    weights, coordinate descent over layers; exact without weight decay).
 
+5. **Large networks first go downhill smoothly.** From :data:`~.limits.LARGE_P` parameters on, the
+   polish starts with L-BFGS on the loss taken as smooth (:mod:`.smooth`) until it stalls at the
+   kinks (or uses 40% of the budget), and the active-set method starts from there: far from a
+   minimum it crossed thousands of kinks a few at a time (holding and releasing them), which L-BFGS
+   covers in seconds. The projector also forms ``B B'`` densely for mostly-filled rows there.
+
 Under weight decay the first-layer weights of input features that are 0 on every sample (digits'
 border pixels) are set to exactly 0 at the start and at the end: the loss is ``lambda/2 w^2`` in each,
 and Newton steps with a Levenberg shift only shrink them (to 1e-22, or a subnormal), which the exact
@@ -90,12 +96,14 @@ rounding is moved onto the exact global minimum next to it (:func:`.rescale.clea
 Why this method: near a minimum with interior multipliers (strict complementarity, LIKQ) the held
 set is identified after finitely many changes and the method is Newton's method on ``M_H``
 (quadratic convergence), which is exactly what the certificates downstream need — an accurate,
-nondegenerate KKT point with kinks held to rounding; L-BFGS or subgradient methods give neither.
+nondegenerate KKT point with kinks held to rounding; L-BFGS or subgradient methods give neither
+(L-BFGS serves only to get near, step 5).
 
 Modules: :mod:`.pieces` (the held set, one point's reference piece, rows and gauge),
 :mod:`.projector` (solves with ``B B'``), :mod:`.multipliers` (sides, releases, stationarity),
 :mod:`.steps` (Lagrangian HVPs, projected CG, blocking kinks, restoration, line search),
-:mod:`.method` (the loop), :mod:`.result`, :mod:`.rescale`, :mod:`.limits` (tolerances).
+:mod:`.method` (the loop), :mod:`.smooth` (the L-BFGS first phase), :mod:`.result`, :mod:`.rescale`,
+:mod:`.limits` (tolerances).
 Nothing here imports the driver or calls ``check``.
 """
 

@@ -40,3 +40,13 @@ EPS = np.finfo(np.float64).eps
 CROSS_RATIO = 0.5
 #: a kept factorisation's correction must shrink the held kinks' residual by this factor (restore)
 CHORD_RATE = 0.1
+#: networks with at least this many parameters take the large-network path of the polish: an L-BFGS
+#: first phase (:mod:`certify.polish.smooth`) and dense Gram products of mostly-filled kink rows
+#: (:class:`~certify.polish.projector.Projector`). Below it the polish is left as it was when its end
+#: points were certified on the trained family (those end points move at rounding level with any
+#: change of arithmetic, and some lost their certificates when they did)
+LARGE_P = 5000
+#: (large networks) rows filled to at least this fraction get a dense Gram product ...
+DENSE_FILL = 0.1
+#: ... when the dense rows have at most this many entries (8 bytes each)
+DENSE_ENTRIES = 25_000_000

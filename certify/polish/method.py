@@ -21,6 +21,7 @@ from .limits import (
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed, zero_feature_weights
 from .rescale import clear_margins, nearest_rescaling, unpin_units
+from .smooth import SMOOTH_SHARE, smooth_applies, smooth_descent
 from .result import PolishResult, make_result
 from .steps import (
     add_independent,
@@ -381,6 +382,10 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     deadline = t0 + budget_s
     theta0, loss0 = problem.theta, problem.value()
     current = problem if start is None else problem.at(start)
+    smooth = None
+    if start is None and smooth_applies(problem) and not no_minimum_below(problem):
+        theta_s, smooth = smooth_descent(problem, deadline=t0 + SMOOTH_SHARE * budget_s, anchor=theta0)
+        current = problem.at(theta_s)
     res = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
@@ -398,6 +403,7 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
         if nxt is None:
             break
         current = problem.at(nxt)
+    res.smooth = smooth
     res.distance = float(np.linalg.norm(res.theta - theta0))
     norm0 = float(np.linalg.norm(theta0))
     res.relative_distance = res.distance / norm0 if norm0 > 0 else 0.0

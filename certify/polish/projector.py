@@ -7,7 +7,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from .limits import DENSE_BLOCK
+from .limits import DENSE_BLOCK, DENSE_ENTRIES, DENSE_FILL, LARGE_P
 
 
 class Projector:
@@ -25,8 +25,10 @@ class Projector:
     Tried and not kept (the polish's end points move at rounding level, and trained checkpoints
     whose saddles or minima were certified at the old end points -- ``bc_logistic_wd_adam``,
     ``iris_vv_hinge_wd_adam``, ``bc_hinge_wd_adam`` -- ended undecided): solving with ``dpstrf``'s
-    factor in pivot order instead of factoring again (half the factoring time), and a dense Gram
-    product for rows 10% filled or more (4x faster than the sparse one on deep nets' rows).
+    factor in pivot order instead of factoring again (half the factoring time). A dense Gram
+    product for rows 10% filled or more (4x faster than the sparse one on deep nets' rows) is used
+    on large networks only (:data:`~.limits.LARGE_P` parameters or more), where the polish had not
+    converged within its budget anyway.
     """
 
     SMALL = 256   # blocks up to this size are inverted explicitly
@@ -41,7 +43,14 @@ class Projector:
         self.dependent = np.zeros(m, dtype=bool)
         if m == 0:
             return
-        # B B' (given when the caller computes it from the rows' structure: deep rows are dense)
+        # B B' (given when the caller computes it from the rows' structure: deep rows are dense).
+        # On a large network, rows that are mostly nonzero (deep kinks, loss ties: every weight of the
+        # paths to a sample) are multiplied densely: a sparse product spends its time on index
+        # bookkeeping there (29 of 63 s of digits_ce_deep_sgd's polish were csr_matmat)
+        if gram is None and B.shape[1] >= LARGE_P and m <= DENSE_BLOCK \
+                and self.B.nnz >= DENSE_FILL * m * B.shape[1] and m * B.shape[1] <= DENSE_ENTRIES:
+            Bd = self.B.toarray()
+            gram = Bd @ Bd.T
         G = sp.csr_matrix(gram) if gram is not None else (self.B @ self.BT).tocsr()
         n_comp, labels = connected_components(G, directed=False)
         order = np.argsort(labels, kind="stable")

@@ -57,6 +57,9 @@ class PolishResult:
         (:func:`certify.polish.method.no_minimum_below`; ``reason`` says why).
     far : bool
         It stopped past ``max_distance`` from the checkpoint with the loss still falling.
+    smooth : dict or None
+        The L-BFGS first phase on a large network (:mod:`certify.polish.smooth`): iterations,
+        evaluations, loss before and after, time, distance and why it stopped; None when it did not run.
     """
 
     theta: np.ndarray
@@ -80,6 +83,7 @@ class PolishResult:
     rescaled: bool = False
     no_minimum: bool = False
     far: bool = False
+    smooth: dict | None = None
 
     @property
     def note(self) -> str:
@@ -107,7 +111,7 @@ class PolishResult:
                                "which": [list(k) for k in self.kinks_held]},
                 "multipliers": [float(v) for v in self.multipliers],
                 "multiplier_margin": self.multiplier_margin, "untested_multipliers": self.untested,
-                "rescaled": self.rescaled, "no_minimum": self.no_minimum, "far": self.far,
+                "rescaled": self.rescaled, "no_minimum": self.no_minimum, "far": self.far, "smooth": self.smooth,
                 "history": self.history, "time_s": self.time_s}
 
 
