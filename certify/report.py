@@ -148,6 +148,11 @@ class Report:
             lines.append(f"polished: moved {_fmt(pz.get('distance'))} from the given point, loss change "
                          f"{_fmt(pz.get('loss_change'))} ({pz.get('note') or 'Newton on the kink manifold'}); "
                          f"the verdict is about the polished point")
+            sm = pz.get("smooth")
+            if sm:
+                lines.append(f"         (large network: L-BFGS first, loss {_fmt(sm.get('loss_before'))} -> "
+                             f"{_fmt(sm.get('loss_after'))} in {sm.get('iterations')} iterations and "
+                             f"{_fmt(sm.get('time_s'))} s, {sm.get('stop')}; then the active-set polish)")
         if self.timings:
             lines.append(f"time:    {self.timings.get('total_s', 0):.3f} s")
         return "\n".join(lines)

@@ -85,3 +85,19 @@ def test_polish_point_runs_it_only_on_large_networks(monkeypatch):
     assert res.smooth is not None and res.smooth["loss_after"] <= res.smooth["loss_before"]
     assert res.loss_after <= res.loss_before
     assert res.distance == pytest.approx(np.linalg.norm(res.theta - problem.theta))   # from the checkpoint
+
+
+def test_the_report_says_the_smooth_phase_ran(monkeypatch):
+    import json
+
+    import certify
+    problem = trained((3, 12, 6, 1), "square", 1, seed=2, n=80, steps=400)
+    net, X, y = problem.network, problem.data.X, problem.data.y
+    monkeypatch.setattr(S, "SMOOTH_MIN_P", 1)
+    report = certify.check(net, X=X, y=y, loss="square", polish=True, time_limit=3.0)
+    sm = json.loads(report.to_json())["polish"]["smooth"]
+    assert sm["loss_after"] <= sm["loss_before"] and sm["iterations"] >= 0 and sm["stop"]
+    assert "L-BFGS first" in report.summary()
+    monkeypatch.setattr(S, "SMOOTH_MIN_P", 10**9)
+    report = certify.check(net, X=X, y=y, loss="square", polish=True, time_limit=3.0)
+    assert "L-BFGS" not in report.summary()

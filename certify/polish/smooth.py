@@ -89,7 +89,8 @@ def smooth_descent(problem: Problem, *, deadline: float, anchor: np.ndarray | No
     def callback(xk):
         trace.append(best["f"])
         k = len(trace) - 1
-        detail("polishing (L-BFGS)", iteration=k, loss=best["f"])
+        if k % 10 == 0:                         # (-v logs each report: every tenth iteration is plenty)
+            detail("polishing (L-BFGS)", iteration=k, loss=best["f"])
         if np.linalg.norm(xk - anchor) > limit:
             why["stop"] = "an iterate left the distance limit"
             raise _Stop
