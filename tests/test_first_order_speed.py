@@ -141,3 +141,41 @@ def test_benchmark_numpy_pass_is_the_loss_and_gradient():
     assert loss == pytest.approx(problem.value(), rel=1e-12)
     flat = np.concatenate([np.concatenate([gW.ravel(), gb]) for gW, gb in grads])
     np.testing.assert_allclose(flat, loss_gradient(problem), rtol=1e-10, atol=1e-13)
+
+
+def test_cheap_candidate_directions_stop_at_their_deadline():
+    """4,000 candidates at 10 ms each would take 40 s; the search stops at its deadline, proving nothing."""
+    import time
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    from certify.first_order import _cheap_descent
+    rng = np.random.default_rng(0)
+    one = SimpleNamespace(g=np.zeros(50), a=sp.csr_matrix(rng.standard_normal((3000, 50))))
+    calls = []
+
+    def flat(d):                    # no candidate descends
+        calls.append(1)
+        time.sleep(0.01)
+        return 0.0
+    t0 = time.perf_counter()
+    assert _cheap_descent(one, 1e-12, evaluate=flat, deadline=t0 + 0.2) is None
+    assert time.perf_counter() - t0 < 1.0 and len(calls) < 100
+    # a descending candidate is still found and returned when there is time: -e_1 along g = e_1
+    one = SimpleNamespace(g=np.eye(50)[0], a=sp.csr_matrix((0, 50)))
+    out = _cheap_descent(one, 1e-12, evaluate=lambda d: float(one.g @ d), deadline=time.perf_counter() + 5)
+    assert out is not None and out.stationary is False and out.min_value == -1.0
+
+
+def test_a_milp_too_large_for_the_time_left_is_not_started(monkeypatch):
+    from types import SimpleNamespace
+
+    import certify.first_order as F
+
+    def never(*a, **k):
+        raise AssertionError("HiGHS must not be called")
+    monkeypatch.setattr(F, "solve", never)
+    prog = SimpleNamespace(n_cols=1_000_000)
+    out = F._milp_outcome(prog, {}, lambda d: 0.0, 1e-12, time_limit=1.0)
+    assert out.stationary is None and "not attempted" in out.reason and "1,000,000 columns" in out.reason

@@ -243,7 +243,7 @@ def test_the_milp_after_the_tree_gets_only_the_time_left(monkeypatch):
 
     monkeypatch.setattr(first_order, "_cheap_descent", lambda *a, **k: None)
     monkeypatch.setattr(first_order, "decide_tree", tree)
-    monkeypatch.setattr(first_order, "descent_milp", lambda fo: (None, {"n_binary": 0, "big_m_max": 0, "d": []}))
+    monkeypatch.setattr(first_order, "descent_milp", lambda fo: (SimpleNamespace(n_cols=2), {"n_binary": 0, "big_m_max": 0, "d": []}))
     monkeypatch.setattr(first_order, "solve", solve)
     fo = SimpleNamespace(A=sp.csr_matrix((1, 2)), G=sp.csr_matrix((0, 2)), tolerance=lambda: 1e-9, evaluate=None)
     out = first_order._milp_test(fo, 0.5)
