@@ -114,13 +114,13 @@ def smooth_descent(problem: Problem, *, deadline: float, anchor: np.ndarray | No
 
 
 def _value_and_gradient(problem: Problem, x: np.ndarray) -> tuple[float, np.ndarray]:
-    """``L(x)`` as :meth:`Problem.value` computes it, and its gradient (``s_pos`` branch at kinks)."""
+    """``L(x)`` as :meth:`Problem.value` computes it, and its gradient (``s_pos`` branch at kinks),
+    from one forward pass."""
     from ..tangent import loss_gradient
+    from .pieces import value
     pr = problem.at(x)
     fwd = pr.network.forward(pr.X)
-    value = float(np.mean(pr.loss.values(fwd.output, pr.Y)))
-    if pr.weight_decay:
-        value += 0.5 * pr.weight_decay * float(np.dot(x, x))
-    if not np.isfinite(value):
+    val = value(pr, fwd, x)
+    if not np.isfinite(val):
         return float("inf"), np.zeros_like(x)
-    return value, loss_gradient(pr, fwd)
+    return val, loss_gradient(pr, fwd)
