@@ -194,6 +194,7 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
         return pol, report
     pol2.time_s += pol.time_s     # (rounds and history stay the last polish call's, as polish_point's do)
     pol2.smooth = pol2.smooth or pol.smooth
+    pol2.homotopy = pol2.homotopy or pol.homotopy
     return pol2, report2
 
 

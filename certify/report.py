@@ -153,6 +153,11 @@ class Report:
                 lines.append(f"         (large network: L-BFGS first, loss {_fmt(sm.get('loss_before'))} -> "
                              f"{_fmt(sm.get('loss_after'))} in {sm.get('iterations')} iterations and "
                              f"{_fmt(sm.get('time_s'))} s, {sm.get('stop')}; then the active-set polish)")
+            hm = pz.get("homotopy")
+            if hm:
+                lines.append(f"         (the active-set method stalled; smoothing homotopy over {len(hm.get('stages') or [])} "
+                             f"stage(s): loss {_fmt(hm.get('loss_before'))} -> {_fmt(hm.get('loss_after'))} in "
+                             f"{_fmt(hm.get('time_s'))} s, {hm.get('stop')}; then the active-set polish again)")
         if self.timings:
             lines.append(f"time:    {self.timings.get('total_s', 0):.3f} s")
         return "\n".join(lines)

@@ -610,6 +610,7 @@ def _polish_point_starts(monkeypatch, problem, verdict, refutation, max_rounds=2
         rep.verdict, rep.refutation = verdict, refutation
         return rep
     monkeypatch.setattr(method, "polish", stub)
+    monkeypatch.setattr(method, "_homotopy_worth_it", lambda *a: False)   # (the stub's polishes stop short)
     method.polish_point(problem, judge, budget_s=30.0, max_rounds=max_rounds)
     return starts
 

@@ -76,6 +76,14 @@ both sides):
    minimum it crossed thousands of kinks a few at a time (holding and releasing them), which L-BFGS
    covers in seconds. The projector also forms ``B B'`` densely for mostly-filled rows there.
 
+6. **A stalled polish goes on from a smoothing homotopy.** When the active-set method stops short of
+   a KKT point for a reason other than the clock (hold/release cycles, a failed line search), the
+   kinks are smoothed (softplus activations, log-sum-exp loss pieces, ``tau`` from 1e-2 down to 1e-6
+   of each layer's scale) and L-BFGS minimises each smoothed loss in turn (:mod:`.homotopy`, once,
+   at most 30% of the budget); the active-set method restarts from the lowest true loss it reached.
+   Smoothing methods' limit points are Clarke stationary (Chen 2012); the active-set method then
+   identifies the kinks and converges to the KKT point the certificates need.
+
 Under weight decay the first-layer weights of input features that are 0 on every sample (digits'
 border pixels) are set to exactly 0 at the start and at the end: the loss is ``lambda/2 w^2`` in each,
 and Newton steps with a Levenberg shift only shrink them (to 1e-22, or a subnormal), which the exact
@@ -102,7 +110,8 @@ nondegenerate KKT point with kinks held to rounding; L-BFGS or subgradient metho
 Modules: :mod:`.pieces` (the held set, one point's reference piece, rows and gauge),
 :mod:`.projector` (solves with ``B B'``), :mod:`.multipliers` (sides, releases, stationarity),
 :mod:`.steps` (Lagrangian HVPs, projected CG, blocking kinks, restoration, line search),
-:mod:`.method` (the loop), :mod:`.smooth` (the L-BFGS first phase), :mod:`.result`, :mod:`.rescale`,
+:mod:`.method` (the loop), :mod:`.smooth` (the L-BFGS first phase), :mod:`.homotopy` (the smoothing
+homotopy after a stall), :mod:`.result`, :mod:`.rescale`,
 :mod:`.limits` (tolerances).
 Nothing here imports the driver or calls ``check``.
 """

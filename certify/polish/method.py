@@ -21,6 +21,7 @@ from .limits import (
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed, zero_feature_weights
 from .rescale import clear_margins, nearest_rescaling, unpin_units
+from .homotopy import smoothing_descent
 from .smooth import SMOOTH_SHARE, smooth_applies, smooth_descent
 from .result import PolishResult, make_result
 from .steps import (
@@ -387,10 +388,19 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
         theta_s, smooth = smooth_descent(problem, deadline=t0 + SMOOTH_SHARE * budget_s, anchor=theta0)
         current = problem.at(theta_s)
     res = None
+    homotopy = None
     for k in range(max_rounds):
         res = polish(current, deadline=deadline, tol_near=tol_near, anchor=theta0)
         if judge is None or k + 1 >= max_rounds or time.perf_counter() > deadline or res.no_minimum or res.far:
             break              # (past max_distance: descending further only moves further from the checkpoint)
+        if homotopy is None and _homotopy_worth_it(res, deadline - time.perf_counter(), budget_s):
+            theta_h, homotopy = smoothing_descent(problem.at(res.theta), anchor=theta0,
+                                                  deadline=time.perf_counter() + HOMOTOPY_SHARE * budget_s)
+            if problem.value(theta_h) < problem.value(res.theta) - rounding(problem, res.theta):
+                log.info("polish: the active-set method stalled; polishing again from the smoothing "
+                         "homotopy's end point")
+                current = problem.at(theta_h)
+                continue
         report = judge(problem.at(res.theta), min(time_limit, max(deadline - time.perf_counter(), 1e-3)))
         ref = report.refutation or {}
         if (report.verdict.value == "local_min" or ref.get("direction") is None
@@ -404,6 +414,7 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
             break
         current = problem.at(nxt)
     res.smooth = smooth
+    res.homotopy = homotopy
     res.distance = float(np.linalg.norm(res.theta - theta0))
     norm0 = float(np.linalg.norm(theta0))
     res.relative_distance = res.distance / norm0 if norm0 > 0 else 0.0
@@ -412,6 +423,20 @@ def polish_point(problem: Problem, judge=None, *, time_limit: float = 5.0, budge
     res.loss_gap = loss0 - res.loss_after
     res.time_s = time.perf_counter() - t0
     return res
+
+
+#: share of the polishing budget the smoothing homotopy may use (:func:`_homotopy_worth_it`)
+HOMOTOPY_SHARE = 0.3
+
+
+def _homotopy_worth_it(res: PolishResult, left: float, budget_s: float) -> bool:
+    """Run the smoothing homotopy (:mod:`.homotopy`, once per :func:`polish_point`) after a polish that
+    stopped short of a KKT point for a reason other than the clock -- it stalled in hold/release cycles,
+    or its line search or Newton steps found nothing -- while at least :data:`HOMOTOPY_SHARE` of the
+    budget is left. A converged polish goes to the judge as before: its end point is what the
+    certificates need, and a checkpoint next to its minimum is not carried away from it."""
+    return (not res.converged and not res.far and not res.no_minimum and left >= HOMOTOPY_SHARE * budget_s
+            and not res.reason.startswith("the time budget ran out"))
 
 
 def lower_point_along(problem: Problem, theta: np.ndarray, refutation: dict) -> np.ndarray | None:
@@ -438,7 +463,8 @@ def microscopic_descent(refutation, theta: np.ndarray) -> bool:
     if d is None or step is None:
         return True
     move = abs(float(step)) * float(np.linalg.norm(np.asarray(d, dtype=np.float64)))
-    return move <= 1e-12 * max(float(np.linalg.norm(theta)), 1.0)
+    from ..refute import MICROSCOPIC
+    return move <= MICROSCOPIC * max(float(np.linalg.norm(theta)), 1.0)
 
 
 def _descend_along(problem: Problem, theta: np.ndarray, d: np.ndarray, step: float) -> np.ndarray | None:

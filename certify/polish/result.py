@@ -60,6 +60,10 @@ class PolishResult:
     smooth : dict or None
         The L-BFGS first phase on a large network (:mod:`certify.polish.smooth`): iterations,
         evaluations, loss before and after, time, distance and why it stopped; None when it did not run.
+    homotopy : dict or None
+        The smoothing homotopy run after a stalled polish (:mod:`certify.polish.homotopy`): its stages
+        (tau, iterations, loss), loss before and after, time, distance and why it stopped; None when
+        it did not run.
     """
 
     theta: np.ndarray
@@ -84,6 +88,7 @@ class PolishResult:
     no_minimum: bool = False
     far: bool = False
     smooth: dict | None = None
+    homotopy: dict | None = None
 
     @property
     def note(self) -> str:
@@ -112,6 +117,7 @@ class PolishResult:
                 "multipliers": [float(v) for v in self.multipliers],
                 "multiplier_margin": self.multiplier_margin, "untested_multipliers": self.untested,
                 "rescaled": self.rescaled, "no_minimum": self.no_minimum, "far": self.far, "smooth": self.smooth,
+                "homotopy": self.homotopy,
                 "history": self.history, "time_s": self.time_s}
 
 
