@@ -158,3 +158,35 @@ def test_smooth_phase_measures_both_methods_from_the_same_point():
     assert row["loss_checkpoint"] == loss0
     assert row["lbfgs"]["loss"] <= loss0 and row["active_set"]["loss"] <= loss0
     assert row["p"] == pr.n_params and row["grad_s"] > 0
+
+
+def test_homotopy_phase_starts_both_methods_where_the_first_polish_stalled(monkeypatch):
+    """benchmarks.homotopy_phase on a small instance whose first polish is made to stop at once: the
+    homotopy and the restarted active-set polish both end no higher than that point (checked by an
+    independent loss evaluation), and a first polish that converges gives no comparison."""
+    from types import SimpleNamespace
+
+    import benchmarks.homotopy_phase as H
+    from certify.data import Dataset, Problem
+    from certify.polish import method as M
+    from tests.test_polish import trained
+    pr = trained((3, 8, 1), "square", 1, seed=5, n=40, steps=100)
+    layers = [(W, b) for W, b in pr.network.split(pr.theta)]
+    inst = SimpleNamespace(id="toy", make=lambda: {"network": layers, "X": pr.X, "y": pr.data.y,
+                                                   "activation": "relu", "loss": "square", "weight_decay": 0.0})
+    real = M.polish
+    calls = []
+
+    def first_stops_at_once(problem, **kw):
+        if not calls:
+            kw["max_rounds"] = 0
+        calls.append(problem.theta.copy())
+        return real(problem, **kw)
+    monkeypatch.setattr("certify.polish.polish", first_stops_at_once)
+    row = H.measure(inst, budget_s=2.0)
+    loss0 = Problem(pr.network, Dataset(pr.X, pr.data.y), "square").value()
+    assert row["loss_checkpoint"] == loss0 and not row["first_polish"]["converged"]
+    stall = row["first_polish"]["loss"]
+    assert stall <= loss0
+    assert row["homotopy"]["loss"] <= stall and row["active_set"]["loss"] <= stall
+    assert pr.value(calls[1]) == stall                      # the baseline restarts where the first polish ended
