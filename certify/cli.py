@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "reduced gradient (for checkpoints from SGD/Adam, which are never exactly stationary) and "
                      "certify that point; the report says how far it moved and what that means for the checkpoint: "
                      "near_minimum, near_saddle, not_converged (keep training) or undecided")
+    chk.add_argument("--smoothing", action="store_true", help="polish (implies --polish), and when the active-set "
+                     "polish stalls short of a KKT point go on from a smoothing homotopy (kinks smoothed, L-BFGS as "
+                     "the smoothing shrinks): lower losses sooner when --polish ends still descending, but its end "
+                     "points are more often ones the checker cannot decide (dead units under weight decay)")
     chk.add_argument("--escape", metavar="FILE", help="for a saddle or a non-stationary point, write the improved "
                      "checkpoint (the verified lower point on the descent curve) to FILE, to resume training from "
                      "it: .npz, or .pt / .safetensors as the state dict of an nn.Sequential (float32, as trainers "
@@ -274,7 +278,7 @@ def _cmd_check(args) -> int:
         with reporting(terminal_printer(sys.stderr) if tty else None), \
                 reporting_details(terminal_detail_printer(sys.stderr) if tty else None):
             report = check(net, data=data, loss=loss, weight_decay=weight_decay, tol=tol,
-                           time_limit=args.time_limit, polish=args.polish)
+                           time_limit=args.time_limit, polish=args.polish, smoothing=args.smoothing)
     finally:
         if tty:     # clear the progress line: the report (stdout, same terminal) starts at column 0
             sys.stderr.write("\r\033[K")

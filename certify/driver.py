@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def check(model, X=None, y=None, *, data=None, activation=None, loss="square", weight_decay=0.0,
-          tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT, polish: bool = False) -> Report:
+          tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT, polish: bool = False,
+          smoothing: bool = False) -> Report:
     """Decide whether the network's parameters are a local minimum of its training loss.
 
     Parameters
@@ -64,6 +65,11 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         leaves when it ended mid-descent; :mod:`certify.polish`) and
         certify that point; the report's ``polish`` section says where it is and how far it moved, and
         its ``trained`` section what that means for the given checkpoint.
+    smoothing : bool
+        Polish (implies ``polish``), and when the active-set method stalls short of a KKT point, go on
+        from a smoothing homotopy (:mod:`certify.polish.homotopy`): it reaches lower losses sooner on
+        the trained family, but its end points are more often degenerate ones the checker cannot
+        decide (dead units under weight decay, samples on kinks of two layers), so it is not the default.
 
     Returns
     -------
@@ -88,20 +94,22 @@ def check(model, X=None, y=None, *, data=None, activation=None, loss="square", w
         from .loaders import load_data
         data = load_data(data)
     problem = Problem(net, data, loss, weight_decay)
-    if polish:
-        return check_polished(problem, tol=tol, time_limit=time_limit)
+    if polish or smoothing:
+        return check_polished(problem, tol=tol, time_limit=time_limit, smoothing=smoothing)
     return check_problem(problem, tol=tol, time_limit=time_limit)
 
 
-def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float = 120.0, start=None):
+def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float = 120.0, start=None,
+                   smoothing: bool = False):
     """Polish ``problem``'s point (:func:`certify.polish.polish_point`) with this driver as the judge.
 
     ``budget_s`` bounds the whole polishing, ``time_limit`` each call of the judge (a refuted polished
-    point is moved along its verified descent and polished again); ``start``: from this point instead.
+    point is moved along its verified descent and polished again); ``start``: from this point instead;
+    ``smoothing``: the homotopy after a stalled polish (:func:`check`).
     """
     from .polish import polish_point
     return polish_point(problem, lambda pr, limit: check_problem(pr, time_limit=limit), time_limit=time_limit,
-                        budget_s=budget_s, start=start)
+                        budget_s=budget_s, start=start, smoothing=smoothing)
 
 
 #: share of the budget polishing may use (the rest is for certifying the polished point). Certifying a
@@ -123,7 +131,8 @@ NEAR_DISTANCE = 0.05
 NEAR_LOSS_GAP = 0.01
 
 
-def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT) -> Report:
+def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_limit: float = DEFAULT_TIME_LIMIT,
+                   smoothing: bool = False) -> Report:
     """Polish (:mod:`certify.polish`), certify the polished point, and say what it means for the checkpoint.
 
     The report's ``trained`` section answers for the given point: ``near_minimum`` (a certified local
@@ -137,11 +146,12 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     with np.errstate(over="ignore", invalid="ignore"):
         problem.check_finite()
     judge_limit = max(1e-3, min(0.1 * time_limit, 30.0))
-    pol = polish_problem(problem, time_limit=judge_limit, budget_s=max(1e-3, POLISH_SHARE * time_limit))
+    pol = polish_problem(problem, time_limit=judge_limit, budget_s=max(1e-3, POLISH_SHARE * time_limit),
+                         smoothing=smoothing)
     t_end = time.perf_counter()
     report = _check_end(problem, pol, tol, deadline, time_limit)
     pol, report = _polish_on(problem, pol, report, time.perf_counter() - t_end, deadline, judge_limit, tol,
-                             time_limit)
+                             time_limit, smoothing)
     info = pol.to_dict()
     info["theta"] = pol.theta
     info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
@@ -162,7 +172,7 @@ def _check_end(problem: Problem, pol, tol, deadline: float, time_limit: float) -
 
 
 def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline: float, judge_limit: float,
-               tol, time_limit: float):
+               tol, time_limit: float, smoothing: bool = False):
     """Spend what the end point's check left of the budget on polishing further, when it ended mid-descent
     (or at a "saddle" refuted only within rounding distance of a kink: :func:`~.polish.method.microscopic_descent`).
 
@@ -187,7 +197,7 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
     if nxt is None:
         return pol, report
     log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)
-    pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt)
+    pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt, smoothing=smoothing)
     report2 = _check_end(problem, pol2, tol, deadline, time_limit)
     if report2.verdict.value == "inconclusive" or pol2.loss_after > pol.loss_after:
         log.info("polish: the second leg's end point was not decided in time; the first one's answer stands")

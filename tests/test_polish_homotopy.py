@@ -147,7 +147,46 @@ def test_polish_point_goes_on_from_the_homotopy_after_a_stall(monkeypatch):
 
     monkeypatch.setattr(M, "polish", stalling_polish)
     res = M.polish_point(problem, lambda pr, limit: pytest.fail("judged before the homotopy's polish"),
-                         budget_s=20.0, max_rounds=2)
+                         budget_s=20.0, max_rounds=2, smoothing=True)
     assert res.homotopy is not None and len(calls) == 2
     assert problem.value(calls[1]) == res.homotopy["loss_after"] < problem.value(calls[0])
     assert res.loss_after <= res.loss_before
+
+
+def test_it_is_not_the_default(monkeypatch):
+    problem = trained((3, 12, 6, 1), "square", 1, seed=2, n=80, steps=400)
+    real_polish = M.polish
+    monkeypatch.setattr(M, "polish", lambda current, **kw: real_polish(current, **{**kw, "max_rounds": 0}))
+    monkeypatch.setattr(M, "smoothing_descent", lambda *a, **k: pytest.fail("the homotopy ran by default"))
+    res = M.polish_point(problem, None, budget_s=5.0, max_rounds=2)
+    assert res.homotopy is None and res.to_dict()["homotopy"] is None
+
+
+def test_check_and_the_cli_say_when_it_ran(monkeypatch, tmp_path, capsys):
+    import json
+
+    import certify
+    from certify.cli import main
+    problem = trained((3, 12, 6, 1), "square", 1, seed=2, n=80, steps=400)
+    real_polish = M.polish
+    calls = []
+
+    def first_stops_at_once(current, **kw):
+        if not calls:
+            kw["max_rounds"] = 0
+        calls.append(1)
+        return real_polish(current, **kw)
+    monkeypatch.setattr(M, "polish", first_stops_at_once)
+    net, X, y = problem.network, problem.data.X, problem.data.y
+    report = certify.check(net, X=X, y=y, loss="square", smoothing=True, time_limit=3.0)
+    hm = json.loads(report.to_json())["polish"]["homotopy"]
+    assert hm["stages"] and hm["loss_after"] <= hm["loss_before"] <= problem.value()
+    assert "smoothing homotopy over" in report.summary()
+    path = tmp_path / "net.npz"
+    np.savez(path, X=X, y=y, **{f"{k}{i}": a for i, (W, b) in enumerate(net.split(net.theta), start=1)
+                                for k, a in (("W", W), ("b", b))})
+    calls.clear()
+    rc = main(["check", str(path), "--loss", "square", "--smoothing", "--json", "--time-limit", "3"])
+    out = json.loads(capsys.readouterr().out)
+    hm = out["polish"]["homotopy"]
+    assert rc in (0, 10, 11, 20) and hm["stages"] and hm["loss_after"] <= hm["loss_before"] <= problem.value()

@@ -76,7 +76,8 @@ both sides):
    minimum it crossed thousands of kinks a few at a time (holding and releasing them), which L-BFGS
    covers in seconds. The projector also forms ``B B'`` densely for mostly-filled rows there.
 
-6. **A stalled polish goes on from a smoothing homotopy.** When the active-set method stops short of
+6. **On request, a stalled polish goes on from a smoothing homotopy** (``smoothing=True``, the
+   CLI's ``--smoothing``; not the default, :func:`.method.polish_point` says why). When the active-set method stops short of
    a KKT point for a reason other than the clock (hold/release cycles, a failed line search), the
    kinks are smoothed (softplus activations, log-sum-exp loss pieces, ``tau`` from 1e-2 down to 1e-6
    of each layer's scale) and L-BFGS minimises each smoothed loss in turn (:mod:`.homotopy`, once,
