@@ -27,13 +27,14 @@ def _search(problem: Problem, theta: np.ndarray, point, t: float, shrink: float,
     a bounded value of ``L(theta)`` already known (e.g. from the driver's forward pass).
 
     When no smaller step shows a decrease, or one only within rounding distance of the point
-    (:data:`MICROSCOPIC`), steps above ``t`` are tried too, by factors of 4 up to ``t_hi``: the starting step is the first-order distance to the next kink off the point, and a kink
-    1e-17 away (held by nothing, not within the kink tolerance) put it where no decrease can show,
-    while from 1e-14 to 1e-4 the loss fell at the predicted slope. Measured on ``diabetes_abs_sgd``'s
-    polished point (tree direction, ``L'(theta; d) = -0.0197``): the loss is 2e-8 lower at
-    ``t = 1e-6``, and 40 shrinking steps from 5e-17 reported no decrease. Any step is sound: the
-    decrease is verified at the step the report stores, and what makes the curve a local descent is
-    checked separately (its slope, or its Taylor coefficients).
+    (:data:`MICROSCOPIC`), steps above ``t`` are tried too, by factors of 4 up to ``t_hi``: the
+    starting step is the first-order distance to the next kink off the point, and a kink 1e-17 away
+    (held by nothing, not within the kink tolerance) put it where no decrease can show, while from
+    1e-14 to 1e-4 the loss fell at the predicted slope. Measured on ``diabetes_abs_sgd``'s polished
+    point (tree direction, ``L'(theta; d) = -0.0197``): the loss is 2e-8 lower at ``t = 1e-6``, and
+    40 shrinking steps from 5e-17 reported no decrease. Any step is sound: the decrease is verified
+    at the step the report stores, and what makes the curve a local descent is checked separately
+    (its slope, or its Taylor coefficients), as :mod:`certify.verify` re-checks both.
     """
     if before is None:
         before = loss_with_bound(problem, theta)

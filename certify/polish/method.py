@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data import Problem
 from ..progress import detail, tick
+from .homotopy import smoothing_descent
 from .limits import (
     DEFAULT_TOL_NEAR,
     MAX_CG,
@@ -21,7 +22,6 @@ from .limits import (
 from .multipliers import stationarity
 from .pieces import initial_held, loss_pieces, snap_collapsed, zero_feature_weights
 from .rescale import clear_margins, nearest_rescaling, unpin_units
-from .homotopy import smoothing_descent
 from .smooth import SMOOTH_SHARE, smooth_applies, smooth_descent
 from .result import PolishResult, make_result
 from .steps import (
