@@ -153,8 +153,9 @@ def _cut_first_polish(monkeypatch):
     import certify.driver as drv
     real, calls = drv.polish_problem, []
 
-    def polish_problem(problem, *, time_limit, budget_s, start=None):
-        res = real(problem, time_limit=time_limit, budget_s=1e-9 if start is None else budget_s, start=start)
+    def polish_problem(problem, *, time_limit, budget_s, start=None, smoothing=False):
+        res = real(problem, time_limit=time_limit, budget_s=1e-9 if start is None else budget_s, start=start,
+                   smoothing=smoothing)
         calls.append((start, res.theta.copy()))
         return res
     monkeypatch.setattr(drv, "polish_problem", polish_problem)
