@@ -136,7 +136,7 @@ def _key(path: Path):
 
 # ---------------------------------------------------------------------------- one checkpoint
 def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=300.0, polish=False) -> dict:
+              time_limit=300.0, polish=False, smoothing=False) -> dict:
     """Load and check one checkpoint; never raises (a failure is a result with verdict ``"error"``).
 
     ``data``: a :class:`certify.Dataset` (shared by every checkpoint) or ``None`` to read ``X`` and
@@ -149,7 +149,8 @@ def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0
         with warnings.catch_warnings(record=True) as caught:  # numeric warnings would spill over the table
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", AssumedActivationWarning)  # kept in the result's "warning"
-            report = _check_path(Path(path), data, activation, loss, weight_decay, tol, time_limit, polish)
+            report = _check_path(Path(path), data, activation, loss, weight_decay, tol, time_limit, polish,
+                                 smoothing)
         assumed = [w for w in caught if issubclass(w.category, AssumedActivationWarning)]
         if assumed:
             result["warning"] = _one_line(assumed[0].message)
@@ -172,7 +173,7 @@ def check_one(path, *, data=None, activation=None, loss="square", weight_decay=0
     return result
 
 
-def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limit, polish=False):
+def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limit, polish=False, smoothing=False):
     from .driver import check
     from .kinks import DEFAULT_TOL
     from .loaders import load_model
@@ -181,7 +182,8 @@ def _check_path(path: Path, data, activation, loss, weight_decay, tol, time_limi
     if data is None:
         data = _own_data(path)
     return check(net, data=data, loss=loss, weight_decay=weight_decay,
-                 tol=DEFAULT_TOL if tol is None else tol, time_limit=time_limit, polish=polish)
+                 tol=DEFAULT_TOL if tol is None else tol, time_limit=time_limit, polish=polish,
+                 smoothing=smoothing)
 
 
 def _own_data(path: Path):
@@ -220,7 +222,8 @@ def error_result(path, message: str, exit_code: int = EXIT_INTERNAL_ERROR) -> di
 
 # ---------------------------------------------------------------------------- many checkpoints
 def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
-              time_limit=300.0, jobs=1, scheduler=None, progress=None, polish=False) -> list[dict]:
+              time_limit=300.0, jobs=1, scheduler=None, progress=None, polish=False,
+              smoothing=False) -> list[dict]:
     """Check every checkpoint in ``paths``; one result dict per checkpoint, in the order of ``paths``.
 
     Parameters
@@ -229,7 +232,7 @@ def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=
         Checkpoint files (see :func:`expand_checkpoints`).
     data : Dataset, path or None
         Shared training data; ``None`` reads ``X`` and ``y`` from each checkpoint file.
-    activation, loss, weight_decay, tol, time_limit, polish
+    activation, loss, weight_decay, tol, time_limit, polish, smoothing
         As for :func:`certify.check` (``tol=None``: the default kink tolerance; ``time_limit`` is the
         budget of each checkpoint's whole check).
     jobs : int
@@ -254,12 +257,12 @@ def run_batch(paths, *, data=None, activation=None, loss="square", weight_decay=
     """
     return list(iter_batch(paths, data=data, activation=activation, loss=loss, weight_decay=weight_decay,
                            tol=tol, time_limit=time_limit, jobs=jobs, scheduler=scheduler, progress=progress,
-                           polish=polish))
+                           polish=polish, smoothing=smoothing))
 
 
 def iter_batch(paths, *, data=None, activation=None, loss="square", weight_decay=0.0, tol=None,
                time_limit=300.0, jobs=1, scheduler=None, progress=None, polish=False,
-               ordered: bool = True) -> Iterator[dict]:
+               smoothing=False, ordered: bool = True) -> Iterator[dict]:
     """:func:`run_batch` as a generator, yielding each result as soon as it is known.
 
     ``ordered`` (default) yields in input order; ``ordered=False`` yields in the order the checkpoints
@@ -269,6 +272,7 @@ def iter_batch(paths, *, data=None, activation=None, loss="square", weight_decay
     paths = [Path(p) for p in paths]
     options = _shared_options(data, activation, loss, weight_decay, tol, time_limit)
     options["polish"] = bool(polish)
+    options["smoothing"] = bool(smoothing)
     if scheduler is None:
         jobs = _check_jobs(jobs)
         if jobs != 1 and len(paths) > 1:

@@ -105,6 +105,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--polish", action="store_true", help="polish each checkpoint first and certify the nearby "
                    "exact point, as 'certify check --polish' does (the line's 'trained' key says what that means "
                    "for the checkpoint)")
+    p.add_argument("--smoothing", action="store_true", help="polish (implies --polish) and go on from a smoothing "
+                   "homotopy when the polish stalls, as 'certify check --smoothing' does")
     p.add_argument("--json", action="store_true", help="print the JSON lines on stdout instead of the "
                    "summary table")
     return p
@@ -129,7 +131,7 @@ def run(args) -> int:
         results_iter = iter_batch(todo, data=args.data, activation=args.activation, loss=args.loss,
                                   weight_decay=args.weight_decay, tol=args.tol, time_limit=args.time_limit,
                                   jobs=args.jobs, scheduler=args.scheduler, progress=None, polish=args.polish,
-                                  ordered=args.out is None)
+                                  smoothing=args.smoothing, ordered=args.out is None)
     except CertifyError as exc:
         sys.stderr.write(f"certify: error: {_one_line(exc)}\n")
         return EXIT_USAGE

@@ -407,3 +407,18 @@ def test_batch_polish_reports_the_trained_answer(ckpts):
     results = run_batch([ckpts / "step_3.npz"], loss="square", progress=False, polish=True)
     assert results[0]["verdict"] in ("local_min", "saddle", "not_stationary", "inconclusive")
     assert results[0]["trained"] is not None and "outcome" in results[0]["trained"]
+
+
+def test_batch_smoothing_reaches_the_check(ckpts, capsys, monkeypatch):
+    import certify.driver as drv
+    seen = []
+    real = drv.check
+
+    def spy(*args, **kw):
+        seen.append((kw.get("polish"), kw.get("smoothing")))
+        return real(*args, **kw)
+    monkeypatch.setattr(drv, "check", spy)
+    results = run_batch([ckpts / "step_3.npz"], loss="square", progress=False, smoothing=True, time_limit=5.0)
+    assert seen == [(False, True)] and results[0]["trained"] is not None
+    code, out, err = run_cmd(capsys, ckpts / "step_3.npz", "--smoothing", "--json", "--time-limit", "5")
+    assert seen[-1] == (False, True) and json.loads(out.splitlines()[0])["trained"] is not None
