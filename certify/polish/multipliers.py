@@ -339,7 +339,10 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
     """Release the held kinks whose box multiplier ``nu`` sits at the end of its interval that lets
     the descent direction ``d`` (minus the box residual) move them off their surface: at
     ``lambda = 0`` into ``phi < 0``, at ``lambda = 1`` into ``phi > 0`` (the optimality conditions
-    of the bounded least squares say no other kink moves at first order)."""
+    of the bounded least squares say no other kink moves at first order). A kink released
+    :data:`MAX_RELEASES` times stays held, as in :func:`release`: without the rule
+    ``diabetes_sq_depth3_wd_adam``'s polish released the same three kinks here and held them again
+    as blocking its step at once, round after round at one point, until its 500 rounds ran out."""
     if not np.any(d):
         return held, 0
     lo, hi = multiplier_bounds(pt, gscale, nu)
@@ -355,6 +358,9 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
         at_bound = (hi[q] - nu[q] <= 1e-6 * width[q]) if side > 0 else (nu[q] - lo[q] <= 1e-6 * width[q])
         if not at_bound or not np.isfinite(lo[q] if side < 0 else hi[q]):
             continue
+        rkey = key if key[0] == "unit" else ("tie", key[1], key[2])
+        if out.releases.get(rkey, 0) >= MAX_RELEASES:
+            continue
         if key[0] == "unit":
             out.units[key[1] - 1][key[2], key[3]] = False
             out.side[key[1] - 1][key[2], key[3]] = side
@@ -365,6 +371,7 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
             if (i, grp) not in out.ties:
                 continue
             active, r = out.ties[(i, grp)]
+            out.releases[rkey] = out.releases.get(rkey, 0) + 1
             loser = b if side > 0 else r           # phi = v_ref - v_b grows: b falls behind
             remaining = tuple(a for a in active if a != loser)
             if len(remaining) <= 1:
