@@ -824,38 +824,45 @@ def test_a_concave_kink_released_max_releases_times_stays_held():
     assert st.held.units[0][0, 0]
 
 
-def test_a_kink_released_max_releases_times_along_the_box_descent_stays_held():
-    """The release along the box-multiplier descent (``release_along``) keeps the anti-cycling rule of
-    ``release``: ``diabetes_sq_depth3_wd_adam``'s polish released the same three kinks there and held
-    them again as blocking its next step, every round at one point, until its 500 rounds ran out.
+def test_a_kink_released_twice_at_one_point_along_the_box_descent_stays_held_there():
+    """Anti-cycling of the release along the box-multiplier descent (``release_along``):
+    ``diabetes_sq_depth3_wd_adam``'s polish released three kinks there and held them again as
+    blocking its next step at once, round after round at one point, until its 500 rounds ran out. A
+    kink released ``MAX_SAME_POINT`` times at one ``theta`` now stays held there; at another point it
+    is released again (``iris_petal_abs_sgd``'s polish releases kinks again and again as it moves).
 
     The network of the test above: the kink of sample x = 1 (row d z / d(w, b) = (1, 1)) has the
     multiplier interval [0, 1/3] (jump -1/3, by hand above); a multiplier at its upper end and a
-    direction raising b (z grows) release it to the + side, until it has been released
-    ``MAX_RELEASES`` times.
+    direction raising b (z grows) release it to the + side.
     """
-    from certify.polish.limits import MAX_RELEASES
+    from certify.polish.limits import MAX_SAME_POINT
     from certify.polish.multipliers import grad_scale, multiplier_bounds, release_along
     from certify.polish.pieces import evaluate, initial_held
     problem = Problem(scalar_net(1.0, -1.0, 1.0, 0.0), Dataset(np.array([[1.0], [2.0], [3.0]]),
                                                                   np.array([1.0, 1.0, 2.0])), "square")
+
+    def at(theta, held):
+        pt = evaluate(problem, theta, held)
+        assert pt.keys == [("unit", 1, 0, 0)]
+        np.testing.assert_array_equal(pt.rows.toarray(), [[1.0, 1.0, 0.0, 0.0]])
+        lo, hi = multiplier_bounds(pt, grad_scale(pt))
+        assert lo[0] == 0.0 and hi[0] == pytest.approx(1 / 3, rel=1e-15)
+        nu = np.zeros(1 + pt.gauge.shape[0])
+        nu[0] = hi[0]
+        return release_along(pt, held, np.array([0.0, 1.0, 0.0, 0.0]), nu, grad_scale(pt))
+
     held = initial_held(problem, 0.0)
-    pt = evaluate(problem, problem.theta, held)
-    key = ("unit", 1, 0, 0)
-    assert pt.keys == [key]
-    np.testing.assert_array_equal(pt.rows.toarray(), [[1.0, 1.0, 0.0, 0.0]])
-    lo, hi = multiplier_bounds(pt, grad_scale(pt))
-    assert lo[0] == 0.0 and hi[0] == pytest.approx(1 / 3, rel=1e-15)
-    nu = np.zeros(1 + pt.gauge.shape[0])
-    nu[0] = hi[0]
-    d = np.array([0.0, 1.0, 0.0, 0.0])
-    for count in range(MAX_RELEASES):
-        out, n = release_along(pt, held, d, nu, grad_scale(pt))
+    for _ in range(MAX_SAME_POINT):
+        out, n = at(problem.theta, held)
         assert n == 1 and not out.units[0][0, 0] and out.side[0][0, 0] == 1
-        assert out.releases[key] == count + 1
-        held.releases[key] = count + 1
-    out, n = release_along(pt, held, d, nu, grad_scale(pt))
+        out.units[0][0, 0] = True                 # held again: it blocked the next step at once
+        held = out
+    out, n = at(problem.theta, held)
     assert n == 0 and out.units[0][0, 0]
+    # the point moves (along the kink: w up, b down by the same amount, still held): released again
+    moved = problem.theta + np.array([0.25, -0.25, 0.0, 0.0])
+    out, n = at(moved, held)
+    assert n == 1 and not out.units[0][0, 0]
 
 
 def test_weights_of_an_input_feature_that_is_zero_on_every_sample_end_exactly_at_zero():

@@ -22,6 +22,8 @@ RHO_REL = 1e-10
 SNAP_DURING = 1e-9
 #: a kink released this often stays held (anti-cycling; its multiplier is then reported as it is)
 MAX_RELEASES = 5
+#: a kink released this often along the box-multiplier descent at one point stays held there
+MAX_SAME_POINT = 2
 #: convex kinks are released only once the reduced gradient on their face is below this (relative)
 TOL_FACE = 1e-7
 #: ... or once the reduced gradient is below this fraction of the largest multiplier violation

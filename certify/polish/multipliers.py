@@ -12,7 +12,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..data import Problem
 from ..tangent import backprop
-from .limits import MAX_RELEASES, RELEASE_RATIO, TOL_FACE, TOL_HOLD, TOL_SLOPE
+from .limits import MAX_RELEASES, MAX_SAME_POINT, RELEASE_RATIO, TOL_FACE, TOL_HOLD, TOL_SLOPE
 from .pieces import Held, Point, evaluate, nested, nested_of
 from .projector import Projector
 
@@ -339,10 +339,15 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
     """Release the held kinks whose box multiplier ``nu`` sits at the end of its interval that lets
     the descent direction ``d`` (minus the box residual) move them off their surface: at
     ``lambda = 0`` into ``phi < 0``, at ``lambda = 1`` into ``phi > 0`` (the optimality conditions
-    of the bounded least squares say no other kink moves at first order). A kink released
-    :data:`MAX_RELEASES` times stays held, as in :func:`release`: without the rule
-    ``diabetes_sq_depth3_wd_adam``'s polish released the same three kinks here and held them again
-    as blocking its step at once, round after round at one point, until its 500 rounds ran out."""
+    of the bounded least squares say no other kink moves at first order).
+
+    Anti-cycling at one point: a kink released here :data:`MAX_SAME_POINT` times at the same
+    ``theta`` (each time held again because it blocked the next step at once) stays held while the
+    point does not move. Without it ``diabetes_sq_depth3_wd_adam``'s polish released three kinks
+    and held them again round after round at one point until its 500 rounds ran out. (Counting
+    these releases against :data:`MAX_RELEASES` over the whole polish instead cut
+    ``iris_petal_abs_sgd``'s, whose kinks are released again and again as the point moves, short of
+    the minimum it converges to.)"""
     if not np.any(d):
         return held, 0
     lo, hi = multiplier_bounds(pt, gscale, nu)
@@ -351,6 +356,7 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
     width = np.maximum(np.where(np.isfinite(hi - lo), hi - lo, np.inf), 1e-300)
     out = held.copy()
     count = 0
+    here = hash(pt.theta.tobytes())
     for q, key in enumerate(pt.keys):
         if abs(move[q]) <= 1e-6 * size[q]:
             continue
@@ -358,9 +364,12 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
         at_bound = (hi[q] - nu[q] <= 1e-6 * width[q]) if side > 0 else (nu[q] - lo[q] <= 1e-6 * width[q])
         if not at_bound or not np.isfinite(lo[q] if side < 0 else hi[q]):
             continue
-        rkey = key if key[0] == "unit" else ("tie", key[1], key[2])
-        if out.releases.get(rkey, 0) >= MAX_RELEASES:
+        rkey = ("here",) + (key if key[0] == "unit" else ("tie", key[1], key[2]))
+        at, times = out.releases.get(rkey, (None, 0))
+        times = times if at == here else 0
+        if times >= MAX_SAME_POINT or (key[0] == "tie" and (key[1], key[2]) not in out.ties):
             continue
+        out.releases[rkey] = (here, times + 1)
         if key[0] == "unit":
             out.units[key[1] - 1][key[2], key[3]] = False
             out.side[key[1] - 1][key[2], key[3]] = side
@@ -368,10 +377,7 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
             count += 1
         else:
             _, i, grp, b, _ = key
-            if (i, grp) not in out.ties:
-                continue
             active, r = out.ties[(i, grp)]
-            out.releases[rkey] = out.releases.get(rkey, 0) + 1
             loser = b if side > 0 else r           # phi = v_ref - v_b grows: b falls behind
             remaining = tuple(a for a in active if a != loser)
             if len(remaining) <= 1:
