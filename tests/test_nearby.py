@@ -271,7 +271,7 @@ def _reference_problem(name) -> Problem:
     ("gt02", False, "zero coefficient"),        # zero residual at the kink
     ("gt01_relu", True, "singular"),            # flat valley beyond the symmetries
     ("gt05", False, "concave"),                 # concave kink
-    ("nested_double_kink", False, "nested"),
+    ("nested_double_kink", False, "endpoint"),  # nested kinks, db < 0 flat: the layer-1 multiplier is 0
     ("multiclass_tie_saddle", True, ""),         # two-way ties, a saddle
     ("gt16b_weight_decay", True, ""),           # not stationary: gradient lambda theta
 ])
@@ -699,11 +699,15 @@ def test_certificate_kind_module():
     checks = []
     kind.recheck(ctx, res.certificate, checks)
     assert checks and all(c.ok for c in checks)
-    # nested kinks are out of scope, with the reason
+    # nested kinks are in scope; tests/reference's nested_double_kink is a minimum that is not strict
+    # (db < 0 is flat, by its hand derivation): its layer-1 multiplier sits at an endpoint, no proof
     nested = _reference_problem("nested_double_kink")
     fwd = nested.network.forward(nested.X, with_scale=True)
     kinks = find_kinks(nested, fwd, 1e-9)
-    assert "nested" in kind.applies(Context(nested, fwd, kinks, first_order_model(nested, fwd, kinks)))
+    ctx = Context(nested, fwd, kinks, first_order_model(nested, fwd, kinks))
+    assert kind.applies(ctx) is None
+    res = kind.run(ctx)
+    assert res.verdict is None and "endpoint" in res.reason
 
 
 # =============================================================================================
@@ -1186,6 +1190,121 @@ def test_nested_twin_with_the_mixed_interval_violated_is_not_proved():
     res = prove_nearby(_nested(13 / 16))
     assert not res.proved
     assert "endpoint" in res.reason
+
+
+# =============================================================================================
+# Nested in two layers: a sample on a unit kink of layer 1 and of layer 2 (certify/nearby.py, Nested)
+# =============================================================================================
+# f(x) = a relu(v relu(w x + b) + e) + c, square loss, weight decay 1/8, n = 4, at
+# theta* = (w, b, v, e, a, c) = (4/5, 3/5, 1, 0, 1, -1) (balanced: w^2 + b^2 = v^2, v^2 + e^2 = a^2).
+# x = (-3/4, 1/2, 7/4, 17/4): sample 0 sits on both kinks (z1 = w x + b = 0, z2 = v relu(z1) + e = 0);
+# samples 1-3 are active in both layers (z1 = 1, 2, 4; f = z1 - 1). Residuals r = f - y: r0, and
+# (r1, r2, r3) with sum r = 1/2 - r0 and sum r z1 = -1/2. Stationarity of L_b + nu1 phi1 + nu2 phi2
+# (phi1 = z1(x0), grad (x0, 1, 0, 0, 0, 0); phi2 = v z1(x0) + e on the base piece, grad (v x0, v, 0, 1,
+# 0, 0)): d/dc: R + lambda c = 0 (R = mean residual = 1/8); d/de: a R + nu2 = 0 -> nu2 = -1/8;
+# d/db: a v R + nu1 + v nu2 + lambda b = 0 -> nu1 = -3/40; d/dv, d/da: mean r z1 = -lambda; d/dw
+# follows (balance). Off the held surface, with u1 = grad phi1 . d, psi2 = v max(u1, 0) + de (the true
+# z2(x0) to first order) and c2 = r0 a / n, the loss grows at
+#   h = -nu1 u1 - v (c2 + nu2) min(u1, 0) - nu2 psi2 - c2 min(psi2, 0)
+# (by hand: f0 = a relu(psi2) + c against the base a (v u1 + de) + c). So the layer-2 kink needs
+# -c2 < nu2 < 0 and the layer-1 kink -v (c2 + nu2) < nu1 < 0: the adjoint c~1 = v (c2 + nu2) carries
+# the layer-2 multiplier, where the plain adjoint would be v c2.
+# * r0 = 1 (y = (-2, 1/4, 11/8, 23/8), r = (1, -1/4, -3/8, 1/8)): c2 = 1/4, c~1 = 1/8 > 3/40: strict growth
+#   off M; on M (e = 0, b = 3 w / 4) the curvature is positive (exact probes below). A strict minimum.
+# * r0 = 5/8 (y = (-13/8, -1/2, 7/4, 23/8), r = (5/8, 1/2, -3/4, 1/8)): c2 = 5/32 > 1/8, and
+#   nu1 = -3/40 lies in (-v c2, 0) = (-5/32, 0) but not in (-c~1, 0) = (-1/32, 0): along d = -e_b
+#   (u1 = -1, psi2 = 0) h = nu1 + nu2 + c2 = -7/160 < 0. Not a minimum.
+_NESTED2_Y = {"min": [-2.0, 0.25, 1.375, 2.875], "twin": [-1.625, -0.5, 1.75, 2.875]}
+
+
+def _nested2(which: str, shift: float = 0.0) -> Problem:
+    net = Network([np.array([[0.8]]), np.array([[1.0]]), np.array([[1.0]])],
+                  [np.array([0.6 + shift]), np.array([0.0]), np.array([-1.0])], "relu")
+    X = np.array([[-0.75], [0.5], [1.75], [4.25]])
+    return Problem(net, Dataset(X, np.array(_NESTED2_Y[which])), "square", weight_decay=0.125)
+
+
+_NESTED2_THETA = [Fraction(4, 5), Fraction(3, 5), Fraction(1), Fraction(0), Fraction(1), Fraction(-1)]
+
+
+def _nested2_loss(problem: Problem, th) -> Fraction:
+    w, b, v, e, a, c = th
+    X = [[exact.as_fraction(v_)] for v_ in problem.X[:, 0]]
+    y = [exact.as_fraction(v_) for v_ in problem.data.y]
+    return exact.loss([([[w]], [b]), ([[v]], [e]), ([[a]], [c])], X, y, "relu", "square", Fraction(1, 8))
+
+
+def test_nested_in_two_layers_minimum_and_twin_for_the_exact_oracle():
+    good, twin = _nested2("min"), _nested2("twin")
+    th = _NESTED2_THETA
+    L0 = _nested2_loss(good, th)
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        d = rng.standard_normal(6)
+        for h in (Fraction(1, 10**3), Fraction(1, 10**6)):
+            assert _nested2_loss(good, [t + h * exact.as_fraction(float(v)) for t, v in zip(th, d)]) > L0
+        dw, dv, da, dc = (exact.as_fraction(float(v)) for v in rng.standard_normal(4))
+        on_m = [dw, Fraction(3, 4) * dw, dv, Fraction(0), da, dc]          # along the held surface
+        h = Fraction(1, 10**5)
+        assert _nested2_loss(good, [t + h * v for t, v in zip(th, on_m)]) > L0
+    h = Fraction(1, 2**30)
+    down = [t - (h if k == 1 else 0) for k, t in enumerate(th)]          # d = -e_b
+    assert abs((_nested2_loss(good, down) - L0) / h - Fraction(1, 20)) < Fraction(1, 10**6)   # h = 2/40 > 0
+    Lt = _nested2_loss(twin, th)
+    assert abs((_nested2_loss(twin, down) - Lt) / h + Fraction(7, 160)) < Fraction(1, 10**6)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1e-10])
+def test_nested_in_two_layers_minimum_is_proved_and_rechecked(shift):
+    problem = _nested2("min", shift)
+    res = prove_nearby(problem)
+    assert res.proved, res.reason
+    cert = res.certificate
+    assert sorted(list(k) for k in cert["held_units"]) == [[1, 0, 0], [2, 0, 0]]
+    dist2 = sum((t - exact.as_fraction(float(v))) ** 2 for t, v in zip(_NESTED2_THETA, problem.theta))
+    assert dist2 <= Fraction(cert["radius"]) ** 2                 # theta* is inside the proven ball
+    assert all(c.ok for c in recheck(problem, cert))
+    k1 = [list(k) for k in cert["held_units"]].index([1, 0, 0])
+    bad = copy.deepcopy(cert)
+    bad["nu"][k1] *= 2.0       # -3/20: inside (-v c2, 0) = (-1/4, 0), outside (-c~1, 0) = (-1/8, 0)
+    assert not all(c.ok for c in recheck(problem, bad))
+
+
+def test_nested_in_two_layers_twin_is_not_proved():
+    res = prove_nearby(_nested2("twin"))
+    assert not res.proved
+    assert "layer 1" in res.reason and "endpoint" in res.reason
+
+
+def test_unit_chain_bounds_dominate_the_downstream_jacobian():
+    """``_unit_chain``'s ``[B0, B1]`` bound ``|d z^lp_row / d x^l_j|`` and its Lipschitz constant over the
+    ball (fixed slope patterns), observed on random 3-hidden-layer networks."""
+    from certify.nearby import _layer_norms, _unit_chain
+    rng = np.random.default_rng(3)
+    widths = [2, 4, 3, 5, 1]
+    for _ in range(20):
+        net = Network([rng.standard_normal((widths[t + 1], widths[t])) for t in range(4)],
+                      [rng.standard_normal(widths[t + 1]) for t in range(4)], "relu")
+        D = [np.diag(rng.choice([0.0, 1.0], size=w)) for w in widths[1:-1]]
+        rho = 0.3
+        norms = _layer_norms(net, 0.0, 1.0)
+        for l, lp in ((1, 2), (1, 3), (2, 3)):
+            for row in range(widths[lp]):
+                B0, B1 = _unit_chain(net, norms, l, lp, row, rho, 1.0)
+
+                def K(Ws, l=l, lp=lp, row=row):
+                    M = Ws[l]                                   # W_{l+1}: x^l -> z^{l+1}
+                    for t in range(l + 1, lp):
+                        M = Ws[t] @ D[t - 1] @ M
+                    return M[row]
+                W0 = [W.copy() for W in net.weights]
+                for _ in range(10):
+                    dW = [rng.standard_normal(W.shape) for W in W0]
+                    nd = np.sqrt(sum(float(np.sum(x * x)) for x in dW))
+                    W1 = [W + rho * x / nd for W, x in zip(W0, dW)]
+                    W2 = [W + 0.5 * rho * x / nd for W, x in zip(W0, dW)]
+                    assert np.abs(K(W1)).max() <= B0
+                    assert np.abs(K(W1) - K(W2)).max() <= B1 * 0.5 * rho * (1 + 1e-12)
 
 
 def test_no_free_coordinate_is_not_applicable_not_a_crash():
