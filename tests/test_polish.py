@@ -865,29 +865,6 @@ def test_a_kink_released_twice_at_one_point_along_the_box_descent_stays_held_the
     assert n == 1 and not out.units[0][0, 0]
 
 
-@pytest.mark.parametrize("which", ["min", "twin"])
-def test_a_unit_kink_feeding_a_held_unit_kink_is_judged_by_the_lagrangian_adjoint(which):
-    """tests/test_nearby.py's "Nested in two layers": sample 0 sits on a kink of layer 1 and of layer 2.
-    By hand there, the multipliers are nu = (-3/40, -1/8) and the layer-1 kink needs
-    -v (c2 + nu2) < nu1 < 0 (the Lagrangian's adjoint, carrying the layer-2 multiplier): it holds at
-    the minimum (c2 = 1/4); at the twin (c2 = 5/32) it fails and the loss falls along d = -e_b, which
-    moves the layer-1 kink to its - side. The polisher's multipliers (least squares on the held rows)
-    are the hand ones, the minimum keeps both kinks held, and the twin releases the layer-1 kink to
-    the - side (it used to keep a kink feeding a held kink held for as long as that one was)."""
-    from certify.polish.multipliers import stationarity
-    from certify.polish.pieces import initial_held
-    from tests.test_nearby import _nested2
-    problem = _nested2(which)
-    st = stationarity(problem, problem.theta, initial_held(problem, 1e-12), max_updates=1)
-    assert st.pt.keys == [("unit", 1, 0, 0), ("unit", 2, 0, 0)]
-    np.testing.assert_allclose(st.nu[:2], [-3 / 40, -1 / 8], rtol=1e-12)
-    assert st.held.units[1][0, 0]                                  # the layer-2 kink stays held
-    if which == "min":
-        assert st.held.units[0][0, 0] and st.viol == 0.0
-    else:
-        assert not st.held.units[0][0, 0] and st.held.side[0][0, 0] == -1 and st.viol > 0
-
-
 def test_weights_of_an_input_feature_that_is_zero_on_every_sample_end_exactly_at_zero():
     """Under weight decay a first-layer weight on a feature that is 0 on every sample enters the loss
     only as ``lambda/2 w^2`` (hand derivation: no pre-activation depends on it), so its minimiser is

@@ -36,13 +36,8 @@ def mixed_gamma(pt: Point, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Off the unit's kink the tie's surface bends (the output moves by ``(s_neg - s_pos) z W_L[:, j]``),
     and the interval of the unit's multiplier is that of the *multiplier-mixed* loss slope: its jump
     is ``(s_pos - s_neg)`` times the adjoint of ``loss slope + sum_ties n nu (S_ref - S_b)`` at the
-    unit (the derivation is :mod:`certify.nearby`'s *Nested*). A unit kink feeding held unit kinks of
-    later layers, in a sample without ties, is judged the same way by the adjoint of the Lagrangian
-    ``L + sum nu phi`` (the downstream kinks' multipliers injected at their pre-activations: the
-    nearby prover's *Nested, in general*); before, it stayed held as long as the kink it feeds, and
-    points where its multiplier had the wrong sign were left to the checker to refute. Other nested
-    unit kinks (under ties with several units) keep their reference-piece jump and are not judged
-    here (``mask`` False).
+    unit (the derivation is :mod:`certify.nearby`'s *Nested*). Other nested unit kinks (feeding held
+    units of later layers) keep their reference-piece jump and are not judged here (``mask`` False).
     """
     problem = pt.problem
     k = len(pt.keys)
@@ -58,31 +53,11 @@ def mixed_gamma(pt: Point, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # those stay held with the tie, and the checker judges them
     mask = np.array([key[0] == "unit" and key[1] == L - 1 and key[2] in tie_samples and units_at[key[2]] == 1
                      for key in pt.keys], dtype=bool)
-    # a unit kink feeding held unit kinks of later layers in a sample without ties: the adjoint of the
-    # Lagrangian, with the downstream kinks' multipliers injected at their pre-activations
-    deepest = {}
-    for key in pt.keys:
-        if key[0] == "unit":
-            deepest[key[2]] = max(deepest.get(key[2], 0), key[1])
-    feeding = np.array([key[0] == "unit" and key[2] not in tie_samples and deepest[key[2]] > key[1]
-                        for key in pt.keys], dtype=bool)
-    if not (mask.any() or feeding.any()):
+    if not mask.any():
         return gam, mask
     from .steps import tie_mixed_slopes
-    net = problem.network
-    inj = [np.zeros_like(a) for a in pt.adj]
-    if feeding.any():
-        for key, v in zip(pt.keys, nu[:k]):
-            if key[0] == "unit":
-                inj[key[1] - 1][key[2], key[3]] = v
-    delta = tie_mixed_slopes(pt, nu) / problem.n_samples
-    adj = [None] * (L - 1)
-    for l in range(L, 1, -1):
-        a = delta @ net.weights[l - 1]
-        adj[l - 2] = a
-        delta = a * pt.D[l - 2] + inj[l - 2]
-    s_pos, s_neg = net.activation.slopes
-    mask = mask | feeding
+    _, adj = backprop(problem, pt.fwd, pt.D, tie_mixed_slopes(pt, nu) / problem.n_samples)
+    s_pos, s_neg = problem.network.activation.slopes
     for q in np.nonzero(mask)[0]:
         _, l, i, j = pt.keys[q]
         gam[q] = (s_pos - s_neg) * adj[l - 1][i, j]
@@ -137,10 +112,9 @@ def violations(pt: Point, nu: np.ndarray, gscale: float, mixed=None) -> np.ndarr
     out = np.abs(nu[:k]) * row_norm                      # kinks the loss does not see: |nu| is the slope
     out[finite] = np.maximum(0.0, -worst[finite]) * size[finite]
     # a unit kink that feeds a held kink (same sample, downstream) acts on L through that kink: its
-    # multiplier in the reference piece is not its multiplier in the nested piecewise structure. Where
-    # mixed_gamma knows the nested interval (one unit under a tie, or feeding held units in a sample
-    # without ties) it is judged by it; otherwise it is held as long as the kink it feeds is, and the
-    # checker judges it
+    # multiplier in the reference piece is not its multiplier in the nested piecewise structure. Over
+    # a loss tie (last hidden layer) the nested interval is known (mixed_gamma); feeding a held unit
+    # of a later layer it is held as long as the kink it feeds is, and the checker judges it
     n = pt.problem.n_samples
     feeds = {l: nested_of(pt.keys, l, n) for l in {key[1] for key in pt.keys if key[0] == "unit"}}
     for q, key in enumerate(pt.keys):
