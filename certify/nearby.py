@@ -155,7 +155,7 @@ of the Lagrangian ``L_b + sum nu phi``, which the gradient program computes (its
 enter at the held pre-activations downstream, ``nu_q w_q`` at the outputs). So condition (3) with
 ``c~_j`` is again exactly strict normal growth. The drift of ``c~_j`` over the ball adds, for each held
 unit kink ``k`` downstream in the sample, ``|nu*_k - nu_k| |K*_jk| + |nu_k| |K*_jk - K_jk| <= alpha_k
-r_nu B0 + |nu_k| B1 r_theta`` (``[B0, B1]`` the chain bounds of :func:`_unit_chain`). Checked on a
+r_nu B0 + |nu_k| B1 r_theta`` (``[B0, B1]`` the chain bounds of :func:`_adjoint_chain` to that kink). Checked on a
 1-1-1-1 network whose sample 0 sits on both hidden kinks (tests/test_nearby.py, "Nested in two
 layers"): the twin whose layer-1 multiplier lies inside the interval of the plain adjoint ``c_j`` but
 outside that of ``c~_j`` has a descent, found by hand and in exact arithmetic, and is not proved.
@@ -536,29 +536,18 @@ def _ball_bounds(net, norms, rho: float, s_max: float):
     return f, unit
 
 
-def _adjoint_chain(net, norms, l: int, rho: float, s_max: float):
-    """Bounds ``[B0, B1]`` on ``v = d f / d x^l_j`` (layers ``l+1..L`` with fixed slopes) over the ball."""
-    _, plain, _ = norms
+def _adjoint_chain(net, norms, l: int, rho: float, s_max: float, upto: int | None = None, row: int | None = None):
+    """Bounds ``[B0, B1]`` on ``v = d f / d x^l_j`` (layers ``l+1..L`` with fixed slopes) over the ball;
+    with ``upto = lp`` and ``row`` (``l < lp``), on ``d z^lp_row / d x^l_j`` instead (the chain ends at
+    row ``row`` of ``W_lp``: a held kink downstream of unit ``j`` in the same sample)."""
+    _, plain, rows = norms
+    last = net.n_layers if upto is None else upto
     m, a = [], []
-    for lp in range(l + 1, net.n_layers + 1):
+    for lp in range(l + 1, last + 1):
         if lp > l + 1:
             m.append(s_max)
             a.append(0.0)
-        m.append(plain[lp - 1] + rho)
-        a.append(1.0)
-    return bounds.chain_derivative_bounds(m, a, kmax=1)
-
-
-def _unit_chain(net, norms, l: int, lp: int, row: int, rho: float, s_max: float):
-    """Bounds ``[B0, B1]`` on ``d z^lp_row / d x^l_j`` (layers ``l+1..lp``, fixed slopes; ``l < lp``) over
-    the ball: the chain of :func:`_adjoint_chain` ending at row ``row`` of ``W_lp``."""
-    _, plain, rows = norms
-    m, a = [], []
-    for t in range(l + 1, lp + 1):
-        if t > l + 1:
-            m.append(s_max)
-            a.append(0.0)
-        m.append((rows[t - 1][row] if t == lp else plain[t - 1]) + rho)
+        m.append((rows[lp - 1][row] if upto is not None and lp == last else plain[lp - 1]) + rho)
         a.append(1.0)
     return bounds.chain_derivative_bounds(m, a, kmax=1)
 
@@ -970,7 +959,7 @@ def _margins(st) -> None:
                 # a held unit kink downstream of this one in the same sample: its injection nu_m K_m
                 # (K_m = d z_m / d x^l_j on the base piece) is part of the coefficient (docstring,
                 # Nested): |nu*_m K*_m - nu_m K_m| <= |nu*_m - nu_m| |K*_m| + |nu_m| |K*_m - K_m|
-                Bk = _unit_chain(st.net, st.norms, l, lm, jm, st.rho, st.s_max)
+                Bk = _adjoint_chain(st.net, st.norms, l, st.rho, st.s_max, upto=lm, row=jm)
                 drift = up(drift + st.alpha[km] * st.r_nu * Bk[0] + abs(st.nu[km]) * Bk[1] * r_theta, 4)
         c_lo = st.c_unit[k] - st.e_c[k] - drift
         if not c_lo > 0:

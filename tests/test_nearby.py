@@ -1276,10 +1276,10 @@ def test_nested_in_two_layers_twin_is_not_proved():
     assert "layer 1" in res.reason and "endpoint" in res.reason
 
 
-def test_unit_chain_bounds_dominate_the_downstream_jacobian():
-    """``_unit_chain``'s ``[B0, B1]`` bound ``|d z^lp_row / d x^l_j|`` and its Lipschitz constant over the
+def test_adjoint_chain_to_a_unit_bounds_the_downstream_jacobian():
+    """``_adjoint_chain(..., upto=lp, row=row)``'s ``[B0, B1]`` bound ``|d z^lp_row / d x^l_j|`` and its Lipschitz constant over the
     ball (fixed slope patterns), observed on random 3-hidden-layer networks."""
-    from certify.nearby import _layer_norms, _unit_chain
+    from certify.nearby import _adjoint_chain, _layer_norms
     rng = np.random.default_rng(3)
     widths = [2, 4, 3, 5, 1]
     for _ in range(20):
@@ -1290,7 +1290,7 @@ def test_unit_chain_bounds_dominate_the_downstream_jacobian():
         norms = _layer_norms(net, 0.0, 1.0)
         for l, lp in ((1, 2), (1, 3), (2, 3)):
             for row in range(widths[lp]):
-                B0, B1 = _unit_chain(net, norms, l, lp, row, rho, 1.0)
+                B0, B1 = _adjoint_chain(net, norms, l, rho, 1.0, upto=lp, row=row)
 
                 def K(Ws, l=l, lp=lp, row=row):
                     M = Ws[l]                                   # W_{l+1}: x^l -> z^{l+1}

@@ -364,12 +364,12 @@ def release_along(pt: Point, held: Held, d: np.ndarray, nu: np.ndarray, gscale: 
         at_bound = (hi[q] - nu[q] <= 1e-6 * width[q]) if side > 0 else (nu[q] - lo[q] <= 1e-6 * width[q])
         if not at_bound or not np.isfinite(lo[q] if side < 0 else hi[q]):
             continue
-        rkey = ("here",) + (key if key[0] == "unit" else ("tie", key[1], key[2]))
-        at, times = out.releases.get(rkey, (None, 0))
+        rkey = key if key[0] == "unit" else ("tie", key[1], key[2])
+        at, times = out.at_point.get(rkey, (None, 0))
         times = times if at == here else 0
         if times >= MAX_SAME_POINT or (key[0] == "tie" and (key[1], key[2]) not in out.ties):
             continue
-        out.releases[rkey] = (here, times + 1)
+        out.at_point[rkey] = (here, times + 1)
         if key[0] == "unit":
             out.units[key[1] - 1][key[2], key[3]] = False
             out.side[key[1] - 1][key[2], key[3]] = side

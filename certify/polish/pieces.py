@@ -30,10 +30,11 @@ class Held:
     ties: dict = field(default_factory=dict)
     tie_side: dict = field(default_factory=dict)
     releases: dict = field(default_factory=dict)   # kink key -> how often it was released
+    at_point: dict = field(default_factory=dict)   # kink key -> (point, releases there): release_along
 
     def copy(self) -> Held:
         return Held([u.copy() for u in self.units], [s.copy() for s in self.side], dict(self.ties),
-                     dict(self.tie_side), dict(self.releases))
+                     dict(self.tie_side), dict(self.releases), dict(self.at_point))
 
     @property
     def n_units(self) -> int:
