@@ -58,6 +58,10 @@ def run_command(args) -> int:
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        out = args.out or "the results file"
+        print(f"interrupted: the records written so far stay in {out}; --resume runs the rest", file=sys.stderr)
+        return 130
     print(f"{summary['records_written']} records written to {summary['results']} in {summary['wall_s']:.0f} s; "
           f"certify wrong verdicts: {summary['certify_wrong']}")
     if not args.no_report and args.out is None:

@@ -23,8 +23,10 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -101,9 +103,22 @@ def _grad_time(data) -> float:
     return best
 
 
-def _worker(conn, suite_name: str):
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this worker once its orchestrator is gone (killed by a signal Python cannot catch, e.g. SIGKILL):
+    a worker mid-task does not read its pipe, so without this it would run its task to the end."""
+    def watch():
+        while True:
+            time.sleep(every)
+            if os.getppid() != parent:
+                os._exit(3)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _worker(conn, suite_name: str, parent: int | None = None):
     import warnings
     warnings.filterwarnings("ignore")
+    if parent is not None:
+        _exit_with_parent(parent)
     from . import baselines, families
     by_id = {inst.id: inst for inst in families.suite(suite_name)}
     current = None
@@ -153,11 +168,15 @@ def _worker(conn, suite_name: str):
                        "trace": traceback.format_exc(limit=6)})
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Worker:
     def __init__(self, suite_name: str):
         ctx = mp.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, suite_name), daemon=True)
+        self.proc = ctx.Process(target=_worker, args=(child, suite_name, os.getpid()), daemon=True)
         self.proc.start()
         child.close()
         self.suite = suite_name
@@ -262,6 +281,9 @@ def run_suite(suite: str = "quick", *, out: Path | None = None, resume: bool = F
     n_written = 0
     wrong_certify = []
     t_start = time.perf_counter()
+    # a `kill` (SIGTERM) ends the run as Ctrl-C does: the worker is ended with it, the file keeps what finished
+    previous = (signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread()
+                else None)
     try:
         for k, inst in enumerate(todo, 1):
             pending = [m for m in methods if (inst.id, m) not in done]
@@ -334,9 +356,16 @@ def run_suite(suite: str = "quick", *, out: Path | None = None, resume: bool = F
                 mark = {True: "ok", False: "WRONG", None: "-"}[correct]
                 line.append(f"{m}={verdict}({mark}, {t if t is None else round(t, 3)}s)")
             log(f"[{k}/{len(todo)}] {inst.id} expected={prep['expected']}: " + " ".join(line))
+    except BaseException:
+        if worker is not None:
+            worker.kill()
+            worker = None
+        raise
     finally:
         if worker is not None:
             worker.stop()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for rec in wrong_certify:
         log(f"WRONG CERTIFY VERDICT: {rec['instance']}: certify {rec['verdict']}, expected {rec['expected']} "
             f"({rec.get('wrong_reason') or rec['derivation']})")

@@ -190,3 +190,87 @@ def test_homotopy_phase_starts_both_methods_where_the_first_polish_stalled(monke
     assert stall <= loss0
     assert row["homotopy"]["loss"] <= stall and row["active_set"]["loss"] <= stall
     assert pr.value(calls[1]) == stall                      # the baseline restarts where the first polish ended
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="reads process parents from /proc")
+def test_killed_run_ends_its_worker_and_keeps_its_records(tmp_path):
+    """`kill` (SIGTERM) on a benchmark run: the records written stay (one valid JSON line each), the
+    worker process ends with it, exit code 130 and one line on stderr."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    out = tmp_path / "killed.jsonl"
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", "run", "--suite", "quick", "--methods", "certify",
+                             "--budget", "20", "--out", str(out), "--no-report"], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = [c for c in _children(proc.pid) if _alive(c)]
+        if workers and out.exists() and out.read_text().count("\n") >= 1:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and workers, "the run ended or never started its worker"
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("interrupted: the records written so far stay in")
+    t0 = time.monotonic()
+    while any(_alive(w) for w in workers) and time.monotonic() - t0 < 15:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "the worker outlived its run"
+    lines = out.read_text().splitlines()
+    assert lines and all(json.loads(line)["method"] == "certify" for line in lines)
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_worker_ends_when_its_orchestrator_is_killed_outright(tmp_path):
+    """SIGKILL cannot be caught: a worker mid-task watches its parent and ends itself when it is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    grandchild = ("import os, time\nfrom benchmarks.runner import _exit_with_parent\n"
+                  "_exit_with_parent(os.getppid(), every=0.1)\ntime.sleep(60)\n")
+    middle = (f"import subprocess, sys, time\np = subprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
+              "print(p.pid, flush=True)\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", middle], cwd=root, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    worker = int(proc.stdout.readline())
+    time.sleep(1.0)                       # the grandchild has imported and started its watch
+    assert _alive(worker)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    t0 = time.monotonic()
+    while _alive(worker) and time.monotonic() - t0 < 10:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived its killed parent"
