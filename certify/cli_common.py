@@ -24,6 +24,19 @@ def _number(minimum: float, strict: bool = False):
     return parse
 
 
+def process_age() -> float:
+    """Seconds since this process started (the interpreter's start and the imports before ``main``), from
+    ``/proc`` where there is one, else 0: ``--time-limit`` counts the whole command."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def _one_line(exc) -> str:
     return " ".join(str(exc).split())
 

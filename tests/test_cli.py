@@ -246,3 +246,27 @@ def test_summary_of_an_unverified_descent_says_so():
     line = [ln for ln in rep.summary().splitlines() if ln.startswith("descent:")][0]
     assert line == ("descent: L'(theta; d) = -0.094, no verified decrease along it (no step gave a decrease larger "
                     "than the rounding-error bound)")
+
+
+def test_time_limit_counts_the_whole_command(capsys, monkeypatch):
+    """`--time-limit` is the command's budget from its start: what the interpreter's start, the imports
+    and loading took before the check comes out of the check's share (the command line: the process's
+    age; main() called in a script: from its call)."""
+    import certify.cli as cli
+    seen = {}
+
+    def fake_check(net, **kw):
+        seen["time_limit"] = kw["time_limit"]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("certify.driver.check", fake_check)
+    monkeypatch.setattr(cli, "process_age", lambda: 100.0)
+    code, _, err = run_cli(capsys, "check", GT5, "--time-limit", "300")
+    assert code == 130 and err == "certify: interrupted\n"
+    assert 299.0 < seen["time_limit"] <= 300.0               # main(argv): counted from the call
+    monkeypatch.setattr(sys, "argv", ["certify", "check", str(GT5), "--time-limit", "300"])
+    assert cli.main() == 130                                  # the command line: from the process's start
+    assert 199.0 < seen["time_limit"] <= 200.0
+    monkeypatch.setattr(sys, "argv", ["certify", "check", str(GT5), "--time-limit", "50"])
+    assert cli.main() == 130                                  # nothing left: a token budget, an answer at once
+    assert 0 < seen["time_limit"] <= 1e-3
