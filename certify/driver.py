@@ -195,8 +195,13 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
         return pol, report
     nxt = lower_point_along(problem, pol.theta, ref)
     if nxt is None:
-        return pol, report
-    log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its descent", left)
+        # a descent that float64 cannot follow (a kink within rounding distance): the polish did not
+        # converge, so it goes on from its own end point (polish_point restarts it with nothing held)
+        log.info("polish: the end point's check left %.0f s; polishing on from the end point", left)
+        nxt = pol.theta
+    else:
+        log.info("polish: the end point's check left %.0f s; polishing on from the lower point along its "
+                 "descent", left)
     pol2 = polish_problem(problem, time_limit=judge_limit, budget_s=leg, start=nxt, smoothing=smoothing)
     report2 = _check_end(problem, pol2, tol, deadline, time_limit)
     if report2.verdict.value == "inconclusive" or pol2.loss_after > pol.loss_after:

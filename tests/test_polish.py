@@ -675,6 +675,23 @@ def test_polish_point_goes_on_from_a_saddle_refuted_only_within_rounding(monkeyp
     assert any("--escape" in step for step in next_steps(rep, "m.pt"))
 
 
+def test_polish_point_restarts_once_from_a_stalled_point_float64_cannot_leave(monkeypatch):
+    """The judge's descent shows no lower point in float64 (here it points uphill: +grad L of the
+    smooth net above, so every probe along it is higher): a polish that did not converge (the stub
+    stops at once) starts again from its own end point once, with nothing held, and the rounds end
+    when that restart got no lower."""
+    from certify.report import Verdict
+
+    p = Problem(scalar_net(1.0, 0.0, 1.0, 0.0, "identity"), Dataset(np.array([[0.0], [1.0], [2.0]]),
+                                                                     np.array([0.0, 1.0, 0.0])), "square")
+    r, x = np.array([0.0, 0.0, 2.0]), np.array([0.0, 1.0, 2.0])      # f - y with f = x
+    grad = np.array([np.mean(r * x), np.mean(r), np.mean(r * x), np.mean(r)])
+    starts = _polish_point_starts(monkeypatch, p, Verdict.NOT_STATIONARY, {
+        "kind": "descent_direction", "direction": grad, "step": 1e-20, "verified": True})
+    assert len(starts) == 2
+    assert np.array_equal(starts[0], starts[1])
+
+
 def test_polish_point_gives_the_judge_no_more_than_the_polish_budget_left(monkeypatch):
     """The judge's calls are part of the polishing budget: each gets at most what is left of it (a
     30 s judge started a second before the polish deadline ran 29 s past it). Here a judge that always
@@ -890,3 +907,48 @@ def test_weights_of_an_input_feature_that_is_zero_on_every_sample_end_exactly_at
     report = check_problem(prob.at(res.theta))
     assert report.verdict.value == "local_min"
     assert verify(report.to_dict(), prob.network.with_theta(res.theta), X, y).ok
+
+
+def test_a_held_tie_that_another_piece_overtook_is_released():
+    """Hand-built, multiclass hinge on one sample of class 0 with outputs f = (2, 1, 1 + s): its
+    pieces 1 + f_j - f_0 (j != 0) and 0 (j = 0) are (0, 0, s). With pieces 0 and 1 held tied, s = 1/100
+    puts piece 2 above the tie by 1/100: the loss follows piece 2 there, the tie is no kink of it,
+    and the polish's multipliers release it (a held tie it keeps would be "crossed" by every trial
+    step, and joining piece 2 to it moves the point the whole gap). At s = 0 (a three-way tie) and
+    s = -1/100 the tie stays held."""
+    from certify.polish.multipliers import stationarity
+    from certify.polish.pieces import initial_held, overtaken_ties
+    X = np.array([[1.0]])
+    for s, stale in ((0.01, True), (0.0, False), (-0.01, False)):
+        net = Network([np.zeros((3, 1))], [np.array([2.0, 1.0, 1.0 + s])], "relu")
+        p = Problem(net, Dataset(X, np.array([0])), "multiclass_hinge")
+        held = initial_held(p, None)
+        held.ties[(0, 0)] = ((0, 1), 0)
+        F = net.forward(X).output
+        assert overtaken_ties(p, F, held) == ([(0, 0)] if stale else [])
+        st = stationarity(p, p.theta, held)
+        assert ((0, 0) in st.held.ties) is not stale
+
+
+def test_pieces_that_rise_above_a_held_tie_together_join_it_together():
+    """Hand-built, multiclass hinge on one sample of class 0 with outputs (2, 1, 1, 1): the four pieces
+    (0 for j = 0, 1 + f_j - 2 else) are all 0. Held tied: pieces 0 and 1. A step to outputs
+    (2, 1, 1.01, 1.02) raises pieces 2 and 3 above the tie (by 1/100 and 2/100): both join it (one at a
+    time, the other overtakes the tie at once). A group not held takes only its new best piece."""
+    from certify.polish.pieces import evaluate, initial_held
+    from certify.polish.steps import crossed, with_crossed
+    X = np.array([[1.0]])
+    net = Network([np.zeros((4, 1))], [np.array([2.0, 1.0, 1.0, 1.0])], "relu")
+    p = Problem(net, Dataset(X, np.array([0])), "multiclass_hinge")
+    trial = p.theta.copy()
+    trial[4:] = [2.0, 1.0, 1.01, 1.02]                 # (W is 4 x 1, then b)
+    held = initial_held(p, None)
+    held.ties[(0, 0)] = ((0, 1), 0)
+    prev = evaluate(p, p.theta, held)
+    units, ties = crossed(prev, p, trial, held, 0.0)
+    assert units == [] and ties == {(0, 0): (2, 3)}
+    assert with_crossed(held, units, ties, None).ties[(0, 0)] == ((0, 1, 2, 3), 0)
+    free = initial_held(p, None)
+    prev = evaluate(p, p.theta, free)
+    units, ties = crossed(prev, p, trial, free, 0.0)
+    assert ties == {(0, 0): 3}

@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from ..data import Problem
 from ..tangent import backprop
 from .limits import MAX_RELEASES, MAX_SAME_POINT, RELEASE_RATIO, TOL_FACE, TOL_HOLD, TOL_SLOPE
-from .pieces import Held, Point, evaluate, nested, nested_of
+from .pieces import Held, Point, evaluate, nested, nested_of, overtaken_ties
 from .projector import Projector
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,13 @@ def stationarity(problem: Problem, theta: np.ndarray, held: Held, max_updates: i
     """Multipliers, reduced gradient and releases at ``theta`` (releases change the held set)."""
     for _ in range(max_updates):
         pt = evaluate(problem, theta, held)
+        stale = overtaken_ties(problem, pt.fwd.output, held)
+        if stale:                   # no kinks of the loss any more: the loss follows the overtaking piece
+            held = held.copy()
+            for key in stale:
+                del held.ties[key]
+            log.debug("  %d held tie(s) overtaken by another piece: released", len(stale))
+            pt = evaluate(problem, theta, held)
         proj = Projector(sp.vstack([pt.rows, pt.gauge], format="csr"))
         nu = proj.multipliers(-pt.g)
         r = proj.project(pt.g)

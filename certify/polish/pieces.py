@@ -108,6 +108,25 @@ def loss_pieces(problem: Problem, F: np.ndarray, held: Held):
     return vals, slopes, choose, chosen.sum(axis=1)
 
 
+def overtaken_ties(problem: Problem, F: np.ndarray, held: Held) -> list:
+    """Held loss ties that another piece of their group now exceeds beyond rounding (``TOL_SIDE``).
+
+    Such a tie is no kink of the loss any more: the loss follows the other piece there. It arises when
+    a step is taken across kinks without holding them (:func:`certify.polish.steps.line_search`'s
+    whole step across many convex kinks) or when the piece that overtook it could not join the tie
+    (its row depends on the held ones). Held, it makes the reference piece's model wrong, and every
+    trial step "crosses" it at once: joining the other piece to the tie moves the point the whole gap
+    (``digits_mchinge_wd_sgd``: two ties 0.0016 and 0.013 below another piece; every step of the line
+    search, down to t = 2e-6, restored 0.0063 away and 1.4e-5 higher, for the rest of the polish).
+    """
+    if not held.ties:
+        return []
+    vals, _ = problem.loss.pieces(F, problem.Y)
+    scale = tie_scale(problem, F)
+    return [key for key, (_, ref) in held.ties.items()
+            if vals[key[0], key[1]].max() - vals[key[0], key[1], ref] > TOL_SIDE * scale[key[0]]]
+
+
 def tie_scale(problem: Problem, F: np.ndarray, fwd_scale_out: np.ndarray | None = None) -> np.ndarray:
     """Size of the terms of a loss group's pieces, per sample (as in :mod:`certify.kinks`)."""
     Y = problem.Y
