@@ -26,7 +26,8 @@ def _number(minimum: float, strict: bool = False):
 
 def process_age() -> float:
     """Seconds since this process started (the interpreter's start and the imports before ``main``), from
-    ``/proc`` where there is one, else 0: ``--time-limit`` counts the whole command."""
+    ``/proc`` where there is one, else since certify was first imported: ``--time-limit`` counts the
+    whole command."""
     try:
         with open("/proc/self/stat", encoding="ascii") as fh:
             start_ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
@@ -34,7 +35,10 @@ def process_age() -> float:
             uptime = float(fh.read().split()[0])
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError, AttributeError):
-        return 0.0
+        import time
+
+        from . import _IMPORTED
+        return max(0.0, time.perf_counter() - _IMPORTED)
 
 
 def _one_line(exc) -> str:

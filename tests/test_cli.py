@@ -270,3 +270,21 @@ def test_time_limit_counts_the_whole_command(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["certify", "check", str(GT5), "--time-limit", "50"])
     assert cli.main() == 130                                  # nothing left: a token budget, an answer at once
     assert 0 < seen["time_limit"] <= 1e-3
+
+
+def test_process_age_without_proc_counts_from_certifys_import(monkeypatch):
+    """Where /proc cannot be read, the command's age is the time since certify was first imported."""
+    import builtins
+    import time
+
+    import certify
+    from certify.cli_common import process_age
+    real_open = builtins.open
+
+    def no_proc(path, *a, **kw):
+        if str(path).startswith("/proc"):
+            raise OSError("no /proc here")
+        return real_open(path, *a, **kw)
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(certify, "_IMPORTED", time.perf_counter() - 42.0)
+    assert 42.0 <= process_age() < 43.0
