@@ -40,7 +40,10 @@ both sides):
    the deep nets' polish then converged further, to points with units collapsed by weight decay
    that no test decides, and two verified saddles were lost, ``bc_logistic_deep_sgd`` and
    ``digits_ce_deep_sgd``, with none gained). A unit whose weights collapse to ~0 (weight
-   decay) is set to exactly 0 and frozen (whether it should escape is the checker's question).
+   decay) is set to exactly 0 and frozen (whether it should escape is the checker's question). A
+   held loss tie that another piece of its group has overtaken beyond rounding is no kink of the
+   loss any more and is released (:func:`~.pieces.overtaken_ties`); pieces that rise above a held
+   tie in one step join it together (:func:`~.steps.crossed`).
 2. **Newton–KKT step on M_H.** The step solves ``min r.x + 1/2 x'(H_lag + rho I)x`` over
    ``null B`` within a trust region, where ``H_lag`` is the Hessian of the Lagrangian
    ``L_ref + nu' phi_H`` (the curvature of deep switching functions enters through adjoint

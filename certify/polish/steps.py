@@ -183,7 +183,8 @@ def crossed(prev: Point, problem: Problem, theta: np.ndarray, held: Held,
     """Convex kinks not held at ``prev`` that changed side on the way to ``theta`` (blocking kinks).
 
     Returns the unit kinks ``[(l, i, j)]`` and the loss groups ``{(i, g): piece}`` whose best piece
-    changed (the new piece joins a tie with the old one).
+    changed (the new piece joins a tie with the old one); for a held tie that several pieces rose
+    above, the value is the tuple of those pieces (all join it: :func:`with_crossed` takes both forms).
     """
     net = problem.network
     new = net.with_theta(theta)
