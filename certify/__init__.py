@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 import time as _time  # noqa: E402
 
-#: when certify was first imported: where /proc cannot tell a process's age, the command's budget
-#: (``certify check --time-limit``) counts from here, before the imports of numpy, scipy and the rest
+#: when certify was first imported: the command's budget (``certify check --time-limit``) counts from
+#: here, before the imports of numpy, scipy and the rest
 _IMPORTED = _time.perf_counter()
 
 from .data import Dataset, Problem  # noqa: E402

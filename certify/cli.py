@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    # the budget clock of `check` starts with the command (the interpreter's start and imports before
-    # this too, when it is the command line), not after loading the model
+    # the budget clock of `check` starts with the command (from certify's import when it is the command
+    # line), not after loading the model
     started = time.perf_counter() - (process_age() if argv is None else 0.0)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -25,20 +25,13 @@ def _number(minimum: float, strict: bool = False):
 
 
 def process_age() -> float:
-    """Seconds since this process started (the interpreter's start and the imports before ``main``), from
-    ``/proc`` where there is one, else since certify was first imported: ``--time-limit`` counts the
-    whole command."""
-    try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
-            start_ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime", encoding="ascii") as fh:
-            uptime = float(fh.read().split()[0])
-        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, AttributeError):
-        import time
+    """Seconds since certify was first imported (the command's start but for the interpreter's own few
+    tens of milliseconds: numpy's, scipy's and torch's imports come after it): ``--time-limit`` counts
+    the whole command."""
+    import time
 
-        from . import _IMPORTED
-        return max(0.0, time.perf_counter() - _IMPORTED)
+    from . import _IMPORTED
+    return max(0.0, time.perf_counter() - _IMPORTED)
 
 
 def _one_line(exc) -> str:
