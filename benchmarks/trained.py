@@ -692,6 +692,24 @@ def probe(layers, X, y, activation, loss, weight_decay=0.0, *, n_dirs: int = 200
 OUTCOMES = ("near_minimum", "near_saddle", "not_converged", "undecided")
 
 
+#: characters of a report's reason kept in a record and in the summary
+REASON_CHARS = 300
+
+
+def clip(text: str | None, limit: int = REASON_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with "..." when cut.
+
+    A cut in the middle of a number misquotes it: ``t = 1.83e-16`` cut after 300 characters read
+    ``t = 1.83e-1`` in the summary's list of open checkpoints.
+    """
+    text = text or ""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 3]
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > 0 else head).rstrip(" ,;:(") + "..."
+
+
 def derive_outcome(verdict: str, polish: dict | None, theta_norm: float) -> str:
     """The trained point's outcome from a verdict and the report's ``polish`` section.
 
@@ -732,7 +750,7 @@ def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int 
     v = d["verdict"]
     theta0 = nm.flatten(data.network)
     theta_norm = float(np.linalg.norm(theta0))
-    out = {"verdict": "undecided" if v == "inconclusive" else v, "raw_verdict": v, "reason": (d.get("reason") or "")[:300],
+    out = {"verdict": "undecided" if v == "inconclusive" else v, "raw_verdict": v, "reason": clip(d.get("reason")),
            "method_detail": (d.get("flags") or {}).get("method"), "check_time_s": check_s, "polish_requested": polish,
            "timings": {k: round(float(t), 6) for k, t in (d.get("timings") or {}).items()
                        if isinstance(t, (int, float))}, "theta_norm": theta_norm}
@@ -839,9 +857,9 @@ def _cli_check(spec: TrainSpec, polish: bool, time_limit: float, timeout: float)
     try:
         rep = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        rec.update(verdict="error", error=(proc.stderr.strip().splitlines() or ["?"])[-1][:300])
+        rec.update(verdict="error", error=clip((proc.stderr.strip().splitlines() or ["?"])[-1]))
         return rec
-    rec.update(verdict=rep.get("verdict"), reason=(rep.get("reason") or "")[:300],
+    rec.update(verdict=rep.get("verdict"), reason=clip(rep.get("reason")),
                method=(rep.get("flags") or {}).get("method"), time_s=(rep.get("timings") or {}).get("total_s"))
     pol = rep.get("polish")
     if pol:
@@ -1033,7 +1051,7 @@ def summarize(results: Path, out_md: Path | None = None) -> str:
         if r.get("outcome") in ("near_minimum", "near_saddle") or r in carried:
             continue
         lines.append(f"* `{r['instance'].removeprefix('trained/')}` ({r.get('outcome')}, {r.get('verdict')}): "
-                     f"{(r.get('reason') or '')[:300]}")
+                     f"{clip(r.get('reason'))}")
     lines += ["", f"As stored, {sum(r.get('verdict') == 'not_stationary' for r in raw)} of {len(raw)} checkpoints "
               "are `not_stationary` (a float32 checkpoint is never exactly stationary)."]
     text = "\n".join(lines) + "\n"

@@ -180,6 +180,17 @@ def test_derive_outcome():
     assert tr.derive_outcome("inconclusive", {"distance": 0.0}, 1.0) == "undecided"
 
 
+
+def test_clip_cuts_reasons_at_a_word_boundary():
+    # the summary once quoted "t = 1.83e-1" for a reason that said "t = 1.83e-16" past 300 characters
+    reason = "x" * 280 + " the loss drops by 4.62e-18 at t = 1.83e-16 (verified, exact)"
+    out = tr.clip(reason)
+    assert len(out) <= tr.REASON_CHARS and out.endswith("...")
+    assert "1.83e-1" not in out and out[:-3] == reason[:len(out) - 3]
+    assert reason.startswith(out[:-3]) and reason[len(out) - 3] == " "
+    assert tr.clip("short reason") == "short reason" and tr.clip(None) == ""
+    assert tr.clip("y" * 400) == "y" * (tr.REASON_CHARS - 3) + "..."      # no space: a hard cut
+
 X2 = np.array([[1.0], [-1.0]])
 Y2 = np.array([1.0, -1.0])
 
