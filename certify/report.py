@@ -124,6 +124,12 @@ class Report:
             how = ("exact zeros (rational arithmetic)" if tol == "exact" else
                    "zero up to the rounding-error bound" if tol is None else f"tolerance {tol:g}")
             snapped = f", {k.get('near')} snapped beyond rounding" if k.get("near") else ""
+            held = (self.polish or {}).get("kinks_held") or {}
+            if held.get("count") and held["count"] != (k.get("unit_kinks") or 0) + (k.get("loss_kinks") or 0):
+                # the polish holds kinks to its own relative tolerance; the checker counts the float point's
+                # zeros within its rounding bound: "0 unit, 0 loss" alone read as if nothing were held
+                snapped += (f"; the polish held {held['count']} to its tolerance: {held.get('units')} unit, "
+                            f"{held.get('loss_ties')} loss ties")
             lines.append(f"kinks:   {k.get('unit_kinks')} unit, {k.get('loss_kinks')} loss ({how}{snapped})")
         fo = self.first_order
         if fo:

@@ -248,6 +248,22 @@ def test_summary_of_an_unverified_descent_says_so():
                     "than the rounding-error bound)")
 
 
+
+def test_summary_says_how_many_kinks_the_polish_held():
+    """At a polished point the float zeros within the rounding bound can be none while the polish held 40
+    kinks to its tolerance: the kinks line says both (it read "0 unit, 0 loss" alone)."""
+    from certify.report import Report, Verdict
+    kinks = {"unit_kinks": 0, "loss_kinks": 0, "tolerance": None}
+    held = {"kinks_held": {"count": 40, "units": 38, "loss_ties": 2}}
+    line = [ln for ln in Report(verdict=Verdict.NOT_STATIONARY, reason="r", kinks=kinks, polish=held)
+            .summary().splitlines() if ln.startswith("kinks:")][0]
+    assert line == ("kinks:   0 unit, 0 loss (zero up to the rounding-error bound; the polish held 40 to its "
+                    "tolerance: 38 unit, 2 loss ties)")
+    same = {"unit_kinks": 38, "loss_kinks": 2, "tolerance": None}
+    line = [ln for ln in Report(verdict=Verdict.NOT_STATIONARY, reason="r", kinks=same, polish=held)
+            .summary().splitlines() if ln.startswith("kinks:")][0]
+    assert line == "kinks:   38 unit, 2 loss (zero up to the rounding-error bound)"
+
 def test_time_limit_counts_the_whole_command(capsys, monkeypatch):
     """`--time-limit` is the command's budget from its start: what the imports and loading took before
     the check comes out of the check's share (the command line: from certify's import; main() called
