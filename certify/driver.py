@@ -22,6 +22,7 @@ from .budget import DEFAULT_TIME_LIMIT, OutOfTime, remaining
 from .first_order import FirstOrder
 from .kinks import DEFAULT_TOL, find_kinks
 from .loaders import as_network
+from .prune import prunable
 from .report import Report, Verdict
 from .refute import refute
 from .secondorder import decide_second_order
@@ -279,6 +280,12 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["outcome"] = "undecided"
         out["summary"] = (f"the polished point {where} ({lower}) is {verdict}"
                           + ("" if verdict != "local_min" else " but not near enough to call the checkpoint converged"))
+    if report.pruned and not out["end_certified"]:
+        # a certificate for the network without its collapsed units (weight decay): not the end point's
+        out["pruned_local_min"] = True
+        out["summary"] += (f"; without its {len(report.pruned['units'])} all-zero unit(s) the network (widths "
+                           f"{report.pruned['widths']}) is a certified local minimum there (whether a zero unit can "
+                           f"regrow is not decided)")
     return out
 
 
@@ -423,6 +430,22 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         if verdict != Verdict.LOCAL_MIN:
             for k in ("global", "spurious", "strict", "flat_directions"):
                 flags.pop(k, None)
+    pruned = None
+    if (verdict == Verdict.INCONCLUSIVE or _negligible(refutation, loss_value)) and remaining(deadline) > 0:
+        units = prunable(net)
+        if units:
+            t8 = time.perf_counter()
+            lifted, pruned = _pruned_stage(problem, units, tol, kinks_info.get("tolerance"), deadline,
+                                           time_limit, prefer_nearby)
+            timings["pruned_s"] = time.perf_counter() - t8
+            if lifted is not None:
+                verdict, refutation, reason, method = lifted
+                claim, second_order = None, None
+                flags["method"] = method
+                for k in ("global", "spurious", "strict", "flat_directions"):
+                    flags.pop(k, None)
+            elif pruned is not None:
+                reason += "; " + pruned["summary"]
     if no_minimum_below or verdict in (Verdict.LOCAL_MIN, Verdict.INCONCLUSIVE) or _negligible(refutation, loss_value):
         # cross-entropy / logistic without weight decay: no minimum while every sample is classified
         # correctly, however small the gradient (the outputs can always be scaled up)
@@ -439,7 +462,61 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
     timings["total_s"] = time.perf_counter() - t0
     return Report(verdict=verdict, reason=reason, flags=flags, problem=info, kinks=kinks_info,
                   first_order=first_order, second_order=second_order, refutation=refutation,
-                  solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim)
+                  solver_calls=fo.solver_calls, timings=timings, version=__version__, claim=claim,
+                  pruned=pruned if verdict != Verdict.LOCAL_MIN else None)
+
+
+def _pruned_stage(problem: Problem, units: list, tol, tolerance, deadline: float, time_limit: float,
+                  prefer_nearby: bool):
+    """Check the network without its all-zero hidden units (:mod:`certify.prune`): ``(lifted, pruned)``.
+
+    ``lifted``: ``(verdict, refutation, reason, method)`` when the pruned network is refuted by a descent
+    that leaves rounding distance, lifted to the network (zeros at the zero units) and re-verified here
+    by evaluating the network's loss and its local-descent test at the report's kink ``tolerance``, as
+    :func:`certify.verify` does; else
+    None. ``pruned``: when the pruned network is a certified local minimum, what the report keeps of it
+    (its report, re-checked by :func:`certify.verify` on the pruned network it rebuilds) and a sentence
+    for the reason; the verdict about the network stays as it was (a zero unit may regrow). Else None.
+    """
+    from .evaluate import verified_decrease
+    from .exact.structure import structure_for
+    from .prune import embed, prune
+    from .refute import local_descent
+    sub = prune(problem, units)
+    rep = check_problem(sub, tol=tol, deadline=deadline, time_limit=time_limit, prefer_nearby=prefer_nearby)
+    net = problem.network
+    widths = list(sub.network.widths)
+    who = f"its {len(units)} all-zero unit(s) ({', '.join(f'layer {l} unit {j}' for l, j in units[:6])}" + (
+        ", ..." if len(units) > 6 else "") + ")"
+    ref = rep.refutation or {}
+    if (rep.verdict in (Verdict.SADDLE, Verdict.NOT_STATIONARY) and ref.get("verified") and ref.get("kind") !=
+            "output_scaling" and not ref.get("exact_point") and ref.get("direction") is not None
+            and ref.get("step") is not None and not _negligible(ref, sub.value())):
+        d = embed(net, units, ref["direction"])
+        e = embed(net, units, ref["curvature_direction"]) if ref.get("curvature_direction") is not None else None
+        t = float(ref["step"])
+        theta = problem.theta
+        dec = verified_decrease(problem, theta, theta + t * d + (0.0 if e is None else 0.5 * t * t * e))
+        fwd, kinks = structure_for(problem, tolerance)
+        local, _ = local_descent(problem, fwd, kinks, d, e)
+        if dec.verified and local:
+            lifted = dict(ref, direction=d, curvature_direction=e, loss_before=dec.before, loss_after=dec.after,
+                          decrease=dec.decrease, error_bound=dec.error_bound, method=dec.method)
+            if e is None:
+                lifted.pop("curvature_direction")
+            reason = (f"along directions that keep {who} at 0 (the loss is exactly that of the network without "
+                      f"them, widths {widths}): {rep.reason}")
+            return (rep.verdict, lifted, reason, f"pruned/{(rep.flags or {}).get('method')}"), None
+        log.info("pruned network refuted, but the lifted descent did not re-verify (decrease verified: %s, "
+                 "local descent: %s)", dec.verified, local)
+        return None, None
+    if rep.verdict != Verdict.LOCAL_MIN:
+        return None, None
+    summary = (f"without {who} the network (widths {widths}) is a certified local minimum: {rep.reason}; whether "
+               f"a zero unit can regrow is not decided (at second order it cannot iff max over directions u of "
+               f"||Psi(u)|| <= lambda, a bound over the whole sphere of its inputs that certify does not compute)")
+    return None, {"units": [[int(l), int(j)] for l, j in units], "widths": widths, "verdict": rep.verdict.value,
+                  "summary": summary, "report": rep.to_dict()}
 
 
 def _output_scaling_reason(problem: Problem, scaling: dict) -> str:

@@ -53,6 +53,10 @@ class Report:
     polish : dict or None
         With ``polish=True``: the polished point ``theta`` the verdict is about, how far it moved
         from the given point and what the loss did (the given point's fingerprint is kept).
+    pruned : dict or None
+        When the point has hidden units whose weights are all 0 and the network without them
+        (:mod:`certify.prune`) is a certified local minimum while the point itself is not decided: that
+        network's widths, the units and its report (re-checked by :func:`certify.verify`).
     solver_calls : list of dict
         Every solver call: kind, status (mapped and raw), objective, bound, time.
     timings : dict
@@ -73,6 +77,7 @@ class Report:
     polish: dict | None = None
     claim: dict | None = None
     trained: dict | None = None
+    pruned: dict | None = None
 
     @property
     def exit_code(self) -> int:
@@ -100,6 +105,7 @@ class Report:
             "claim": self.claim,
             "trained": self.trained,
             "polish": self.polish,
+            "pruned": self.pruned,
             "solver_calls": self.solver_calls,
             "timings": self.timings,
         })

@@ -123,7 +123,36 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
             recheck_lower_point(problem, lower, checks)
     if verdict == "inconclusive":
         checks.append(Check("inconclusive", True, "nothing is claimed: " + report.get("reason", "")))
+    if report.get("pruned"):
+        _check_pruned(problem, report["pruned"], checks)
     return res
+
+
+def _check_pruned(problem: Problem, pruned: dict, checks: list) -> None:
+    """The network without its all-zero hidden units (:mod:`certify.prune`) is the certified local minimum
+    the report says: the same units are all zero here, and the pruned network's claim re-checks (each of
+    its checks is listed with the prefix ``pruned_``)."""
+    from .prune import prunable, prune
+    units = [[int(l), int(j)] for l, j in prunable(problem.network)]
+    stored = [[int(l), int(j)] for l, j in pruned.get("units") or []]
+    ok = bool(units) and units == stored
+    checks.append(Check("pruned_units", ok, f"all-zero hidden units {units} (report: {stored})"))
+    sub_report = pruned.get("report") or {}
+    if not ok or sub_report.get("verdict") != "local_min":
+        if ok:
+            checks.append(Check("pruned_claim", False, f"the pruned network's verdict is {sub_report.get('verdict')!r}, "
+                                                       "not local_min"))
+        return
+    sub = prune(problem, [tuple(u) for u in units])
+    fp = (sub_report.get("problem") or {}).get("fingerprint") or {}
+    same = fp.get("theta") == _digest(sub.theta)
+    checks.append(Check("pruned_fingerprint", same, "the pruned network's parameters match its report" if same else
+                        "the pruned report was made for other parameters"))
+    if not same:
+        return
+    inner: list = []
+    _check_local_min(sub, sub_report, inner)
+    checks.extend(Check("pruned_" + c.name, c.ok, c.detail, c.attested) for c in inner)
 
 
 # ---------------------------------------------------------------------------- refutations
