@@ -144,3 +144,28 @@ def test_check_of_gt11_with_a_zero_unit_is_a_saddle_and_verifies():
     assert rep.verdict == Verdict.SADDLE
     assert certify.verify(json.loads(rep.to_json()), layers, X3, Y3).ok
 
+
+
+def test_polish_sets_a_shrinking_unit_to_zero():
+    """Unit 2 at (w, b, a) = (1e-7, 0, 1e-7) on WD_FLAT's data: x = 0, so it adds a relu(w 0 + b) = 0 to the
+    output and only lambda/2 (w^2 + a^2) = 5e-15 to the loss; at 0 that is gone. The polish sets it to 0
+    (a unit 1e-7 the size of the layer's largest) and the polished point is WD_FLAT."""
+    start = {"W1": [[0.0], [1e-7]], "b1": [1.0, 0.0], "W2": [[1.0, 1e-7]], "b2": [1.0]}
+    rep = certify.check(start, X1, Y1, activation="relu", loss="square", weight_decay=0.5, polish=True,
+                        time_limit=30)
+    theta = np.asarray(rep.polish["theta"])
+    assert np.array_equal(theta, [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    assert rep.polish["loss_before"] - rep.polish["loss_after"] == pytest.approx(5e-15, rel=1e-3)
+    assert rep.verdict == Verdict.INCONCLUSIVE and rep.pruned["units"] == [[1, 1]]
+
+
+def test_snap_threshold_takes_units_a_millionth_of_their_layer():
+    """On the trained family units of 3e-8 and 6e-9 of their layer's largest were left shrinking (the
+    polish stopped short of a KKT point); the polish snaps below 1e-6 of the layer's largest."""
+    from certify.polish.limits import SNAP_DURING
+    from certify.polish.pieces import snap_collapsed
+    for size, snapped in ((1e-7, True), (1e-5, False)):
+        pb = _problem([([[0.5], [size]], [1.0, size]), ([[1.0, size]], [1.0])], [[1.0], [2.0]], [1.0, 3.0], wd=0.1)
+        theta, units = snap_collapsed(pb, pb.theta, rel=SNAP_DURING)
+        assert (units == [(1, 1)]) is snapped
+        assert np.array_equal(theta[[1, 3, 5]], [0.0, 0.0, 0.0]) is snapped
