@@ -472,11 +472,11 @@ def _pruned_stage(problem: Problem, units: list, tol, tolerance, deadline: float
 
     ``lifted``: ``(verdict, refutation, reason, method)`` when the pruned network is refuted by a descent
     that leaves rounding distance, lifted to the network (zeros at the zero units) and re-verified here
-    by evaluating the network's loss and its local-descent test at the report's kink ``tolerance``, as
-    :func:`certify.verify` does; else
-    None. ``pruned``: when the pruned network is a certified local minimum, what the report keeps of it
-    (its report, re-checked by :func:`certify.verify` on the pruned network it rebuilds) and a sentence
-    for the reason; the verdict about the network stays as it was (a zero unit may regrow). Else None.
+    as :func:`certify.verify` will: the network's loss at the stored step, the local-descent test and,
+    for ``not_stationary``, the directional derivative, at the report's kink ``tolerance``; else None.
+    ``pruned``: when the pruned network is a certified local minimum, what the report keeps of it (its
+    report, re-checked by :func:`certify.verify` on the pruned network it rebuilds) and a sentence for
+    the reason; the verdict about the network stays as it was (a zero unit may regrow). Else None.
     """
     from .evaluate import verified_decrease
     from .exact.structure import structure_for
@@ -499,6 +499,11 @@ def _pruned_stage(problem: Problem, units: list, tol, tolerance, deadline: float
         dec = verified_decrease(problem, theta, theta + t * d + (0.0 if e is None else 0.5 * t * t * e))
         fwd, kinks = structure_for(problem, tolerance)
         local, _ = local_descent(problem, fwd, kinks, d, e)
+        if rep.verdict == Verdict.NOT_STATIONARY:
+            from .checks import close
+            from .tangent import directional_derivative
+            slope = directional_derivative(problem, fwd, kinks, d)
+            local = local and slope < 0 and close(slope, ref["directional_derivative"], max(abs(slope), 1e-12))
         if dec.verified and local:
             lifted = dict(ref, direction=d, curvature_direction=e, loss_before=dec.before, loss_after=dec.after,
                           decrease=dec.decrease, error_bound=dec.error_bound, method=dec.method)

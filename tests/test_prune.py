@@ -169,3 +169,18 @@ def test_snap_threshold_takes_units_a_millionth_of_their_layer():
         theta, units = snap_collapsed(pb, pb.theta, rel=SNAP_DURING)
         assert (units == [(1, 1)]) is snapped
         assert np.array_equal(theta[[1, 3, 5]], [0.0, 0.0, 0.0]) is snapped
+
+
+def test_a_descent_of_the_pruned_network_is_lifted_with_its_slope():
+    """GT-5 (x = (-1, 0, 1), y = (-1, 1, 1), (w, b, a, c) = (1, 0, 1, 0): L'(theta; d) = -max(db, 0) / 3, not
+    stationary) with a second hidden unit all zero: the lifted direction has the same slope."""
+    from certify.driver import _pruned_stage
+    pb = _problem([([[1.0], [0.0]], [0.0, 0.0]), ([[1.0, 0.0]], [0.0])], X3, [-1.0, 1.0, 1.0])
+    lifted, pruned = _pruned_stage(pb, prunable(pb.network), None, None, time.perf_counter() + 60, 60.0, False)
+    verdict, ref, reason, method = lifted
+    assert verdict == Verdict.NOT_STATIONARY and pruned is None
+    d = np.asarray(ref["direction"])
+    assert not np.any(d[[1, 3, 5]])
+    # residuals (1, -1, 0) at pre-activations (-1, 0, 1): L'(theta; d) = (dc - (max(db, 0) + dc)) / 3 for any d
+    assert d[2] > 0 and ref["directional_derivative"] == pytest.approx(-d[2] / 3, rel=1e-12)
+    assert "keep its 1 all-zero unit(s) (layer 1 unit 1) at 0" in reason and method.startswith("pruned/")
