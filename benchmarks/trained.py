@@ -800,6 +800,16 @@ def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int 
         out["wrong"] = bool(wrong)
         if wrong:
             out["wrong_reason"] = "; ".join(wrong)
+    pruned = d.get("pruned")
+    if pruned:
+        # the network without its all-zero units is a certified local minimum (certify.prune): re-checked too
+        res = certify.verify(d, data.network, data.X, data.y)
+        out["pruned"] = {"units": len(pruned.get("units") or []), "widths": pruned.get("widths"),
+                         "verdict": pruned.get("verdict"), "verify_ok": bool(res.ok)}
+        if not res.ok:
+            out["wrong"] = True
+            out["wrong_reason"] = "; ".join(filter(None, [out.get("wrong_reason"), "the pruned network's certificate "
+                                                          "fails certify.verify"]))
     return out
 
 
@@ -1028,10 +1038,13 @@ def summarize(results: Path, out_md: Path | None = None) -> str:
     lines.append(f"| every answer within the default budget, 0 hangs | {len(over)} over 330 s; every run ended "
                  f"| {'yes' if not over else '**NO**'} |")
     lm = [r for r in rows if r.get("verdict") == "local_min"]
+    pr = [r for r in rows if (r.get("pruned") or {}).get("verdict") == "local_min"]
+    pruned = (f"; {len(pr)} pruned networks certified (without their all-zero units), "
+              f"{sum(bool(r['pruned'].get('verify_ok')) for r in pr)} verify ok" if pr else "")
     lines.append(f"| every certified minimum passes verify and a random probe | {len(lm)} local_min: "
                  f"{sum(bool(r.get('verify_ok')) for r in lm)} verify ok, "
-                 f"{sum(not (r.get('probe') or {}).get('refuted', False) for r in lm)} probes find no lower point; "
-                 f"**{len(wrong)} wrong** | {'yes' if not wrong else '**NO**'} |")
+                 f"{sum(not (r.get('probe') or {}).get('refuted', False) for r in lm)} probes find no lower point"
+                 f"{pruned}; **{len(wrong)} wrong** | {'yes' if not wrong else '**NO**'} |")
     lines += ["", "## Every checkpoint", "",
               "| checkpoint | p | loss | λ | as stored | polished | outcome | moved | moved / ‖θ‖ | loss gap | "
               "converged | time (s) |", "|---|---:|---|---:|---|---|---|---:|---:|---:|---|---:|"]
@@ -1050,8 +1063,12 @@ def summarize(results: Path, out_md: Path | None = None) -> str:
     for r in pol:
         if r.get("outcome") in ("near_minimum", "near_saddle") or r in carried:
             continue
+        pr = r.get("pruned") or {}
+        pruned = (f" **Without its {pr['units']} all-zero unit(s) the network (widths {pr['widths']}) is a certified "
+                  f"local minimum** (verify {'ok' if pr.get('verify_ok') else 'FAILED'}); whether a zero unit can "
+                  f"regrow is not decided." if pr.get("verdict") == "local_min" else "")
         lines.append(f"* `{r['instance'].removeprefix('trained/')}` ({r.get('outcome')}, {r.get('verdict')}): "
-                     f"{clip(r.get('reason'))}")
+                     f"{clip(r.get('reason'))}{pruned}")
     lines += ["", f"As stored, {sum(r.get('verdict') == 'not_stationary' for r in raw)} of {len(raw)} checkpoints "
               "are `not_stationary` (a float32 checkpoint is never exactly stationary)."]
     text = "\n".join(lines) + "\n"

@@ -240,6 +240,17 @@ def test_run_certify_hook_on_the_kink_minimum():
     assert rec["outcome"] == "near_minimum" and rec["check_time_s"] > 0
 
 
+
+def test_run_certify_hook_records_and_rechecks_a_pruned_certificate():
+    """tests/test_prune.py's weight-decay flat valley (one sample x = 0, y = 5/2, lambda = 1/2, unit 2 all
+    zero): undecided, the network without unit 2 a certified local minimum, re-checked by verify."""
+    from benchmarks.baselines import Data
+    layers = [(np.array([[0.0], [0.0]]), np.array([1.0, 0.0])), (np.array([[1.0, 0.0]]), np.array([1.0]))]
+    rec = tr.run_certify(Data(layers, np.array([[0.0]]), np.array([2.5]), "relu", "square", 0.5), 10.0)
+    assert rec["raw_verdict"] == "inconclusive"
+    assert rec["pruned"] == {"units": 1, "widths": [1, 1, 1], "verdict": "local_min", "verify_ok": True}
+    assert not rec.get("wrong")
+
 def test_summary_counts_outcomes_and_targets(tmp_path):
     """`python -m benchmarks.trained summarize` on a hand-made results file: the counts by outcome, the
     carried-on `not_converged` ones, the time target and a wrong verdict are reported as they are."""
@@ -263,3 +274,11 @@ def test_summary_counts_outcomes_and_targets(tmp_path):
     rows.append(rec("g", "polish", "saddle", "not_converged", end_certified=False))
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert "4 / 7 (57%): (a) 2, (b) 1, (c) 1; not_converged without a certified end point 2" in tr.summarize(path)
+    # a pruned network's certificate (certify.prune) is listed with the open checkpoint, not counted as an end point
+    rows.append(rec("h", "polish", "undecided", "undecided", reason="why h",
+                    pruned={"units": 3, "widths": [13, 13, 3], "verdict": "local_min", "verify_ok": True}))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = tr.summarize(path)
+    assert "4 / 8 (50%)" in text and "1 pruned networks certified (without their all-zero units), 1 verify ok" in text
+    assert ("why h **Without its 3 all-zero unit(s) the network (widths [13, 13, 3]) is a certified local minimum** "
+            "(verify ok)") in text
