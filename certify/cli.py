@@ -230,7 +230,10 @@ def _cmd_verify(args) -> int:
         for c in result.checks:
             mark = "attested" if c.attested else ("ok" if c.ok else "FAILED")
             sys.stdout.write(f"{mark:>8}  {c.name}: {c.detail}\n")
-        sys.stdout.write(f"{'verified' if result.ok else 'NOT verified'}: {report['verdict']}\n")
+        pruned = report.get("pruned") or {}
+        also = (f" (and the network without its {len(pruned.get('units') or [])} all-zero unit(s) is a local "
+                f"minimum)" if pruned.get("verdict") == "local_min" else "")
+        sys.stdout.write(f"{'verified' if result.ok else 'NOT verified'}: {report['verdict']}{also}\n")
     if not result.ok:
         first = result.failed[0]
         sys.stderr.write(f"certify: verification failed: {first.name}: {_one_line(first.detail)}\n")

@@ -153,6 +153,22 @@ def test_verify_round_trip(tmp_path, capsys):
     assert "verified:" in text and "FAILED" not in text
 
 
+
+def test_verify_says_the_pruned_network_is_a_minimum(tmp_path, capsys):
+    """tests/test_prune.py's weight-decay flat valley: inconclusive, and the network without its zero unit a
+    certified local minimum; verify re-checks that and says so in its last line."""
+    from certify.cli import main
+    model = tmp_path / "net.npz"
+    np.savez(model, W1=[[0.0], [0.0]], b1=[1.0, 0.0], W2=[[1.0, 0.0]], b2=[1.0], X=[[0.0]], y=[2.5])
+    out = tmp_path / "report.json"
+    assert main(["check", str(model), "--activation", "relu", "--loss", "square", "--weight-decay", "0.5",
+                 "--out", str(out)]) == 20
+    capsys.readouterr()
+    assert main(["verify", str(out), str(model)]) == 0
+    text = capsys.readouterr().out
+    assert "pruned_units" in text and text.rstrip().endswith(
+        "verified: inconclusive (and the network without its 1 all-zero unit(s) is a local minimum)")
+
 def test_verify_tampered_report_exits_3(tmp_path, capsys):
     import json
     from certify.cli import main
