@@ -113,6 +113,8 @@ def polish_problem(problem: Problem, *, time_limit: float = 5.0, budget_s: float
                         budget_s=budget_s, start=start, smoothing=smoothing)
 
 
+#: flags that describe a certified minimum, dropped when the verdict is another
+MIN_FLAGS = ("global", "spurious", "strict", "flat_directions")
 #: share of the budget polishing may use (the rest is for certifying the polished point). Certifying a
 #: converged polish takes seconds (a nearby proof), and the longest final check in the trained family
 #: took 81 s of 300 (a saddle of ``digits_mchinge_wd_sgd``), while ``diabetes_abs_sgd``'s polish
@@ -428,21 +430,20 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         if exact_info is not None:
             first_order["exact"] = exact_info
         if verdict != Verdict.LOCAL_MIN:
-            for k in ("global", "spurious", "strict", "flat_directions"):
+            for k in MIN_FLAGS:
                 flags.pop(k, None)
     pruned = None
     if (verdict == Verdict.INCONCLUSIVE or _negligible(refutation, loss_value)) and remaining(deadline) > 0:
         units = prunable(net)
         if units:
             t8 = time.perf_counter()
-            lifted, pruned = _pruned_stage(problem, units, tol, kinks_info.get("tolerance"), deadline,
-                                           time_limit, prefer_nearby)
+            lifted, pruned = _pruned_stage(problem, fwd, kinks, units, tol, deadline, time_limit, prefer_nearby)
             timings["pruned_s"] = time.perf_counter() - t8
             if lifted is not None:
                 verdict, refutation, reason, method = lifted
                 claim, second_order = None, None
                 flags["method"] = method
-                for k in ("global", "spurious", "strict", "flat_directions"):
+                for k in MIN_FLAGS:
                     flags.pop(k, None)
             elif pruned is not None:
                 reason += "; " + pruned["summary"]
@@ -454,7 +455,7 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
         if scaling is not None:
             verdict, refutation, claim, second_order = Verdict.NOT_STATIONARY, scaling, None, None
             reason = _output_scaling_reason(problem, scaling)
-            for k in ("global", "spurious", "strict", "flat_directions", "claim"):
+            for k in MIN_FLAGS + ("claim",):
                 flags.pop(k, None)
             flags["method"] = "output_scaling"
     if claim is not None:
@@ -466,20 +467,20 @@ def check_problem(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_lim
                   pruned=pruned if verdict != Verdict.LOCAL_MIN else None)
 
 
-def _pruned_stage(problem: Problem, units: list, tol, tolerance, deadline: float, time_limit: float,
+def _pruned_stage(problem: Problem, fwd, kinks, units: list, tol, deadline: float, time_limit: float,
                   prefer_nearby: bool):
     """Check the network without its all-zero hidden units (:mod:`certify.prune`): ``(lifted, pruned)``.
 
     ``lifted``: ``(verdict, refutation, reason, method)`` when the pruned network is refuted by a descent
     that leaves rounding distance, lifted to the network (zeros at the zero units) and re-verified here
     as :func:`certify.verify` will: the network's loss at the stored step, the local-descent test and,
-    for ``not_stationary``, the directional derivative, at the report's kink ``tolerance``; else None.
+    for ``not_stationary``, the directional derivative, on the report's forward pass and kinks (``fwd``,
+    ``kinks``: what :func:`certify.verify` rebuilds from the report's kink tolerance); else None.
     ``pruned``: when the pruned network is a certified local minimum, what the report keeps of it (its
     report, re-checked by :func:`certify.verify` on the pruned network it rebuilds) and a sentence for
     the reason; the verdict about the network stays as it was (a zero unit may regrow). Else None.
     """
     from .evaluate import verified_decrease
-    from .exact.structure import structure_for
     from .prune import embed, prune
     from .refute import local_descent
     sub = prune(problem, units)
@@ -491,13 +492,12 @@ def _pruned_stage(problem: Problem, units: list, tol, tolerance, deadline: float
     ref = rep.refutation or {}
     if (rep.verdict in (Verdict.SADDLE, Verdict.NOT_STATIONARY) and ref.get("verified") and ref.get("kind") !=
             "output_scaling" and not ref.get("exact_point") and ref.get("direction") is not None
-            and ref.get("step") is not None and not _negligible(ref, sub.value())):
+            and ref.get("step") is not None and not _negligible(ref, rep.problem["loss_value"])):
         d = embed(net, units, ref["direction"])
         e = embed(net, units, ref["curvature_direction"]) if ref.get("curvature_direction") is not None else None
         t = float(ref["step"])
         theta = problem.theta
         dec = verified_decrease(problem, theta, theta + t * d + (0.0 if e is None else 0.5 * t * t * e))
-        fwd, kinks = structure_for(problem, tolerance)
         local, _ = local_descent(problem, fwd, kinks, d, e)
         if rep.verdict == Verdict.NOT_STATIONARY:
             from .checks import close

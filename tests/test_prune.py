@@ -18,6 +18,7 @@ import pytest
 
 import certify
 from certify.data import Dataset, Problem
+from certify.exact.structure import structure_for
 from certify.network import Network
 from certify.prune import embed, prunable, prune, zero_units
 from certify.report import Verdict
@@ -89,7 +90,8 @@ def test_weight_decay_flat_valley_reports_the_pruned_certificate():
                for c in res.checks)
 
 
-@pytest.mark.parametrize("tamper", ["units", "verdict", "theta"])
+@pytest.mark.parametrize("tamper", ["units", "verdict", "theta", "malformed_units", "malformed_section",
+                                    "no_report"])
 def test_verify_rejects_a_tampered_pruned_claim(tamper):
     d = json.loads(certify.check(WD_FLAT, X1, Y1, activation="relu", loss="square",
                                  weight_decay=0.5).to_json())
@@ -97,8 +99,14 @@ def test_verify_rejects_a_tampered_pruned_claim(tamper):
         d["pruned"]["units"] = [[1, 0]]
     elif tamper == "verdict":
         d["pruned"]["report"]["verdict"] = "saddle"
-    else:
+    elif tamper == "theta":
         d["pruned"]["report"]["problem"]["fingerprint"]["theta"] = "0" * 16
+    elif tamper == "malformed_units":
+        d["pruned"]["units"] = [[1]]
+    elif tamper == "malformed_section":
+        d["pruned"] = "x"
+    else:
+        d["pruned"]["report"] = None
     res = certify.verify(d, WD_FLAT, X1, Y1)
     assert not res.ok and any(c.name.startswith("pruned_") for c in res.failed)
 
@@ -124,7 +132,9 @@ def _exact_loss(theta, X, y):
 def test_a_saddle_of_the_pruned_network_is_lifted_and_reverified():
     from certify.driver import _pruned_stage
     pb = _problem(GT11_ZERO, X3, Y3)
-    lifted, pruned = _pruned_stage(pb, prunable(pb.network), None, None, time.perf_counter() + 60, 60.0, False)
+    fwd, kinks = structure_for(pb, None)
+    lifted, pruned = _pruned_stage(pb, fwd, kinks, prunable(pb.network), None, time.perf_counter() + 60, 60.0,
+                                   False)
     assert pruned is None and lifted is not None
     verdict, ref, reason, method = lifted
     assert verdict == Verdict.SADDLE and method.startswith("pruned/")
@@ -176,7 +186,9 @@ def test_a_descent_of_the_pruned_network_is_lifted_with_its_slope():
     stationary) with a second hidden unit all zero: the lifted direction has the same slope."""
     from certify.driver import _pruned_stage
     pb = _problem([([[1.0], [0.0]], [0.0, 0.0]), ([[1.0, 0.0]], [0.0])], X3, [-1.0, 1.0, 1.0])
-    lifted, pruned = _pruned_stage(pb, prunable(pb.network), None, None, time.perf_counter() + 60, 60.0, False)
+    fwd, kinks = structure_for(pb, None)
+    lifted, pruned = _pruned_stage(pb, fwd, kinks, prunable(pb.network), None, time.perf_counter() + 60, 60.0,
+                                   False)
     verdict, ref, reason, method = lifted
     assert verdict == Verdict.NOT_STATIONARY and pruned is None
     d = np.asarray(ref["direction"])
