@@ -230,7 +230,7 @@ def _cmd_verify(args) -> int:
         for c in result.checks:
             mark = "attested" if c.attested else ("ok" if c.ok else "FAILED")
             sys.stdout.write(f"{mark:>8}  {c.name}: {c.detail}\n")
-        pruned = report.get("pruned") or {}
+        pruned = report.get("pruned") if isinstance(report.get("pruned"), dict) else {}
         also = (f" (and the network without its {len(pruned.get('units') or [])} all-zero unit(s) is a local "
                 f"minimum)" if pruned.get("verdict") == "local_min" else "")
         sys.stdout.write(f"{'verified' if result.ok else 'NOT verified'}: {report['verdict']}{also}\n")

@@ -134,10 +134,14 @@ def _check_pruned(problem: Problem, pruned: dict, checks: list) -> None:
     its checks is listed with the prefix ``pruned_``)."""
     from .prune import prunable, prune
     units = [[int(l), int(j)] for l, j in prunable(problem.network)]
-    stored = [[int(l), int(j)] for l, j in pruned.get("units") or []]
+    try:
+        stored = [[int(l), int(j)] for l, j in pruned.get("units") or []]
+    except (AttributeError, TypeError, ValueError) as exc:
+        checks.append(Check("pruned_units", False, f"the report's pruned section is malformed: {exc}"))
+        return
     ok = bool(units) and units == stored
     checks.append(Check("pruned_units", ok, f"all-zero hidden units {units} (report: {stored})"))
-    sub_report = pruned.get("report") or {}
+    sub_report = pruned.get("report") if isinstance(pruned.get("report"), dict) else {}
     if not ok or sub_report.get("verdict") != "local_min":
         if ok:
             checks.append(Check("pruned_claim", False, f"the pruned network's verdict is {sub_report.get('verdict')!r}, "

@@ -168,6 +168,14 @@ def test_verify_says_the_pruned_network_is_a_minimum(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "pruned_units" in text and text.rstrip().endswith(
         "verified: inconclusive (and the network without its 1 all-zero unit(s) is a local minimum)")
+    report = json.loads(out.read_text())
+    report["pruned"] = "x"                     # a malformed section: one line on stderr, exit 3, no traceback
+    out.write_text(json.dumps(report))
+    assert main(["verify", str(out), str(model)]) == 3
+    captured = capsys.readouterr()
+    assert captured.err == ("certify: verification failed: pruned_units: the report's pruned section is malformed: "
+                            "'str' object has no attribute 'get'\n")
+    assert captured.out.rstrip().endswith("NOT verified: inconclusive")
 
 def test_verify_tampered_report_exits_3(tmp_path, capsys):
     import json
