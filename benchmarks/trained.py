@@ -778,6 +778,9 @@ def run_certify(data, budget_s: float, *, polish: bool = False, probe_dirs: int 
         out["outcome"], out["outcome_source"] = trained["outcome"], "report"
         if "end_certified" in trained:
             out["end_certified"] = bool(trained["end_certified"])
+        if isinstance(trained.get("escape"), dict):
+            # where a user would resume along the end point's descent, and whether float64 shows it
+            out["escape"] = trained["escape"]
     else:
         out["outcome"] = derive_outcome(v, out.get("polish"), theta_norm)
         out["outcome_source"] = "derived"

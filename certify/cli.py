@@ -299,7 +299,7 @@ def _cmd_check(args) -> int:
     text = report.to_json()
     escaped = None
     if args.escape is not None:
-        escaped = _write_escape(args.escape, net, report)
+        escaped = _write_escape(args.escape, net, report, Problem(net, data, loss, weight_decay))
     if args.out is not None:
         _write_atomic(args.out, text + "\n")
     if args.json:
@@ -311,22 +311,42 @@ def _cmd_check(args) -> int:
     return report.exit_code
 
 
-def _write_escape(path: str, net, report) -> str | None:
-    """Write the verified lower point of a refutation as a checkpoint (nothing for other verdicts)."""
+def _write_escape(path: str, net, report, problem) -> str | None:
+    """Write the point to resume training from along a verified refutation as a checkpoint (nothing for
+    other verdicts), and say in one line where it is and what it gains.
 
+    The point is :func:`certify.refute.resume_point`'s: the refutation's verified step, grown by factors
+    of 4 along the same curve while the float64 loss keeps falling. When no step lowers the float64 loss
+    by more than its rounding bound the verified point is written all the same, and the line says that
+    resuming there gains nothing. A float32 format (.pt, .safetensors) rounds the point; the line gives
+    the loss of what was written when that rounding undoes the decrease.
+    """
     import numpy as np
+
+    from .refute import resume_point
     ref = report.refutation or {}
     if report.verdict.value not in ("saddle", "not_stationary") or not ref.get("verified"):
         sys.stderr.write(f"certify: note: no escape written: the verdict is {report.verdict.value}\n")
         return None
     base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
-    d = np.asarray(ref["direction"], dtype=np.float64)
-    e = ref.get("curvature_direction")
-    e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
-    t = float(ref["step"])
-    moved = net.with_theta(base + t * d + 0.5 * t * t * e)
-    _write_atomic_bytes(path, _checkpoint_bytes(moved, Path(path).suffix.lower()))
-    return path
+    at = problem.at(base)
+    esc = resume_point(at, base, ref)
+    if esc is None:           # (a refutation without a direction and a step: its point is the base)
+        sys.stderr.write("certify: note: no escape written: the refutation has no step to take\n")
+        return None
+    suffix = Path(path).suffix.lower()
+    _write_atomic_bytes(path, _checkpoint_bytes(net.with_theta(esc["theta"]), suffix))
+    where = f"t = {esc['step']:.3g} along the verified descent, {esc['distance']:.3g} from the point checked"
+    if not esc["visible"]:
+        return (f"wrote the verified lower point to {path} ({where}); its decrease does not show in float64 "
+                f"and no longer step along the descent lowers the loss: resuming training there gains nothing")
+    line = f"wrote the lower point to {path} ({where}; float64 loss lower by {esc['decrease']:.3g})"
+    if suffix != ".npz":
+        written = at.value(np.asarray(esc["theta"], dtype=np.float32).astype(np.float64))
+        if not written < at.value():
+            line += (f"; rounded to float32 as {suffix} stores it, its loss is {written:.10g}, not lower: "
+                     f"write .npz to keep the decrease")
+    return line
 
 
 def _checkpoint_bytes(net, suffix: str) -> bytes:

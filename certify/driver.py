@@ -24,7 +24,7 @@ from .kinks import DEFAULT_TOL, find_kinks
 from .loaders import as_network
 from .prune import prunable
 from .report import Report, Verdict
-from .refute import refute
+from .refute import RESUME_MAX_MOVE, refute, resume_point
 from .secondorder import decide_second_order
 from .tangent import first_order_model
 
@@ -216,6 +216,13 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
     return pol2, report2
 
 
+def _invisible(escape: dict) -> str:
+    """Why a verified descent is no place to resume training (:func:`certify.refute.resume_point`)."""
+    return (f"no step along it up to a move of {RESUME_MAX_MOVE:g} ||theta|| lowers the float64 loss by more "
+            f"than its rounding bound {escape['error_bound']:.2g} (at best it changes by {-escape['decrease']:+.2g}, "
+            f"at t = {escape['step']:.3g})")
+
+
 def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
     """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
     from .evaluate import verified_decrease
@@ -239,8 +246,17 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     near = rel_d <= NEAR_DISTANCE and rel_gap <= NEAR_LOSS_GAP
     where = f"{distance:.3g} ({100 * rel_d:.3g}% of ||theta||) from the checkpoint"
     lower = f"loss lower by {gap:.3g} ({100 * rel_gap:.3g}%)"
-    # a descent confined to rounding distance of the point (a kink 1e-17 away) is no reason to keep training
-    negligible = verdict in ("saddle", "not_stationary") and microscopic_descent(report.refutation, theta_end)
+    # a descent confined to rounding distance of the point (a kink 1e-17 away) is no reason to keep training;
+    # nor is one whose decrease float64 cannot show at any step along it (resume_point: an exact escape of
+    # 1e-17 with the loss rising from t = 1e-7 on), though the verdict about the exact point stands
+    escape = None
+    if verdict in ("saddle", "not_stationary") and (report.refutation or {}).get("kind") != "output_scaling":
+        escape = resume_point(problem.at(theta_end), theta_end, report.refutation)
+    if escape is not None:
+        out["escape"] = {k: v for k, v in escape.items() if k != "theta"}
+    microscopic = verdict in ("saddle", "not_stationary") and microscopic_descent(report.refutation, theta_end)
+    invisible = escape is not None and not escape["visible"] and not microscopic
+    negligible = microscopic or invisible
     # the end point is decided: a certified minimum, a saddle whose escape leaves rounding distance, or
     # no minimum anywhere below (the output-scaling refutation)
     out["end_certified"] = (verdict == "local_min" or (verdict == "saddle" and not negligible)
@@ -263,19 +279,26 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         # sits on a degenerate kink (a multiplier at the end of its interval, a released kink still at 0)
         out["outcome"] = "undecided"
         dec = float((report.refutation or {}).get("decrease") or 0.0)
-        out["summary"] = (f"the polished point {where} ({lower}) is a KKT point of its kinks to rounding, but "
-                          f"exactly it is refuted only by a descent of {dec:.3g} up to a kink next to it: a "
-                          f"degenerate kink (a multiplier at the end of its interval) that no exact minimum "
-                          f"could be separated from")
+        if invisible:
+            out["summary"] = (f"the polished point {where} ({lower}) is a KKT point of its kinks to rounding and "
+                              f"exactly a {verdict.replace('_', ' ')}, but its verified descent (a decrease of "
+                              f"{dec:.3g}) does not show in float64: {_invisible(escape)}")
+        else:
+            out["summary"] = (f"the polished point {where} ({lower}) is a KKT point of its kinks to rounding, but "
+                              f"exactly it is refuted only by a descent of {dec:.3g} up to a kink next to it: a "
+                              f"degenerate kink (a multiplier at the end of its interval) that no exact minimum "
+                              f"could be separated from")
     elif out["lower_point_verified"] and (not near or verdict in ("not_stationary",)):
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
                "inconclusive": "an undecided point",
                "saddle": "a saddle whose escape is verified (--escape writes the lower point)"}.get(verdict, verdict)
-        if negligible:
+        if microscopic:
             # refuted only within rounding of a kink (a descent of 1e-18 at t = 4e-17): the polish did not
             # get to a point the checker can decide; not a certified end point (the benchmark says so)
             end = f"a point refuted only within rounding distance of a kink next to it ({verdict} to rounding)"
+        elif invisible:
+            end = f"a {verdict.replace('_', ' ')} whose verified descent does not show in float64 ({_invisible(escape)})"
         out["summary"] = (f"a verified lower point {where}, {lower}; carried on to "
                           f"{end} there; keep training")
     else:

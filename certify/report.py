@@ -214,7 +214,13 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
         if report.flags.get("global") is None:
             steps.append("global optimality is unknown: a lower point may exist elsewhere")
     elif v in ("saddle", "not_stationary"):
-        if (report.trained or {}).get("end_certified") is False and v == "saddle":
+        escape = (report.trained or {}).get("escape") or {}
+        if escape.get("visible") is False:
+            # (trained_answer: an exact descent whose decrease float64 cannot show at any step along it)
+            steps.append("the verified descent does not lower the float64 loss at any step along it: resuming "
+                         "training there gains nothing; keep training from the checkpoint, or polish with a "
+                         "larger --time-limit")
+        elif (report.trained or {}).get("end_certified") is False and v == "saddle":
             # (trained_answer: a "saddle" whose descent lives within rounding distance of the point)
             steps.append("the descent found stays within rounding distance of the polished point (a kink next "
                          "to it): keep training from the checkpoint, or polish with a larger --time-limit")
@@ -236,10 +242,11 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
 
 def render(report: Report, *, model: str | None = None, out: str | None = None, escaped: str | None = None,
            color: bool = False) -> str:
-    """One screen for a person: verdict, why, key numbers, what to do next."""
+    """One screen for a person: verdict, why, key numbers, what to do next (``escaped``: the CLI's line
+    on the ``--escape`` file it wrote)."""
     lines = report.summary().splitlines()
     if escaped:
-        lines.append(f"escape:  wrote the lower point to {escaped}")
+        lines.append(f"escape:  {escaped}")
     steps = next_steps(report, model, out)
     if steps:
         lines.append("next:")

@@ -127,7 +127,7 @@ def test_trained_answer_calls_a_converged_point_refuted_only_within_rounding_und
     """Constructed report: a converged polish refuted only along a step of 1e-18 (a move below
     1e-12 ||theta||: a kink next to the point, nothing to train along) is `undecided` with the
     degenerate-kink summary; the same refutation along a step of 0.1 is a real descent, and the end
-    point's loss 0, lower than the checkpoint's 5/16 (hand-computed below), is
+    point's loss 1/20, lower than the checkpoint's 5/16 (hand-computed below), is
     `not_converged`."""
     from certify.driver import trained_answer
     from certify.network import Network
@@ -136,9 +136,9 @@ def test_trained_answer_calls_a_converged_point_refuted_only_within_rounding_und
     y = np.array([1.0, 2.0])
     net = Network([np.array([[1.0]]), np.array([[0.5]])], [np.array([0.0]), np.array([0.0])], "relu")
     p = Problem(net, Dataset(X, y), "square")       # f = x / 2: loss (1/4 (1/4) + 1/4 (1)) = 5/16
-    end = np.array([1.0, 0.0, 1.0, 0.0])            # f = x: loss 0
-    assert p.value() == 5 / 16 and p.value(end) == 0.0
-    d = np.array([0.0, 0.0, 0.0, -1.0])
+    end = np.array([1.0, 0.0, 0.8, 0.0])            # f = 0.8 x: loss (1/4)(0.04 + 0.16) = 1/20
+    assert p.value() == 5 / 16 and abs(p.value(end) - 0.05) < 1e-15
+    d = np.array([0.0, 0.0, 1.0, 0.0])              # f = (0.8 + t) x: loss (1/4)(0.2 - t)^2 (1 + 4), down to t = 0.2
     for step, outcome in ((1e-18, "undecided"), (0.1, "not_converged")):
         rep = Report(verdict=Verdict.NOT_STATIONARY, reason="",
                      refutation={"direction": d, "step": step, "verified": True, "decrease": 1e-20},
@@ -146,16 +146,44 @@ def test_trained_answer_calls_a_converged_point_refuted_only_within_rounding_und
         out = trained_answer(p, end, rep)
         assert out["outcome"] == outcome
         assert ("degenerate kink" in out["summary"]) == (outcome == "undecided")
+    # at t = 0.1 the loss is (5/4)(0.01) = 1/80; t = 0.4 (the next step tried) gives (5/4)(0.04) = 1/20 again
+    esc = out["escape"]
+    assert esc["visible"] and esc["step"] == 0.1 and abs(esc["decrease"] - (0.05 - 0.0125)) < 1e-15
 
 
-def _cut_first_polish(monkeypatch):
-    """Make the first polish of ``check_polished`` end at once, as a budget cut does; record the starts."""
+def test_trained_answer_an_exact_descent_float64_cannot_show_is_no_end_point():
+    """A saddle whose verified step is not microscopic but along which the float64 loss never falls
+    (constructed: the end point f = x has loss 0, and along -b2 the loss is t^2 / 2 at every t) is not a
+    certified end point: `undecided`, saying that the descent does not show in float64."""
+    from certify.driver import trained_answer
+    from certify.network import Network
+    from certify.report import Report, Verdict
+    X = np.array([[1.0], [2.0]])
+    y = np.array([1.0, 2.0])
+    net = Network([np.array([[1.0]]), np.array([[0.5]])], [np.array([0.0]), np.array([0.0])], "relu")
+    p = Problem(net, Dataset(X, y), "square")
+    end = np.array([1.0, 0.0, 1.0, 0.0])
+    rep = Report(verdict=Verdict.SADDLE, reason="",
+                 refutation={"direction": np.array([0.0, 0.0, 0.0, -1.0]), "step": 0.1, "verified": True,
+                             "decrease": 1e-20}, polish={"converged": True})
+    out = trained_answer(p, end, rep)
+    assert out["outcome"] == "undecided" and out["end_certified"] is False
+    assert "does not show in float64" in out["summary"]
+    esc = out["escape"]            # only the stored step is tried: at 0.4 the loss (0.08) is higher than at 0.1
+    assert not esc["visible"] and esc["step"] == 0.1 and abs(esc["loss"] - 0.005) < 1e-15
+
+
+def _cut_first_polish(monkeypatch, converged=False):
+    """Make the first polish of ``check_polished`` end at once, as a budget cut does; record the starts.
+    ``converged``: the cut polish says it converged (a KKT point of the kinks it held)."""
     import certify.driver as drv
     real, calls = drv.polish_problem, []
 
     def polish_problem(problem, *, time_limit, budget_s, start=None, smoothing=False):
         res = real(problem, time_limit=time_limit, budget_s=1e-9 if start is None else budget_s, start=start,
                    smoothing=smoothing)
+        if start is None and converged:
+            res.converged = True
         calls.append((start, res.theta.copy()))
         return res
     monkeypatch.setattr(drv, "polish_problem", polish_problem)
