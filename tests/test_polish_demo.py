@@ -209,6 +209,19 @@ def test_time_the_end_points_check_leaves_carries_a_cut_polish_on(iris, monkeypa
     assert rep.trained["distance"] == pytest.approx(np.linalg.norm(end - p.theta) + radius, rel=1e-12)
 
 
+def test_a_converged_polish_the_check_refutes_goes_on_from_the_lower_point(iris, monkeypatch):
+    """A polish that stopped at a KKT point of the kinks it held but whose end point the check refutes
+    (here: cut at once and said to be converged) goes on from the lower point along the check's descent."""
+    X, target = iris
+    p = adam(Problem(init_network([3, 5, 1], "relu", 2), Dataset(X[:, :3], target), "square"), 4000)
+    calls = _cut_first_polish(monkeypatch, converged=True)
+    rep = check_polished(p, time_limit=60)
+    assert [start is None for start, _ in calls] == [True, False]
+    assert p.value(calls[1][0]) < p.value(calls[0][1])
+    assert rep.verdict.value == "local_min", rep.reason
+    assert certify.verify(rep.to_dict(), p.network, data=p.data).ok
+
+
 def test_a_second_leg_that_ends_undecided_leaves_the_first_answer(iris, monkeypatch):
     """When the second end point's check does not decide, the first end point's verified refutation stands."""
     import certify.driver as drv
