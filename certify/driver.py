@@ -228,6 +228,13 @@ def _invisible(escape: dict) -> str:
             f"at t = {escape['step']:.3g})")
 
 
+def _gain(escape: dict | None) -> str:
+    """What resuming along a visible escape gains (:func:`certify.refute.resume_point`), or ""."""
+    if not escape or not escape.get("visible"):
+        return ""
+    return f": the loss {escape['decrease']:.3g} lower, {escape['distance']:.3g} away"
+
+
 def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
     """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
     from .evaluate import verified_decrease
@@ -272,7 +279,7 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     elif verdict == "saddle" and not negligible and near:
         out["outcome"] = "near_saddle"
         out["summary"] = (f"the point {where} is a saddle and its escape is verified; resume "
-                          f"training from the lower point (--escape)")
+                          f"training from the lower point (--escape){_gain(escape)}")
     elif (report.refutation or {}).get("kind") == "output_scaling":
         out["outcome"] = "not_converged"
         out["summary"] = (f"no minimum near the checkpoint: every sample is classified correctly and without "
@@ -297,7 +304,8 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
         out["outcome"] = "not_converged"
         end = {"local_min": "a certified local minimum", "not_stationary": "a point that is still not stationary",
                "inconclusive": "an undecided point",
-               "saddle": "a saddle whose escape is verified (--escape writes the lower point)"}.get(verdict, verdict)
+               "saddle": f"a saddle whose escape is verified (--escape writes the lower point{_gain(escape)})"
+               }.get(verdict, verdict)
         if microscopic:
             # refuted only within rounding of a kink (a descent of 1e-18 at t = 4e-17): the polish did not
             # get to a point the checker can decide; not a certified end point (the benchmark says so)

@@ -93,3 +93,15 @@ def test_the_cli_says_when_resuming_gains_nothing(tmp_path):
     out = tmp_path / "b.npz"
     line = _write_escape(str(out), net, rep, Problem(net, p.data, "square"))
     assert out.exists() and "does not show in float64" in line and "gains nothing" in line
+
+
+def test_the_trained_answer_says_what_the_escape_gains():
+    """A verified saddle at the checkpoint itself (constructed report): near_saddle, and the answer gives the
+    escape's gain, (5/4)(0.2^2 - 0.136^2) = 0.02688 at t = 0.064 (first test above)."""
+    from certify.driver import trained_answer
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3,
+                                                                 "verified": True})
+    out = trained_answer(p, p.theta, rep)
+    assert out["outcome"] == "near_saddle" and out["end_certified"]
+    assert out["summary"].endswith("(--escape): the loss 0.0269 lower, 0.064 away")
