@@ -1062,6 +1062,19 @@ def summarize(results: Path, out_md: Path | None = None) -> str:
                      f"{r.get('verdict')} | {r.get('outcome')} | {fmt(pz.get('distance'))} | "
                      f"{fmt(pz.get('relative_distance'))} | {fmt(pz.get('loss_gap'))} | {pz.get('converged')} | "
                      f"{fmt(r.get('time_s'), '.1f')} |")
+    esc = [r for r in pol if isinstance(r.get("escape"), dict)]
+    if esc:
+        lines += ["", "## Where a user would resume (the end point's verified descent, `trained.escape`)", "",
+                  "The verified step grown 4x at a time along the refutation while the float64 loss falls, up to "
+                  "0.1 ||theta|| (`certify.refute.resume_point`; `--escape` writes that point). A decrease within "
+                  "the rounding bound does not show in float64: such an end point is no certified end point.", "",
+                  "| checkpoint | end verdict | loss lower by | rounding bound | distance | shows in float64 |",
+                  "|---|---|---:|---:|---:|---|"]
+        for r in esc:
+            e = r["escape"]
+            lines.append(f"| {r['instance'].removeprefix('trained/').removesuffix('+polish')} | {r.get('verdict')} | "
+                         f"{e.get('decrease', 0.0):.3g} | {e.get('error_bound', 0.0):.2g} | "
+                         f"{e.get('distance', 0.0):.3g} | {'yes' if e.get('visible') else '**no**'} |")
     lines += ["", "## Why the others stayed open (the report's reason)", ""]
     for r in pol:
         if r.get("outcome") in ("near_minimum", "near_saddle") or r in carried:

@@ -282,3 +282,12 @@ def test_summary_counts_outcomes_and_targets(tmp_path):
     assert "4 / 8 (50%)" in text and "1 pruned networks certified (without their all-zero units), 1 verify ok" in text
     assert ("why h **Without its 3 all-zero unit(s) the network (widths [13, 13, 3]) is a certified local minimum** "
             "(verify ok)") in text
+    # the end points' escapes (trained.escape): listed with their gain, and whether float64 shows it
+    rows.append(rec("i", "polish", "saddle", "undecided", end_certified=False,
+                    escape={"decrease": 1.4e-17, "error_bound": 1.2e-13, "distance": 5.2e-8, "visible": False}))
+    rows.append(rec("j", "polish", "saddle", "near_saddle",
+                    escape={"decrease": 2.48e-6, "error_bound": 1e-16, "distance": 0.067, "visible": True}))
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = tr.summarize(path)
+    assert "| i | saddle | 1.4e-17 | 1.2e-13 | 5.2e-08 | **no** |" in text
+    assert "| j | saddle | 2.48e-06 | 1e-16 | 0.067 | yes |" in text
