@@ -323,14 +323,19 @@ def _write_escape(path: str, net, report, problem) -> str | None:
     """
     import numpy as np
 
-    from .refute import resume_point
+    from .refute import refutation_curve, resume_point
     ref = report.refutation or {}
     if report.verdict.value not in ("saddle", "not_stationary") or not ref.get("verified"):
         sys.stderr.write(f"certify: note: no escape written: the verdict is {report.verdict.value}\n")
         return None
     base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
     at = problem.at(base)
-    esc = resume_point(at, base, ref)
+    known = (report.trained or {}).get("escape")
+    curve = refutation_curve(base, ref) if isinstance(known, dict) and ref.get("direction") is not None else None
+    if curve is not None and "step" in known:      # (the trained answer searched from this point already)
+        esc = {**known, "theta": curve(float(known["step"]))}
+    else:
+        esc = resume_point(at, base, ref)
     if esc is None:           # (a refutation without a direction and a step: its point is the base)
         sys.stderr.write("certify: note: no escape written: the refutation has no step to take\n")
         return None

@@ -78,6 +78,17 @@ MICROSCOPIC = 1e-12
 RESUME_MAX_MOVE = 0.1
 
 
+def refutation_curve(theta: np.ndarray, refutation: dict):
+    """``t -> theta + t d + t^2/2 e`` for a refutation's ``direction`` d and ``curvature_direction`` e
+    (0 when absent), or None when their shapes are not ``theta``'s."""
+    d = np.asarray(refutation["direction"], dtype=np.float64)
+    e = refutation.get("curvature_direction")
+    e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
+    if d.shape != np.shape(theta) or e.shape != np.shape(theta):
+        return None
+    return lambda t: theta + t * d + 0.5 * t * t * e
+
+
 def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *,
                  max_move: float = RESUME_MAX_MOVE) -> dict | None:
     """Where to resume training along a verified refutation of ``theta``, and whether it helps in float64.
@@ -88,7 +99,8 @@ def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *
     8.7e-18 at ``t = 3e-8``, and from ``t = 1.2e-7`` on the loss *rises* along it (kinks next to the
     point flip; at ``t = 0.03`` it is 6.6e-5 higher). So from that step, steps 4, 16, ... times longer
     along the same curve ``theta + t d + t^2/2 e`` are evaluated in float64 with their rounding bounds
-    (:func:`certify.evaluate.loss_with_bound`) while the loss keeps falling, up to a move of
+    (:func:`certify.evaluate.loss_with_bound`) until the loss rises by more than the two rounding bounds
+    (a rise within them, rounding noise at small steps, is walked past) or the move exceeds
     ``max_move * max(||theta||, 1)``, and the lowest is returned. It is *visible* when its float64
     loss is below ``L(theta)`` by more than both rounding bounds: a point from which resuming training
     starts lower in the arithmetic training runs in. Nothing here is part of a proof; the verdict and
@@ -102,24 +114,23 @@ def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *
     if not ref.get("verified") or ref.get("direction") is None or not ref.get("step"):
         return None
     theta = np.asarray(theta, dtype=np.float64)
-    d = np.asarray(ref["direction"], dtype=np.float64)
-    e = ref.get("curvature_direction")
-    e = np.zeros_like(d) if e is None else np.asarray(e, dtype=np.float64)
-    if d.shape != theta.shape or e.shape != theta.shape:
+    curve = refutation_curve(theta, ref)
+    if curve is None:
         return None
     before = loss_with_bound(problem, theta)
     cap = max_move * max(float(np.linalg.norm(theta)), 1.0)
     t = abs(float(ref["step"]))
     best = None
     while np.isfinite(t) and t > 0:
-        point = theta + t * d + 0.5 * t * t * e
+        point = curve(t)
         move = float(np.linalg.norm(point - theta))
         if best is not None and move > cap:
             break
         after = loss_with_bound(problem, point)
-        if best is not None and not after.value < best[1].value:
-            break                       # the loss stopped falling along the curve
-        best = (t, after, point, move)
+        if best is not None and after.value - best[1].value > after.error + best[1].error:
+            break       # a rise float64 can see; one within rounding (noise at small steps) is walked past
+        if best is None or after.value < best[1].value:
+            best = (t, after, point, move)
         t *= 4.0
     t, after, point, move = best
     decrease = float(before.value) - float(after.value)

@@ -105,3 +105,39 @@ def test_the_trained_answer_says_what_the_escape_gains():
     out = trained_answer(p, p.theta, rep)
     assert out["outcome"] == "near_saddle" and out["end_certified"]
     assert out["summary"].endswith("(--escape): the loss 0.0269 lower, 0.064 away")
+
+
+def test_a_rise_within_rounding_is_walked_past(monkeypatch):
+    """Scripted float64 losses along the curve (a stand-in for rounding noise at small steps): at the
+    verified step 1e-17 lower, at 4x 1e-16 *higher* (within the bound 1e-13), at 16x 1e-6 lower, at 64x
+    a visible rise. The search must not stop at the noise: the point at 16x is kept, and it shows."""
+    import certify.refute as R
+    from certify.evaluate import BoundedValue
+    p = two_samples()
+    theta = p.theta
+    base, t0 = 0.05, 1e-6
+    profile = {0: base, 1: base - 1e-17, 4: base + 1e-16, 16: base - 1e-6, 64: base + 1.0}
+
+    def scripted(problem, point):
+        k = int(round((point[2] - theta[2]) / t0))
+        return BoundedValue(profile[k], 5e-14, "float64")
+    monkeypatch.setattr(R, "loss_with_bound", scripted)
+    esc = R.resume_point(p, theta, {"direction": [0.0, 0.0, 1.0, 0.0], "step": t0, "verified": True})
+    assert esc["step"] == pytest.approx(16 * t0) and esc["visible"] and esc["decrease"] == pytest.approx(1e-6)
+
+
+def test_the_cli_reuses_the_trained_answers_search(tmp_path, monkeypatch):
+    """With the trained answer's escape in the report, --escape writes the point at its step without
+    searching again."""
+    import certify.refute as R
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3,
+                                                                 "verified": True})
+    from certify.driver import trained_answer
+    rep.trained = trained_answer(p, p.theta, rep)
+    monkeypatch.setattr(R, "resume_point", lambda *a, **k: pytest.fail("searched again"))
+    out = tmp_path / "b.npz"
+    line = _write_escape(str(out), p.network, rep, p)
+    assert "t = 0.064" in line
+    np.testing.assert_allclose(certify.load_model(out).theta, p.theta + np.array([0.0, 0.0, 0.064, 0.0]), rtol=0,
+                               atol=1e-15)
