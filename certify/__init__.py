@@ -20,10 +20,11 @@ from .network import Activation, Network  # noqa: E402
 from .report import Report, Verdict  # noqa: E402
 from .loaders import load_data, load_model  # noqa: E402
 from .driver import check  # noqa: E402
+from .refute import escape  # noqa: E402
 from .verify import VerifyResult, verify  # noqa: E402
 
 __all__ = [
-    "check", "verify", "VerifyResult", "load_model", "load_data", "Network", "Activation", "Dataset", "Problem", "Report", "Verdict",
+    "check", "escape", "verify", "VerifyResult", "load_model", "load_data", "Network", "Activation", "Dataset", "Problem", "Report", "Verdict",
     "CertifyError", "ModelLoadError", "UnsupportedLayerError", "ShapeError", "InvalidValueError",
     "UnknownNameError", "MissingExtraError", "SolverError", "CertificateError", "__version__",
 ]

@@ -315,7 +315,7 @@ def _write_escape(path: str, net, report, problem) -> str | None:
     """Write the point to resume training from along a verified refutation as a checkpoint (nothing for
     other verdicts), and say in one line where it is and what it gains.
 
-    The point is :func:`certify.refute.resume_point`'s: the refutation's verified step, grown by factors
+    The point is :func:`certify.escape`'s: the refutation's verified step, grown by factors
     of 4 along the same curve while the float64 loss keeps falling. When no step lowers the float64 loss
     by more than its rounding bound the verified point is written all the same, and the line says that
     resuming there gains nothing. A float32 format (.pt, .safetensors) rounds the point; the line gives
@@ -323,22 +323,16 @@ def _write_escape(path: str, net, report, problem) -> str | None:
     """
     import numpy as np
 
-    from .refute import refutation_curve, resume_point
+    from .refute import escape
     ref = report.refutation or {}
     if report.verdict.value not in ("saddle", "not_stationary") or not ref.get("verified"):
         sys.stderr.write(f"certify: note: no escape written: the verdict is {report.verdict.value}\n")
         return None
-    base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
-    at = problem.at(base)
-    known = (report.trained or {}).get("escape")
-    curve = refutation_curve(base, ref) if isinstance(known, dict) and ref.get("direction") is not None else None
-    if curve is not None and "step" in known:      # (the trained answer searched from this point already)
-        esc = {**known, "theta": curve(float(known["step"]))}
-    else:
-        esc = resume_point(at, base, ref)
+    esc = escape(problem, report)
     if esc is None:           # (a refutation without a direction and a step: its point is the base)
         sys.stderr.write("certify: note: no escape written: the refutation has no step to take\n")
         return None
+    base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
     suffix = Path(path).suffix.lower()
     _write_atomic_bytes(path, _checkpoint_bytes(net.with_theta(esc["theta"]), suffix))
     where = f"t = {esc['step']:.3g} along the verified descent, {esc['distance']:.3g} from the point checked"
@@ -347,8 +341,8 @@ def _write_escape(path: str, net, report, problem) -> str | None:
                 f"and no longer step along the descent lowers the loss: resuming training there gains nothing")
     line = f"wrote the lower point to {path} ({where}; float64 loss lower by {esc['decrease']:.3g})"
     if suffix != ".npz":
-        written = at.value(np.asarray(esc["theta"], dtype=np.float32).astype(np.float64))
-        if not written < at.value():
+        written = problem.value(np.asarray(esc["theta"], dtype=np.float32).astype(np.float64))
+        if not written < problem.value(base):
             line += (f"; rounded to float32 as {suffix} stores it, its loss is {written:.10g}, not lower: "
                      f"write .npz to keep the decrease")
     return line

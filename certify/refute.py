@@ -89,6 +89,50 @@ def refutation_curve(theta: np.ndarray, refutation: dict):
     return lambda t: theta + t * d + 0.5 * t * t * e
 
 
+def escape(problem: Problem, report) -> dict | None:
+    """The point to resume training from after ``report`` (a :func:`certify.check` of ``problem``).
+
+    For a ``saddle`` or ``not_stationary`` report with a verified refutation: the lowest point along its
+    curve ``theta + t d + t^2/2 e`` found by :func:`resume_point` from the refutation's step, where
+    ``theta`` is the point the report is about -- the polished point after ``polish=True``
+    (``report.polish["theta"]``), else ``problem``'s. The search a polished check's ``trained`` answer
+    already made (``report.trained["escape"]``) is reused, not repeated. None for other verdicts and
+    refutations without a step. It is what ``certify check --escape FILE`` writes.
+
+    Returns a dict: ``theta`` (the point, flat), ``step``, ``distance`` (from the point the report is
+    about), ``loss``, ``decrease`` (float64), ``error_bound`` (the two rounding bounds) and ``visible``
+    (the decrease exceeds them: resuming there starts lower in float64; when it does not, the point is
+    exactly lower but gains nothing in the arithmetic training runs in).
+
+    Examples
+    --------
+    Two samples x = 1, 2 with y = 1, 2 and a 1-1-1 ReLU net f = w relu(x): the loss is (5/4)(w - 1)^2,
+    so at w = 0.8 the check refutes; the escape point is lower, at w = 0.8 + t.
+
+    >>> import numpy as np, certify
+    >>> net = certify.Network([np.array([[1.0]]), np.array([[0.8]])], [np.zeros(1), np.zeros(1)], "relu")
+    >>> problem = certify.Problem(net, certify.Dataset(np.array([[1.0], [2.0]]), np.array([1.0, 2.0])), "square")
+    >>> report = certify.check(net, problem.data.X, problem.data.y, loss="square")
+    >>> esc = certify.escape(problem, report)
+    >>> esc["visible"], bool(problem.value(esc["theta"]) < problem.value() - 1e-3)
+    (True, True)
+    """
+    ref = getattr(report, "refutation", None) or {}
+    verdict = getattr(getattr(report, "verdict", None), "value", None)
+    if verdict not in ("saddle", "not_stationary") or not ref.get("verified"):
+        return None
+    polish = getattr(report, "polish", None) or {}
+    base = problem.theta if polish.get("theta") is None else np.asarray(polish["theta"], dtype=np.float64)
+    if base.shape != problem.theta.shape:
+        from .errors import ShapeError
+        raise ShapeError(f"the report's polished point has {base.size} parameters, the problem {problem.theta.size}")
+    known = (getattr(report, "trained", None) or {}).get("escape")
+    curve = refutation_curve(base, ref) if ref.get("direction") is not None else None
+    if isinstance(known, dict) and known.get("step") and curve is not None:
+        return {**known, "theta": curve(float(known["step"]))}
+    return resume_point(problem.at(base), base, ref)
+
+
 def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *,
                  max_move: float = RESUME_MAX_MOVE) -> dict | None:
     """Where to resume training along a verified refutation of ``theta``, and whether it helps in float64.

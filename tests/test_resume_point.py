@@ -141,3 +141,60 @@ def test_the_cli_reuses_the_trained_answers_search(tmp_path, monkeypatch):
     assert "t = 0.064" in line
     np.testing.assert_allclose(certify.load_model(out).theta, p.theta + np.array([0.0, 0.0, 0.064, 0.0]), rtol=0,
                                atol=1e-15)
+
+
+# --- the public call, certify.escape(problem, report) ---
+
+def test_escape_after_a_plain_check_is_lower_by_the_hand_formula():
+    """certify.check refutes w = 0.8 (the loss is (5/4)(w - 1)^2 there); the escape point's loss, written
+    out by hand for the 1-1-1 net (f(x) = W2 relu(W1 x + b1) + b2 on x = 1, 2), is what it reports and lower."""
+    p = two_samples()
+    rep = certify.check(p.network, p.data.X, p.data.y, loss="square")
+    assert rep.verdict is Verdict.NOT_STATIONARY
+    esc = certify.escape(p, rep)
+    w1, b1, w2, b2 = esc["theta"]
+    by_hand = 0.25 * ((w2 * max(w1 + b1, 0.0) + b2 - 1.0) ** 2 + (w2 * max(2.0 * w1 + b1, 0.0) + b2 - 2.0) ** 2)
+    assert esc["visible"] and esc["loss"] == pytest.approx(by_hand, rel=1e-12, abs=1e-15)
+    assert esc["decrease"] == pytest.approx(loss_at(0.8) - by_hand, rel=1e-9) and by_hand < loss_at(0.8) - 1e-3
+    assert esc["distance"] == pytest.approx(float(np.linalg.norm(esc["theta"] - p.theta)), rel=1e-12)
+
+
+def test_no_escape_from_a_certified_minimum():
+    """README's example: x = 1 sits on the unit's kink of an exact local minimum (hand-derived)."""
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.array([0.5, -1.0, 2.0, 1.5])
+    net = Network([np.array([[1.0]]), np.array([[1.0]])], [np.array([-1.0]), np.array([0.0])], "relu")
+    rep = certify.check(net, X, y, loss="square")
+    assert rep.verdict is Verdict.LOCAL_MIN and certify.escape(Problem(net, Dataset(X, y), "square"), rep) is None
+
+
+def test_escape_starts_from_the_polished_point():
+    """A report about a polished point (w = 0.9): the search runs from there, not from the checkpoint:
+    steps 1e-3 ... 0.064 lower the loss, 0.256 (w = 1.156) passes the cap 0.1 ||theta|| = 0.135."""
+    p = two_samples()
+    polished = np.array([1.0, 0.0, 0.9, 0.0])
+    rep = Report(verdict=Verdict.NOT_STATIONARY, reason="", polish={"theta": polished.tolist()},
+                 refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3, "verified": True})
+    esc = certify.escape(p, rep)
+    np.testing.assert_allclose(esc["theta"], polished + np.array([0.0, 0.0, 0.064, 0.0]), rtol=0, atol=1e-15)
+    assert esc["loss"] == pytest.approx(loss_at(0.964), rel=1e-9) and esc["distance"] == pytest.approx(0.064)
+
+
+def test_escape_reuses_the_trained_answers_step(monkeypatch):
+    import certify.refute as R
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3,
+                                                                 "verified": True},
+                 trained={"escape": {"step": 0.016, "distance": 0.016, "loss": loss_at(0.816), "decrease": 0.0,
+                                     "error_bound": 0.0, "visible": True}})
+    monkeypatch.setattr(R, "resume_point", lambda *a, **k: pytest.fail("searched again"))
+    np.testing.assert_allclose(certify.escape(p, rep)["theta"], p.theta + np.array([0.0, 0.0, 0.016, 0.0]),
+                               rtol=0, atol=1e-15)
+
+
+def test_escape_names_a_polished_point_of_another_network():
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", polish={"theta": [0.0] * 7},
+                 refutation={"direction": [0.0] * 7, "step": 1e-3, "verified": True})
+    with pytest.raises(certify.ShapeError, match="polished point has 7 parameters, the problem 4"):
+        certify.escape(p, rep)
