@@ -26,7 +26,7 @@ examples:
   certify plot gt5.json data/gt5_concave_kink.npz              writes gt5.png next to gt5.json
   certify plot report.json model.npz --data data.npz --out report.svg --radius 0.05
 
-what is drawn (one figure, two panels):
+what is drawn (one figure, two panels; three for a polished report):
   not_stationary, saddle   (a) the loss along the verified refutation t -> L(theta + t d + t^2/2 e)
                            for t in [-R, 2R] (R: --radius, default the verified step), with theta, the
                            verified step and the first- or second-order model; (b) L - L(theta) on the
@@ -35,6 +35,9 @@ what is drawn (one figure, two panels):
                            critical-cone curvature where available, else the flattest of a few seeded
                            random directions), all orthogonal to the rescaling orbits; (b) the 2-D
                            slice spanned by the two flattest
+  a polished report        also (c) the loss on the straight line from the checkpoint (s = 0) to the
+                           polished point (s = 1), for s in [-0.25, 1.25]: is the checkpoint in that
+                           point's basin along the segment, or is there a barrier between them
 
 The report's activation, loss and weight decay are used (as in 'certify verify'); the model and data
 must be the ones the report was made for (fingerprint check). The format follows the --out suffix:

@@ -1,7 +1,7 @@
 """Pictures of a report: the loss along the refutation, or along the flattest directions of a minimum.
 
 ``plot_report(report, problem, out_path)`` writes one figure (PNG, or SVG / PDF by suffix) with
-two panels:
+two panels (three for a polished report):
 
 (a) the loss along a 1-D path through ``theta``:
 
@@ -15,7 +15,11 @@ two panels:
 
 (b) a 2-D contour slice of ``L - L(theta)``: ``(s, u) -> theta + s d + s^2/2 e + u v`` spanned by
     the refutation and the flattest direction ``v`` orthogonal to it (``||v||_2 = ||d||_2``), or by
-    the two flattest directions of a minimum; ``theta`` is marked.
+    the two flattest directions of a minimum; ``theta`` is marked;
+
+(c) for a polished report (``theta`` is then the polished point): the loss on the straight line
+    ``s -> L(theta_0 + s (theta - theta_0))`` from the checkpoint ``theta_0`` (s = 0) to the polished
+    point (s = 1), ``s in [-0.25, 1.25]``, and the barrier on it (:func:`_path_panel`).
 
 The flattest directions are always orthogonal to the symmetry orbits
 (:func:`certify.secondorder.symmetry.symmetry_basis`: unit rescalings, dead units, bias translations),
@@ -188,10 +192,17 @@ class Scene:
     slice_note: str = ""
     how: str = ""
     legend_title: str = ""
+    path_s: np.ndarray | None = None               # a polished report: s along checkpoint -> polished point
+    path_values: np.ndarray | None = None          # L(theta_0 + s (theta_1 - theta_0))
+    path_title: str = ""
+    path_note: str = ""
+    path_end_label: str = ""
+    path_barrier: float | None = None              # max over s in [0, 1] of L minus the higher end, or None
 
 
 def build_scene(report: dict, problem: Problem, *, radius: float | None = None) -> Scene:
     """The curves and the slice of the figure for ``report`` on ``problem`` (checked by :func:`attach`)."""
+    given = problem
     problem = attach(report, problem)
     verdict = str(report.get("verdict"))
     flags = report.get("flags") or {}
@@ -210,8 +221,42 @@ def build_scene(report: dict, problem: Problem, *, radius: float | None = None) 
     caption = _wrap(report.get("reason") or "", 170, 2)
     ev = _Evaluator(problem)
     if verdict in ("not_stationary", "saddle"):
-        return _refutation_scene(report, problem, ev, radius, Scene("refutation", title, subtitle, caption, loss0))
-    return _minimum_scene(report, problem, ev, radius, Scene("minimum", title, subtitle, caption, loss0))
+        sc = _refutation_scene(report, problem, ev, radius, Scene("refutation", title, subtitle, caption, loss0))
+    else:
+        sc = _minimum_scene(report, problem, ev, radius, Scene("minimum", title, subtitle, caption, loss0))
+    if pol.get("theta") is not None:
+        _path_panel(report, given, problem.theta, sc)
+    return sc
+
+
+#: the segment from the checkpoint to the polished point is drawn for s in this range (0 and 1 its ends)
+PATH_RANGE = (-0.25, 1.25)
+
+
+def _path_panel(report: dict, given: Problem, theta_end: np.ndarray, sc: Scene, points: int = 121) -> None:
+    """A polished report's third panel: the loss on the straight line from the checkpoint (s = 0) to the
+    polished point (s = 1), a little beyond both (the picture of Goodfellow, Vinyals and Saxe, 2015,
+    "Qualitatively characterizing neural network optimization problems"): whether the checkpoint sits in
+    the polished point's basin along the segment, or a barrier lies between them (the polish itself
+    never goes up; its path is not this segment)."""
+    theta0 = given.theta
+    delta = np.asarray(theta_end, dtype=np.float64) - theta0
+    s = np.unique(np.concatenate([np.linspace(*PATH_RANGE, points), [0.0, 1.0]]))
+    values = _Evaluator(given)([delta], s[:, None]) if np.any(delta) else np.full(s.shape, given.value())
+    sc.path_s, sc.path_values = s, values
+    inside = values[(s >= 0.0) & (s <= 1.0)]
+    ends = max(values[s == 0.0][0], values[s == 1.0][0])
+    sc.path_barrier = float(np.max(inside) - ends) if np.all(np.isfinite(inside)) else None
+    trained = report.get("trained") or {}
+    pol = report.get("polish") or {}
+    dist, rel = pol.get("distance"), pol.get("relative_distance")
+    sc.path_title = "(c) from the checkpoint (s = 0) to the polished point (s = 1), a straight line"
+    sc.path_note = (f"{trained.get('outcome', 'polished')}: moved {_num(dist)}"
+                    + (f" ({_num(100 * rel)}% of ‖θ‖)" if isinstance(rel, (int, float)) else "")
+                    + f", loss {values[s == 1.0][0] - values[s == 0.0][0]:+.3g}")
+    if sc.path_barrier is not None and sc.path_barrier > 0:
+        sc.path_note += f"; a barrier of {sc.path_barrier:.3g} on the segment"
+    sc.path_end_label = f"polished point ({report.get('verdict')})"
 
 
 def _refutation_scene(report, problem, ev, radius, sc: Scene) -> Scene:
@@ -523,9 +568,14 @@ def _matplotlib():
 
 
 def _draw(mpl, sc: Scene):
-    fig = mpl["Figure"](figsize=(12.5, 5.4), dpi=100, layout="constrained")
+    three = sc.path_s is not None
+    fig = mpl["Figure"](figsize=(18.5 if three else 12.5, 5.4), dpi=100, layout="constrained")
     mpl["Canvas"](fig)
-    ax1, ax2 = fig.subplots(1, 2)
+    if three:
+        ax1, ax2, ax3 = fig.subplots(1, 3)
+        _draw_path(ax3, sc)
+    else:
+        ax1, ax2 = fig.subplots(1, 2)
     fig.suptitle(f"{sc.title}\n{sc.subtitle}", fontsize=11)
     if sc.caption:
         fig.text(0.5, 0.005, sc.caption, ha="center", va="bottom", fontsize=8, color="0.3")
@@ -613,6 +663,27 @@ def _draw(mpl, sc: Scene):
     ax2.set_aspect("equal", adjustable="box")
     ax2.legend(fontsize=8, loc="upper right", framealpha=0.9)
     return fig
+
+
+def _draw_path(ax, sc: Scene) -> None:
+    """(c) a polished report: the loss on the segment from the checkpoint to the polished point."""
+    s, L = sc.path_s, sc.path_values
+    ax.plot(s, L, color="C0", lw=2)
+    ax.axvspan(0.0, 1.0, color="0.93", zorder=0)
+    L0, L1 = float(L[s == 0.0][0]), float(L[s == 1.0][0])
+    ax.plot([0.0], [L0], "o", color="0.3", ms=7, zorder=5, label=f"checkpoint: L = {L0:.6g}")
+    ax.plot([1.0], [L1], "*", color="#ffd000", mec="k", ms=14, zorder=6, label=f"{sc.path_end_label}: L = {L1:.6g}")
+    finite = L[np.isfinite(L)]
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        pad = 0.08 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 1e-3
+        ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel(_wrap(sc.path_note, 70, 2), fontsize=9)
+    ax.set_ylabel("training loss L")
+    ax.set_title(sc.path_title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7.5, loc="best", framealpha=0.9)
+    ax.ticklabel_format(axis="y", useOffset=False)
 
 
 def _render(fig, fmt: str) -> bytes:

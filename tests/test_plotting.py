@@ -276,3 +276,39 @@ def test_polished_report_is_drawn_at_the_polished_point(tmp_path):
     assert_png(plot_report(report, problem, tmp_path / "polished.png"))
     with pytest.raises(CertificateError, match="polished from other parameters"):
         plot_report(report, Problem(net, data, "square"), tmp_path / "other.png")
+
+
+def _loss_111(theta, X, y):
+    """By hand, the mean square loss of a 1-1-1 ReLU net theta = (w1, b1, w2, b2): f(x) = w2 relu(w1 x + b1) + b2."""
+    w1, b1, w2, b2 = theta
+    f = w2 * np.maximum(w1 * X[:, 0] + b1, 0.0) + b2
+    return float(np.mean(0.5 * (f - y) ** 2))
+
+
+def test_a_polished_report_gets_the_segment_from_the_checkpoint(tmp_path):
+    """GT-7 moved off its kink minimum by (1e-3, 2e-3, -1e-3, 0): the third panel is the loss on the
+    segment checkpoint -> polished point, each value the hand formula's, and the figure has three panels."""
+    net = certify.load_model(GT7)
+    data = certify.load_data(GT7)
+    given = net.with_theta(net.theta + np.array([1e-3, 2e-3, -1e-3, 0.0]))
+    report = certify.check(given, data=data, loss="square", polish=True).to_dict()
+    problem = Problem(given, data, "square")
+    sc = build_scene(report, problem)
+    theta0, theta1 = given.theta, np.asarray(report["polish"]["theta"])
+    X, y = np.asarray(data.X), np.asarray(data.y, dtype=np.float64).ravel()
+    want = [_loss_111(theta0 + s * (theta1 - theta0), X, y) for s in sc.path_s]
+    np.testing.assert_allclose(sc.path_values, want, rtol=1e-12, atol=1e-15)
+    assert sc.path_s[0] == -0.25 and sc.path_s[-1] == 1.25 and 0.0 in sc.path_s and 1.0 in sc.path_s
+    ends = max(_loss_111(theta0, X, y), _loss_111(theta1, X, y))
+    inside = [v for s, v in zip(sc.path_s, want) if 0.0 <= s <= 1.0]
+    assert sc.path_barrier == pytest.approx(max(inside) - ends, abs=1e-15)
+    assert sc.path_note.startswith(report["trained"]["outcome"] + ": moved")
+    from certify.plotting import _draw, _matplotlib
+    assert [ax.get_title() for ax in _draw(_matplotlib(), sc).axes].count(sc.path_title) == 1
+    assert_png(plot_report(report, problem, tmp_path / "polished3.png"))
+
+
+def test_an_unpolished_report_has_no_segment(gt7_report):
+    problem = problem_for(gt7_report, GT7)
+    sc = build_scene(gt7_report, problem)
+    assert sc.path_s is None and sc.path_values is None
