@@ -117,20 +117,38 @@ def escape(problem: Problem, report) -> dict | None:
     >>> esc["visible"], bool(problem.value(esc["theta"]) < problem.value() - 1e-3)
     (True, True)
     """
-    ref = getattr(report, "refutation", None) or {}
-    verdict = getattr(getattr(report, "verdict", None), "value", None)
-    if verdict not in ("saddle", "not_stationary") or not ref.get("verified"):
+    rep = report.to_dict() if hasattr(report, "to_dict") else report
+    if not isinstance(rep, dict) or "verdict" not in rep:
+        from .errors import CertificateError
+        raise CertificateError("not a certify report: expected a Report or its dict (keys 'verdict', 'refutation')")
+    ref = rep.get("refutation") or {}
+    if rep.get("verdict") not in ("saddle", "not_stationary") or not ref.get("verified"):
         return None
-    polish = getattr(report, "polish", None) or {}
+    polish = rep.get("polish") or {}
     base = problem.theta if polish.get("theta") is None else np.asarray(polish["theta"], dtype=np.float64)
     if base.shape != problem.theta.shape:
         from .errors import ShapeError
         raise ShapeError(f"the report's polished point has {base.size} parameters, the problem {problem.theta.size}")
-    known = (getattr(report, "trained", None) or {}).get("escape")
+    _same_problem(rep, problem, base)
+    known = (rep.get("trained") or {}).get("escape")
     curve = refutation_curve(base, ref) if ref.get("direction") is not None else None
     if isinstance(known, dict) and known.get("step") and curve is not None:
         return {**known, "theta": curve(float(known["step"]))}
     return resume_point(problem.at(base), base, ref)
+
+
+def _same_problem(report: dict, problem: Problem, theta: np.ndarray) -> None:
+    """Raise :class:`~certify.errors.CertificateError` when the report's fingerprints (point, inputs,
+    labels; absent in a hand-built report) are not ``problem``'s at ``theta``."""
+    from .errors import CertificateError
+    from .verify import _digest
+    stored = ((report.get("problem") or {}).get("fingerprint")) or {}
+    got = {"theta": lambda: _digest(theta), "X": lambda: _digest(problem.X),
+           "y": lambda: _digest(np.asarray(problem.data.y, dtype=np.float64))}
+    bad = [k for k in ("theta", "X", "y") if k in stored and stored[k] != got[k]()]
+    if bad:
+        raise CertificateError(f"the report was made for other {', '.join(bad)} (fingerprints differ): pass the "
+                               f"problem it was made for")
 
 
 def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *,

@@ -198,3 +198,18 @@ def test_escape_names_a_polished_point_of_another_network():
                  refutation={"direction": [0.0] * 7, "step": 1e-3, "verified": True})
     with pytest.raises(certify.ShapeError, match="polished point has 7 parameters, the problem 4"):
         certify.escape(p, rep)
+
+
+def test_escape_takes_the_report_as_json_and_checks_it_belongs_to_the_problem():
+    p = two_samples()
+    rep = certify.check(p.network, p.data.X, p.data.y, loss="square")
+    want = certify.escape(p, rep)
+    again = certify.escape(p, json.loads(rep.to_json()))           # a report read back from --out
+    np.testing.assert_array_equal(again["theta"], want["theta"])
+    other = Problem(p.network, Dataset(p.data.X, np.array([1.0, 2.5])), "square")
+    with pytest.raises(certify.CertificateError, match="made for other y"):
+        certify.escape(other, rep)
+    with pytest.raises(certify.CertificateError, match="made for other theta"):
+        certify.escape(p.at(p.theta + 1.0), rep)
+    with pytest.raises(certify.CertificateError, match="not a certify report"):
+        certify.escape(p, {"refutation": {}})
