@@ -274,3 +274,22 @@ def test_worker_ends_when_its_orchestrator_is_killed_outright(tmp_path):
     while _alive(worker) and time.monotonic() - t0 < 10:
         time.sleep(0.1)
     assert not _alive(worker), "the worker outlived its killed parent"
+
+
+def test_dual_bound_ratio_is_the_hand_formula():
+    """benchmarks.dual_bound at a 1-2-1 square-loss net on x = 1, 2 (y = 0, 1), lambda = 0.1: the ratio at
+    unit 0's direction s = (1, 0) is |h(s)| / (lambda |s|) with h(s) = (1/2) sum_i (f_i - y_i) relu(x_i),
+    written out by hand; unit 1 (all zero) is listed as collapsed and not as active."""
+    import numpy as np
+
+    import certify
+    from benchmarks.dual_bound import ratios
+    net = certify.Network([np.array([[1.0], [0.0]]), np.array([[0.5, 0.0]])], [np.zeros(2), np.zeros(1)], "relu")
+    problem = certify.Problem(net, certify.Dataset(np.array([[1.0], [2.0]]), np.array([0.0, 1.0])), "square", 0.1)
+    out = ratios(problem, samples=100, near=10)
+    f = [0.5, 1.0]                                      # 0.5 relu(x)
+    h = 0.5 * ((f[0] - 0.0) * 1.0 + (f[1] - 1.0) * 2.0)
+    assert [u["unit"] for u in out["units"]] == [0] and out["collapsed_units"] == [1]
+    assert out["units"][0]["at"] == pytest.approx(abs(h) / 0.1, rel=1e-12)
+    with pytest.raises(ValueError, match="differentiable loss"):
+        ratios(certify.Problem(net, problem.data, "absolute", 0.1), samples=10)
