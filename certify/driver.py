@@ -555,7 +555,9 @@ def _pruned_stage(problem: Problem, fwd, kinks, units: list, tol, deadline: floa
         return None, None
     summary = (f"without {who} the network (widths {widths}) is a certified local minimum: {rep.reason}; whether "
                f"a zero unit can regrow is not decided (at second order it cannot iff max over directions u of "
-               f"||Psi(u)|| <= lambda, a bound over the whole sphere of its inputs that certify does not compute)")
+               f"||Psi(u)|| <= lambda, a bound over the whole sphere of its inputs that certify does not compute"
+               + ("; with one hidden layer, that bound at this stationary point would make it a global minimum "
+                  "over networks of every width" if problem.network.n_layers == 2 else "") + ")")
     return None, {"units": [[int(l), int(j)] for l, j in units], "widths": widths, "verdict": rep.verdict.value,
                   "summary": summary, "report": rep.to_dict()}
 

@@ -81,6 +81,9 @@ def test_weight_decay_flat_valley_reports_the_pruned_certificate():
     assert rep.pruned["verdict"] == "local_min"
     assert "without its 1 all-zero unit(s) (layer 1 unit 1) the network (widths [1, 1, 1]) is a certified local " \
            "minimum" in rep.reason and "whether a zero unit can regrow is not decided" in rep.reason
+    # (one hidden layer: the reason says what the bound would prove, README "Collapsed units")
+    assert "that bound at this stationary point would make it a global minimum over networks of every width" \
+        in rep.reason
     assert f"{(7 - math.sqrt(33)) / 4:.3g}" in rep.pruned["report"]["reason"]        # 0.314
     d = json.loads(rep.to_json())
     assert d["pruned"]["units"] == [[1, 1]]
