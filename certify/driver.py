@@ -829,12 +829,8 @@ def _unverified_descent_reason(fo, refutation) -> str:
 
 
 def _problem_info(problem: Problem, loss_value: float) -> dict:
-    import hashlib
+    from .data import fingerprint as digest
     net = problem.network
-
-    def digest(arr):
-        return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
-
     return {"widths": list(net.widths), "activation": net.activation.spec, "loss": problem.loss.name,
             "weight_decay": problem.weight_decay, "n_samples": problem.n_samples, "n_params": net.n_params,
             "loss_value": loss_value,

@@ -141,7 +141,7 @@ def _same_problem(report: dict, problem: Problem, theta: np.ndarray) -> None:
     """Raise :class:`~certify.errors.CertificateError` when the report's fingerprints (point, inputs,
     labels; absent in a hand-built report) are not ``problem``'s at ``theta``."""
     from .errors import CertificateError
-    from .verify import _digest
+    from .data import fingerprint as _digest
     stored = ((report.get("problem") or {}).get("fingerprint")) or {}
     got = {"theta": lambda: _digest(theta), "X": lambda: _digest(problem.X),
            "y": lambda: _digest(np.asarray(problem.data.y, dtype=np.float64))}

@@ -9,7 +9,6 @@ altered direction, a scaled curvature bound) fails. Claims that only a solver co
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .checks import Check, check_first_order, close
-from .data import Dataset, Problem
+from .data import Dataset, Problem, fingerprint
 from .errors import CertificateError
 from .evaluate import verified_decrease
 from .exact.structure import structure_for
@@ -45,8 +44,7 @@ class VerifyResult:
                            for c in self.checks]}
 
 
-def _digest(arr) -> str:
-    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
+_digest = fingerprint
 
 
 def load_report(path) -> dict:
