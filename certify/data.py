@@ -12,12 +12,12 @@ from .losses import Loss
 from .network import Network
 
 
-
 def fingerprint(arr) -> str:
     """A report's fingerprint of an array (its parameters, inputs or labels): the first 16 hex digits
     of the SHA-256 of its float64 bytes. ``certify.verify``, ``certify.escape`` and ``certify plot``
     compare these with the report's."""
     return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.float64).tobytes()).hexdigest()[:16]
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
