@@ -237,6 +237,12 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
         if "higher order" in reason or "singular" in reason or "curvature 0" in reason:
             steps.append("second order is not decisive here: the point may be a degenerate minimum or a "
                          "higher-order saddle")
+    pruned = report.pruned or {}
+    if v != "local_min" and pruned.get("verdict") == "local_min":
+        # (driver._pruned_stage: the network without its all-zero units, certified; verify re-checks it)
+        steps.append(f"the network without its {len(pruned.get('units') or [])} all-zero unit(s) (widths "
+                     f"{pruned.get('widths')}) is a certified local minimum (the report's 'pruned' section; "
+                     f"certify verify re-checks it): what stays open is only whether a zero unit can regrow")
     return steps
 
 

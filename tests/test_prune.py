@@ -85,6 +85,9 @@ def test_weight_decay_flat_valley_reports_the_pruned_certificate():
     assert "that bound at this stationary point would make it a global minimum over networks of every width" \
         in rep.reason
     assert f"{(7 - math.sqrt(33)) / 4:.3g}" in rep.pruned["report"]["reason"]        # 0.314
+    from certify.report import next_steps
+    assert ("the network without its 1 all-zero unit(s) (widths [1, 1, 1]) is a certified local minimum"
+            in " ".join(next_steps(rep)))
     d = json.loads(rep.to_json())
     assert d["pruned"]["units"] == [[1, 1]]
     res = certify.verify(d, WD_FLAT, X1, Y1)
