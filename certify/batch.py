@@ -503,13 +503,24 @@ def _isatty(stream) -> bool:
 
 
 # ---------------------------------------------------------------------------- summary
+#: the ``trained`` answers of a polished check (:func:`certify.driver.trained_answer`), in table order
+TRAINED_OUTCOMES = ("near_minimum", "near_saddle", "not_converged", "undecided")
+
 def summarize(results: list[dict], wall_s: float | None = None, slowest: int = 5) -> dict:
-    """Counts per verdict, total and wall time, the slowest checkpoints and the errors."""
+    """Counts per verdict (and, for a sweep with ``--polish``, per ``trained`` outcome and how many end in a
+    certified end point), total and wall time, the slowest checkpoints and the errors."""
     counts = {v: 0 for v in VERDICTS}
     for r in results:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
     timed = sorted((r for r in results if r.get("time_s") is not None), key=lambda r: -r["time_s"])
-    return {"n": len(results), "counts": counts,
+    answered = [r["trained"] for r in results if isinstance(r.get("trained"), dict)]
+    outcomes = {}
+    if answered:        # --polish: what the verdicts mean for the checkpoints (driver.trained_answer)
+        outcomes = {o: 0 for o in TRAINED_OUTCOMES}
+        for t in answered:
+            outcomes[t.get("outcome")] = outcomes.get(t.get("outcome"), 0) + 1
+    return {"n": len(results), "counts": counts, "outcomes": outcomes,
+            "end_certified": sum(bool(t.get("end_certified")) for t in answered),
             "cpu_s": float(sum(r.get("time_s") or 0.0 for r in results)), "wall_s": wall_s,
             "slowest": [(r["checkpoint"], r["time_s"], r["verdict"]) for r in timed[:slowest]],
             "errors": [(r["checkpoint"], r["error"]) for r in results if r["verdict"] == "error"]}
@@ -523,6 +534,15 @@ def format_summary(summary: dict) -> str:
         if count or verdict != "error":
             lines.append(f"{verdict:<16}{count:>7}")
     lines.append(f"{'total':<16}{n:>7}")
+    outcomes = summary.get("outcomes") or {}
+    if outcomes:
+        k = sum(outcomes.values())
+        lines.append("")
+        lines.append(f"{'answer (polish)':<16}{'count':>7}")
+        for outcome, count in outcomes.items():
+            lines.append(f"{str(outcome):<16}{count:>7}")
+        lines.append(f"{summary.get('end_certified', 0)} of {k} end in a certified end point (a certified minimum, a "
+                     f"saddle whose escape shows in float64, or no minimum below)")
     wall = summary.get("wall_s")
     lines.append("")
     lines.append(f"time: {wall:.3f} s wall, {summary['cpu_s']:.3f} s summed over checkpoints" if wall is not None

@@ -47,7 +47,8 @@ output:
   proves), trained (with --polish: the answer about the checkpoint, its distance and loss gap),
   time_s, error (one line, or null). --out FILE gets each line as soon as its checkpoint finishes
   (a killed sweep keeps every finished line; --resume then skips them); --json prints the lines on
-  stdout, in input order, instead of the summary table (counts per verdict, time, slowest).
+  stdout, in input order, instead of the summary table (counts per verdict; with --polish also per
+  answer and the certified end points; time, slowest).
   A checkpoint that cannot be loaded or checked never stops the batch: its verdict is 'error'
   and its message is one line on stderr. A progress bar is shown on stderr when it is a terminal.
 

@@ -422,3 +422,22 @@ def test_batch_smoothing_reaches_the_check(ckpts, capsys, monkeypatch):
     assert seen == [(False, True)] and results[0]["trained"] is not None
     code, out, err = run_cmd(capsys, ckpts / "step_3.npz", "--smoothing", "--json", "--time-limit", "5")
     assert seen[-1] == (False, True) and json.loads(out.splitlines()[0])["trained"] is not None
+
+
+def test_a_polished_sweep_counts_the_answers_and_the_certified_end_points():
+    """Hand-made result lines (as certify batch --polish writes them): the table counts each trained
+    outcome and the end points that are certified; a sweep without --polish shows no such table."""
+    from certify.batch import format_summary, summarize
+
+    def line(name, verdict, outcome, end):
+        return {"checkpoint": name, "verdict": verdict, "time_s": 1.0, "error": None,
+                "trained": {"outcome": outcome, "end_certified": end}}
+    results = [line("a", "local_min", "near_minimum", True), line("b", "saddle", "not_converged", True),
+               line("c", "not_stationary", "not_converged", False), line("d", "inconclusive", "undecided", False)]
+    s = summarize(results)
+    assert s["outcomes"] == {"near_minimum": 1, "near_saddle": 0, "not_converged": 2, "undecided": 1}
+    assert s["end_certified"] == 2
+    text = format_summary(s)
+    assert "answer (polish)" in text and "2 of 4 end in a certified end point" in text
+    plain = summarize([dict(r, trained=None) for r in results])
+    assert plain["outcomes"] == {} and "answer (polish)" not in format_summary(plain)
