@@ -332,7 +332,6 @@ def _write_escape(path: str, net, report, problem) -> str | None:
     if esc is None:           # (a refutation without a direction and a step: its point is the base)
         sys.stderr.write("certify: note: no escape written: the refutation has no step to take\n")
         return None
-    base = net.theta if not report.polish else np.asarray(report.polish["theta"], dtype=np.float64)
     suffix = Path(path).suffix.lower()
     _write_atomic_bytes(path, _checkpoint_bytes(net.with_theta(esc["theta"]), suffix))
     where = f"t = {esc['step']:.3g} along the verified descent, {esc['distance']:.3g} from the point checked"
@@ -342,7 +341,7 @@ def _write_escape(path: str, net, report, problem) -> str | None:
     line = f"wrote the lower point to {path} ({where}; float64 loss lower by {esc['decrease']:.3g})"
     if suffix != ".npz":
         written = problem.value(np.asarray(esc["theta"], dtype=np.float32).astype(np.float64))
-        if not written < problem.value(base):
+        if not written < esc["loss"] + esc["decrease"]:       # (the float64 loss of the point checked)
             line += (f"; rounded to float32 as {suffix} stores it, its loss is {written:.10g}, not lower: "
                      f"write .npz to keep the decrease")
     return line

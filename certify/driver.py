@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from . import __version__
-from .data import Dataset, Problem
+from .data import Dataset, Problem, fingerprint
 from .first_order import decide_first_order
 from .budget import DEFAULT_TIME_LIMIT, OutOfTime, remaining
 from .first_order import FirstOrder
@@ -157,7 +157,7 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
                              time_limit, smoothing)
     info = pol.to_dict()
     info["theta"] = pol.theta
-    info["original_fingerprint"] = _problem_info(problem, problem.value())["fingerprint"]["theta"]
+    info["original_fingerprint"] = fingerprint(problem.theta)   # (no loss evaluation for a digest)
     report.polish = info
     report.trained = trained_answer(problem, pol.theta, report)
     where = ("at the checkpoint (not moved: no local minimum has a lower loss)" if pol.no_minimum else
@@ -829,10 +829,9 @@ def _unverified_descent_reason(fo, refutation) -> str:
 
 
 def _problem_info(problem: Problem, loss_value: float) -> dict:
-    from .data import fingerprint as digest
     net = problem.network
     return {"widths": list(net.widths), "activation": net.activation.spec, "loss": problem.loss.name,
             "weight_decay": problem.weight_decay, "n_samples": problem.n_samples, "n_params": net.n_params,
             "loss_value": loss_value,
-            "fingerprint": {"theta": digest(net.theta), "X": digest(problem.X),
-                            "y": digest(np.asarray(problem.data.y, dtype=np.float64))}}
+            "fingerprint": {"theta": fingerprint(net.theta), "X": fingerprint(problem.X),
+                            "y": fingerprint(np.asarray(problem.data.y, dtype=np.float64))}}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Problem
+from .data import Problem, fingerprint
+from .errors import CertificateError, ShapeError
 from .evaluate import BoundedValue, Decrease, loss_with_bound, verified_decrease
 from .loss_bound import loss_at_forward, loss_rank_one
 from .kinks import KinkStructure
@@ -117,9 +118,12 @@ def escape(problem: Problem, report) -> dict | None:
     >>> esc["visible"], bool(problem.value(esc["theta"]) < problem.value() - 1e-3)
     (True, True)
     """
-    rep = report.to_dict() if hasattr(report, "to_dict") else report
+    if hasattr(report, "verdict") and hasattr(report, "to_dict"):   # a Report: its sections, not to_dict()'s copy
+        rep = {"verdict": report.verdict.value, "refutation": report.refutation, "polish": report.polish,
+               "trained": report.trained, "problem": report.problem}
+    else:
+        rep = report
     if not isinstance(rep, dict) or "verdict" not in rep:
-        from .errors import CertificateError
         raise CertificateError("not a certify report: expected a Report or its dict (keys 'verdict', 'refutation')")
     ref = rep.get("refutation") or {}
     if rep.get("verdict") not in ("saddle", "not_stationary") or not ref.get("verified"):
@@ -127,24 +131,22 @@ def escape(problem: Problem, report) -> dict | None:
     polish = rep.get("polish") or {}
     base = problem.theta if polish.get("theta") is None else np.asarray(polish["theta"], dtype=np.float64)
     if base.shape != problem.theta.shape:
-        from .errors import ShapeError
         raise ShapeError(f"the report's polished point has {base.size} parameters, the problem {problem.theta.size}")
     _same_problem(rep, problem, base)
     known = (rep.get("trained") or {}).get("escape")
-    curve = refutation_curve(base, ref) if ref.get("direction") is not None else None
-    if isinstance(known, dict) and known.get("step") and curve is not None:
-        return {**known, "theta": curve(float(known["step"]))}
+    if isinstance(known, dict) and known.get("step") and ref.get("direction") is not None:
+        curve = refutation_curve(base, ref)       # (the trained answer searched from this point already)
+        if curve is not None:
+            return {**known, "theta": curve(float(known["step"]))}
     return resume_point(problem.at(base), base, ref)
 
 
 def _same_problem(report: dict, problem: Problem, theta: np.ndarray) -> None:
     """Raise :class:`~certify.errors.CertificateError` when the report's fingerprints (point, inputs,
     labels; absent in a hand-built report) are not ``problem``'s at ``theta``."""
-    from .errors import CertificateError
-    from .data import fingerprint as _digest
     stored = ((report.get("problem") or {}).get("fingerprint")) or {}
-    got = {"theta": lambda: _digest(theta), "X": lambda: _digest(problem.X),
-           "y": lambda: _digest(np.asarray(problem.data.y, dtype=np.float64))}
+    got = {"theta": lambda: fingerprint(theta), "X": lambda: fingerprint(problem.X),
+           "y": lambda: fingerprint(np.asarray(problem.data.y, dtype=np.float64))}
     bad = [k for k in ("theta", "X", "y") if k in stored and stored[k] != got[k]()]
     if bad:
         raise CertificateError(f"the report was made for other {', '.join(bad)} (fingerprints differ): pass the "
