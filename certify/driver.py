@@ -159,7 +159,7 @@ def check_polished(problem: Problem, *, tol: float | None = DEFAULT_TOL, time_li
     info["theta"] = pol.theta
     info["original_fingerprint"] = fingerprint(problem.theta)   # (no loss evaluation for a digest)
     report.polish = info
-    report.trained = trained_answer(problem, pol.theta, report)
+    report.trained = trained_answer(problem, pol.theta, report, deadline=deadline)
     where = ("at the checkpoint (not moved: no local minimum has a lower loss)" if pol.no_minimum else
              f"at the polished point (moved {pol.distance:.3g}, loss {pol.loss_after - pol.loss_before:+.3g})")
     report.reason = f"{where}: {report.reason}"
@@ -223,7 +223,8 @@ def _polish_on(problem: Problem, pol, report: Report, judged_s: float, deadline:
 
 def _invisible(escape: dict) -> str:
     """Why a verified descent is no place to resume training (:func:`certify.refute.resume_point`)."""
-    return (f"no step along it up to a move of {RESUME_MAX_MOVE:g} ||theta|| lowers the float64 loss by more "
+    upto = "within the time left, no step tried" if escape.get("cut") else "no step"
+    return (f"{upto} along it up to a move of {RESUME_MAX_MOVE:g} ||theta|| lowers the float64 loss by more "
             f"than its rounding bound {escape['error_bound']:.2g} (at best it changes by {-escape['decrease']:+.2g}, "
             f"at t = {escape['step']:.3g})")
 
@@ -235,7 +236,7 @@ def _gain(escape: dict | None) -> str:
     return f": the loss {escape['decrease']:.3g} lower, {escape['distance']:.3g} away"
 
 
-def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> dict:
+def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report, *, deadline: float | None = None) -> dict:
     """What the end point's verdict means for the checkpoint ``problem.theta`` (see :func:`check_polished`)."""
     from .evaluate import verified_decrease
     from .polish.method import microscopic_descent
@@ -263,7 +264,7 @@ def trained_answer(problem: Problem, theta_end: np.ndarray, report: Report) -> d
     # 1e-17 with the loss rising from t = 1e-7 on), though the verdict about the exact point stands
     escape = None
     if verdict in ("saddle", "not_stationary") and (report.refutation or {}).get("kind") != "output_scaling":
-        escape = resume_point(problem.at(theta_end), theta_end, report.refutation)
+        escape = resume_point(problem.at(theta_end), theta_end, report.refutation, deadline=deadline)
     if escape is not None:
         out["escape"] = {k: v for k, v in escape.items() if k != "theta"}
     microscopic = verdict in ("saddle", "not_stationary") and microscopic_descent(report.refutation, theta_end)

@@ -7,6 +7,8 @@ bound (:func:`certify.evaluate.verified_decrease`); without a verified decrease 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from .data import Problem, fingerprint
@@ -103,7 +105,8 @@ def escape(problem: Problem, report) -> dict | None:
     Returns a dict: ``theta`` (the point, flat), ``step``, ``distance`` (from the point the report is
     about), ``loss``, ``decrease`` (float64), ``error_bound`` (the two rounding bounds) and ``visible``
     (the decrease exceeds them: resuming there starts lower in float64; when it does not, the point is
-    exactly lower but gains nothing in the arithmetic training runs in).
+    exactly lower but gains nothing in the arithmetic training runs in) and ``cut`` (false: a search the
+    trained answer's deadline cut short is made again here, to its end).
 
     Examples
     --------
@@ -134,7 +137,7 @@ def escape(problem: Problem, report) -> dict | None:
         raise ShapeError(f"the report's polished point has {base.size} parameters, the problem {problem.theta.size}")
     _same_problem(rep, problem, base)
     known = (rep.get("trained") or {}).get("escape")
-    if isinstance(known, dict) and known.get("step") and ref.get("direction") is not None:
+    if isinstance(known, dict) and known.get("step") and not known.get("cut") and ref.get("direction") is not None:
         curve = refutation_curve(base, ref)       # (the trained answer searched from this point already)
         if curve is not None:
             return {**known, "theta": curve(float(known["step"]))}
@@ -154,7 +157,7 @@ def _same_problem(report: dict, problem: Problem, theta: np.ndarray) -> None:
 
 
 def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *,
-                 max_move: float = RESUME_MAX_MOVE) -> dict | None:
+                 max_move: float = RESUME_MAX_MOVE, deadline: float | None = None) -> dict | None:
     """Where to resume training along a verified refutation of ``theta``, and whether it helps in float64.
 
     The refutation's ``step`` is where its decrease is proved -- exactly, in extended precision or in
@@ -168,11 +171,13 @@ def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *
     ``max_move * max(||theta||, 1)``, and the lowest is returned. It is *visible* when its float64
     loss is below ``L(theta)`` by more than both rounding bounds: a point from which resuming training
     starts lower in the arithmetic training runs in. Nothing here is part of a proof; the verdict and
-    its certificate are the refutation's.
+    its certificate are the refutation's. Past ``deadline`` (a :func:`time.perf_counter` time) the
+    search stops after the refutation's own step, with the lowest point evaluated so far.
 
     Returns None without a verified refutation with a direction and a step; otherwise a dict with
     ``theta`` (the point), ``step``, ``distance``, ``loss``, ``decrease`` (``L(theta)`` minus its loss,
-    float64), ``error_bound`` (the two rounding bounds) and ``visible``.
+    float64), ``error_bound`` (the two rounding bounds), ``visible`` and ``cut`` (``deadline``
+    stopped the search before it reached the cap or a rise).
     """
     ref = refutation or {}
     if not ref.get("verified") or ref.get("direction") is None or not ref.get("step"):
@@ -185,7 +190,11 @@ def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *
     cap = max_move * max(float(np.linalg.norm(theta)), 1.0)
     t = abs(float(ref["step"]))
     best = None
+    cut = False
     while np.isfinite(t) and t > 0:
+        if best is not None and deadline is not None and time.perf_counter() > deadline:
+            cut = True
+            break
         point = curve(t)
         move = float(np.linalg.norm(point - theta))
         if best is not None and move > cap:
@@ -200,7 +209,7 @@ def resume_point(problem: Problem, theta: np.ndarray, refutation: dict | None, *
     decrease = float(before.value) - float(after.value)
     bound = float(before.error) + float(after.error)
     return {"theta": point, "step": t, "distance": move, "loss": float(after.value), "decrease": decrease,
-            "error_bound": bound, "visible": bool(decrease > bound)}
+            "error_bound": bound, "visible": bool(decrease > bound), "cut": cut}
 
 
 def refute(problem: Problem, fwd: ForwardPass, kinks: KinkStructure, fo: FirstOrderModel, d: np.ndarray,

@@ -213,3 +213,36 @@ def test_escape_takes_the_report_as_json_and_checks_it_belongs_to_the_problem():
         certify.escape(p.at(p.theta + 1.0), rep)
     with pytest.raises(certify.CertificateError, match="not a certify report"):
         certify.escape(p, {"refutation": {}})
+
+
+def test_past_its_deadline_the_search_keeps_the_verified_step_and_says_it_was_cut():
+    """A deadline already passed: only the refutation's own step 1e-3 is evaluated (loss (5/4)(0.801 - 1)^2,
+    lower than at w = 0.8), and the answer says the search was cut."""
+    import time
+    p = two_samples()
+    ref = {"direction": np.array([0.0, 0.0, 1.0, 0.0]), "step": 1e-3, "verified": True}
+    esc = resume_point(p, p.theta, ref, deadline=time.perf_counter() - 1.0)
+    assert esc["cut"] and esc["step"] == 1e-3 and esc["loss"] == pytest.approx(loss_at(0.801), rel=1e-12)
+    assert not resume_point(p, p.theta, ref)["cut"]
+
+
+def test_escape_searches_again_when_the_trained_answers_search_was_cut():
+    """A report whose trained escape was cut at the first step: certify.escape searches to the end
+    (steps 1e-3 ... 0.064, as in the first test) instead of reusing t = 1e-3."""
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3,
+                                                                 "verified": True},
+                 trained={"escape": {"step": 1e-3, "distance": 1e-3, "loss": loss_at(0.801), "decrease": 0.0,
+                                     "error_bound": 0.0, "visible": True, "cut": True}})
+    esc = certify.escape(p, rep)
+    assert esc["step"] == pytest.approx(0.064, rel=1e-12) and not esc["cut"]
+
+
+def test_the_trained_answer_stops_its_search_at_the_commands_deadline():
+    import time
+    from certify.driver import trained_answer
+    p = two_samples()
+    rep = Report(verdict=Verdict.SADDLE, reason="", refutation={"direction": [0.0, 0.0, 1.0, 0.0], "step": 1e-3,
+                                                                 "verified": True})
+    esc = trained_answer(p, p.theta, rep, deadline=time.perf_counter() - 1.0)["escape"]
+    assert esc["cut"] and esc["step"] == 1e-3
