@@ -312,6 +312,22 @@ def test_nearest_rescaling_is_nearer_and_keeps_the_loss():
     assert problem.value(best) == pytest.approx(problem.value(other), rel=1e-13)
 
 
+def test_the_distance_limit_is_measured_modulo_rescaling():
+    """A start that is the checkpoint rescaled 8x (w = 8, v = 0.1 for w = 1, v = 0.8; the same function) is
+    7.03 from it, past the limit ||theta_0|| = 1.28 after any step; modulo rescaling it is next to it.
+    Samples x = 1, 2 with y = 1, 2: f = v w x there, the loss (5/4)(v w - 1)^2 (0.05 at v w = 0.8), its
+    minima v w = 1, v b + c = 0; the nearest to the checkpoint is 0.148 away (b = c = 0, v = 0.91,
+    w = 1/v: min over v of (1/v - 1)^2 + (v - 0.8)^2 = 0.0219). The polish must reach a minimum (loss 0)
+    and report it within 0.3 of the checkpoint, not stop "far" after its first step."""
+    X, y = np.array([[1.0], [2.0]]), np.array([1.0, 2.0])
+    theta0 = np.array([1.0, 0.0, 0.8, 0.0])
+    start = Problem(scalar_net(8.0, 0.0, 0.1, 0.0), Dataset(X, y), "square")
+    assert np.linalg.norm(start.theta - theta0) > 5 * np.linalg.norm(theta0)
+    res = polish(start, anchor=theta0)
+    assert not res.far and res.converged
+    assert res.loss_after <= 1e-20 and res.distance < 0.3
+
+
 def test_weight_decay_is_not_rescaled():
     problem = Problem(scalar_net(2.0, -2.0 / 3.0, 1.0, 0.0), Dataset(GT16_X, GT16_Y), "square", 1e-3)
     res = polish(problem)

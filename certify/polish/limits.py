@@ -26,6 +26,9 @@ RHO_REL = 1e-10
 #: Measured with 1e-6: wine_ce_deep_adam's polish converges; wine_mchinge_wd_sgd's units stay (setting them
 #: to 0 does not lower its float64 loss, and a snap never raises it)
 SNAP_DURING = 1e-6
+#: sweeps of :func:`~.rescale.nearest_rescaling` when a polish past its distance limit measures the
+#: distance modulo rescaling (each sweep only shortens it: fewer give an upper bound, never a false "near")
+FAR_SWEEPS = 3
 #: a kink released this often stays held (anti-cycling; its multiplier is then reported as it is)
 MAX_RELEASES = 5
 #: a kink released this often along the box-multiplier descent at one point stays held there
