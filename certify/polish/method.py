@@ -273,8 +273,8 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         dist = float(np.linalg.norm(theta - theta0))
         if dist > max_distance * max(norm0, 1.0) and rescalable:
             # measured as reported: from the rescaling representative nearest the checkpoint (a descent
-            # drifts along the orbits u -> c u, v -> v / c, which change nothing; iris_petal_abs_sgd's went
-            # 1.02 ||theta|| before it converged to a certified minimum 0.80 ||theta|| away, modulo rescaling)
+            # may drift along the orbits u -> c u, v -> v / c, which change nothing: a start rescaled 8x
+            # from its checkpoint was stopped "far" after one step; tests/test_polish.py)
             dist = min(dist, float(np.linalg.norm(nearest_rescaling(problem, theta, theta0, sweeps=FAR_SWEEPS)
                                                    - theta0)))
         if dist > max_distance * max(norm0, 1.0):
