@@ -538,8 +538,8 @@ def test_polish_point_stops_judging_once_the_polish_walked_past_max_distance():
     activation), s = 0.1: both samples are classified correctly, so the cross-entropy
     2 log(1 + e^-2s) / 2 falls for ever as the last layer grows, and its loss ~0.6 is above log(2)/2
     (the unmoved case does not apply). The polish walks off along the last layer until it is further
-    than the checkpoint's norm; judging and descending again would only carry it further: the judge
-    is never called, and the distance stays within one trust-region step of the limit."""
+    than the limit (MAX_DISTANCE = 2 times the checkpoint's norm); judging and descending again would only
+    carry it further: the judge is never called, and the distance stays within a trust-region step of it."""
     X = np.array([[1.0], [2.0]])
     y = np.array([0, 1])
     net = Network([np.array([[2.0]]), np.array([[-0.1], [0.1]])], [np.array([-3.0]), np.array([0.0, 0.0])],
@@ -555,7 +555,8 @@ def test_polish_point_stops_judging_once_the_polish_walked_past_max_distance():
     assert res.far and not calls
     assert p.value(res.theta) < p.value()
     norm0 = float(np.linalg.norm(p.theta))
-    assert norm0 < res.distance <= 3.0 * norm0
+    from certify.polish.limits import MAX_DISTANCE
+    assert MAX_DISTANCE == 2.0 and 2.0 * norm0 < res.distance <= 3.0 * norm0
 
 
 def test_a_kink_whose_multiplier_leaves_its_interval_is_released_before_its_face_is_solved():

@@ -14,6 +14,7 @@ from .limits import (
     DEFAULT_TOL_NEAR,
     FAR_SWEEPS,
     MAX_CG,
+    MAX_DISTANCE,
     RHO_REL,
     SNAP_DURING,
     TOL_FACE,
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 def polish(problem: Problem, *, deadline: float | None = None, tol_near: float = DEFAULT_TOL_NEAR,
-           max_rounds: int = 500, radius: float | None = None, max_distance: float = 1.0,
+           max_rounds: int = 500, radius: float | None = None, max_distance: float = MAX_DISTANCE,
            rescale: bool = True, anchor: np.ndarray | None = None) -> PolishResult:
     """Move ``problem``'s point to a nearby KKT point of the piecewise-smooth loss (module docstring).
 
@@ -62,7 +63,8 @@ def polish(problem: Problem, *, deadline: float | None = None, tol_near: float =
         Initial trust-region radius (default ``0.05 max(||theta_0||, 1)``).
     max_distance : float
         Stop once the point is further than ``max_distance * max(||theta_0||, 1)`` from ``theta_0``
-        while the loss still decreases: no minimum near the checkpoint (default 1, its norm). Where
+        while the loss still decreases: no minimum near the checkpoint (default
+        :data:`~.limits.MAX_DISTANCE`, twice its norm). Where
         ``rescale`` applies the distance is the reported one, from the rescaling representative
         nearest ``theta_0`` (an upper bound on it: :data:`~.limits.FAR_SWEEPS` sweeps).
     rescale : bool
