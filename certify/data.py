@@ -141,6 +141,11 @@ class Problem:
     def theta(self) -> np.ndarray:
         return self.network.theta
 
+    def fingerprints(self) -> dict:
+        """The report's fingerprints of the point, the inputs and the labels (:func:`fingerprint`)."""
+        return {"theta": fingerprint(self.theta), "X": fingerprint(self.X),
+                "y": fingerprint(np.asarray(self.data.y, dtype=np.float64))}
+
     def at(self, theta: np.ndarray) -> "Problem":
         """The same objective at another point."""
         return Problem(self.network.with_theta(theta), self.data, self.loss, self.weight_decay)

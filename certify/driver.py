@@ -834,5 +834,4 @@ def _problem_info(problem: Problem, loss_value: float) -> dict:
     return {"widths": list(net.widths), "activation": net.activation.spec, "loss": problem.loss.name,
             "weight_decay": problem.weight_decay, "n_samples": problem.n_samples, "n_params": net.n_params,
             "loss_value": loss_value,
-            "fingerprint": {"theta": fingerprint(net.theta), "X": fingerprint(problem.X),
-                            "y": fingerprint(np.asarray(problem.data.y, dtype=np.float64))}}
+            "fingerprint": problem.fingerprints()}

@@ -45,9 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Problem
+from .data import Problem, fingerprint
 from .errors import CertificateError, InvalidValueError, MissingExtraError
-from .verify import _digest  # the report's fingerprint of an array, exactly as verify computes it
 
 FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
 #: points per side of the 2-D grid, and along each 1-D path
@@ -132,7 +131,7 @@ def attach(report: dict, problem: Problem) -> Problem:
     info = report.get("problem") or {}
     pol = report.get("polish") or {}
     if pol.get("theta") is not None:
-        given = _digest(problem.theta)
+        given = fingerprint(problem.theta)
         if given != pol.get("original_fingerprint"):
             raise CertificateError(f"the report was polished from other parameters (stored fingerprint "
                                    f"{pol.get('original_fingerprint')}, here {given}): plot it with the model "
@@ -143,8 +142,7 @@ def attach(report: dict, problem: Problem) -> Problem:
                                    f"{problem.n_params}")
         problem = problem.at(theta)
     stored = info.get("fingerprint") or {}
-    got = {"theta": _digest(problem.theta), "X": _digest(problem.X),
-           "y": _digest(np.asarray(problem.data.y, dtype=np.float64))}
+    got = problem.fingerprints()
     names = {"theta": "parameters", "X": "inputs X", "y": "labels y"}
     bad = [k for k in ("theta", "X", "y") if stored.get(k) != got[k]]
     if bad:

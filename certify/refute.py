@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .data import Problem, fingerprint
+from .data import Problem
 from .errors import CertificateError, ShapeError
 from .evaluate import BoundedValue, Decrease, loss_with_bound, verified_decrease
 from .loss_bound import loss_at_forward, loss_rank_one
@@ -148,9 +148,8 @@ def _same_problem(report: dict, problem: Problem, theta: np.ndarray) -> None:
     """Raise :class:`~certify.errors.CertificateError` when the report's fingerprints (point, inputs,
     labels; absent in a hand-built report) are not ``problem``'s at ``theta``."""
     stored = ((report.get("problem") or {}).get("fingerprint")) or {}
-    got = {"theta": lambda: fingerprint(theta), "X": lambda: fingerprint(problem.X),
-           "y": lambda: fingerprint(np.asarray(problem.data.y, dtype=np.float64))}
-    bad = [k for k in ("theta", "X", "y") if k in stored and stored[k] != got[k]()]
+    got = problem.at(theta).fingerprints()
+    bad = [k for k in ("theta", "X", "y") if k in stored and stored[k] != got[k]]
     if bad:
         raise CertificateError(f"the report was made for other {', '.join(bad)} (fingerprints differ): pass the "
                                f"problem it was made for")

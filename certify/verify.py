@@ -44,8 +44,6 @@ class VerifyResult:
                            for c in self.checks]}
 
 
-_digest = fingerprint
-
 
 def load_report(path) -> dict:
     path = Path(path)
@@ -91,7 +89,7 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
     pol = report.get("polish") or {}
     if pol.get("theta") is not None:
         # the verdict is about the polished point: the given model must be the one that was polished
-        given = _digest(net.theta)
+        given = fingerprint(net.theta)
         ok = given == pol.get("original_fingerprint")
         checks.append(Check("polished_from", ok, "the report's point was polished from this model" if ok else
                             f"the report was polished from other parameters (stored {pol.get('original_fingerprint')}, "
@@ -101,7 +99,7 @@ def verify(report: dict, model, X=None, y=None, *, data=None) -> VerifyResult:
         net = net.with_theta(np.asarray(pol["theta"], dtype=np.float64))
     problem = Problem(net, data, info["loss"], info.get("weight_decay", 0.0))
     fp = info.get("fingerprint", {})
-    got = {"theta": _digest(net.theta), "X": _digest(problem.X), "y": _digest(np.asarray(data.y, dtype=np.float64))}
+    got = problem.fingerprints()
     same = all(fp.get(k) == v for k, v in got.items())
     checks.append(Check("fingerprint", same, "model and data match the report" if same else
                         f"the report was made for other parameters or data (stored {fp}, here {got})"))
@@ -147,7 +145,7 @@ def _check_pruned(problem: Problem, pruned: dict, checks: list) -> None:
         return
     sub = prune(problem, [tuple(u) for u in units])
     fp = (sub_report.get("problem") or {}).get("fingerprint") or {}
-    same = fp.get("theta") == _digest(sub.theta)
+    same = fp.get("theta") == fingerprint(sub.theta)
     checks.append(Check("pruned_fingerprint", same, "the pruned network's parameters match its report" if same else
                         "the pruned report was made for other parameters"))
     if not same:
