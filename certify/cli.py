@@ -307,6 +307,7 @@ def _cmd_check(args) -> int:
     else:
         from .report import render
         sys.stdout.write(render(report, model=args.model, out=args.out, escaped=escaped,
+                                escape_file=args.escape if escaped else None,
                                 color=sys.stdout.isatty()) + "\n")
     return report.exit_code
 

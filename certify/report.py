@@ -201,8 +201,10 @@ def _plain(obj):
     return obj
 
 
-def next_steps(report: Report, model: str | None = None, out: str | None = None) -> list[str]:
-    """What a user can do next, given the verdict (used by the CLI's readable output)."""
+def next_steps(report: Report, model: str | None = None, out: str | None = None,
+               escaped: str | None = None) -> list[str]:
+    """What a user can do next, given the verdict (used by the CLI's readable output; ``escaped``: the
+    ``--escape`` file already written, which the steps then point to instead of suggesting the flag)."""
     m = model or "MODEL"
     v = report.verdict.value
     steps = []
@@ -224,6 +226,8 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
             # (trained_answer: a "saddle" whose descent lives within rounding distance of the point)
             steps.append("the descent found stays within rounding distance of the polished point (a kink next "
                          "to it): keep training from the checkpoint, or polish with a larger --time-limit")
+        elif escaped:
+            steps.append(f"resume training from the verified lower point written to {escaped}")
         else:
             steps.append(f"resume training from the verified lower point: certify check {m} ... --escape better.npz")
         if v == "not_stationary" and not report.polish:
@@ -247,13 +251,13 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None)
 
 
 def render(report: Report, *, model: str | None = None, out: str | None = None, escaped: str | None = None,
-           color: bool = False) -> str:
+           escape_file: str | None = None, color: bool = False) -> str:
     """One screen for a person: verdict, why, key numbers, what to do next (``escaped``: the CLI's line
-    on the ``--escape`` file it wrote)."""
+    on the ``--escape`` file it wrote, ``escape_file`` its name)."""
     lines = report.summary().splitlines()
     if escaped:
         lines.append(f"escape:  {escaped}")
-    steps = next_steps(report, model, out)
+    steps = next_steps(report, model, out, escape_file)
     if steps:
         lines.append("next:")
         lines += [f"  - {s}" for s in steps]

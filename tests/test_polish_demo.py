@@ -90,6 +90,11 @@ def test_escape_writes_a_lower_checkpoint(tmp_path, capsys):
     after = certify.load_model(out)
     data = certify.load_data("data/seeds/gt11.npz")
     assert Problem(after, data, "square").value() < Problem(before, data, "square").value()
+    text = capsys.readouterr().out       # the next steps point to the file written, not to the flag given
+    assert f"resume training from the verified lower point written to {out}" in text
+    assert "--escape better.npz" not in text
+    assert main(["check", "data/seeds/gt11.npz"]) == 10
+    assert "--escape better.npz" in capsys.readouterr().out
 
 
 def test_escape_needs_a_checkpoint_suffix(tmp_path, capsys):
