@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Decide whether the network in MODEL is at a local minimum of the mean "
                                      "training loss on the data, and print the verdict with its proof.")
     chk.add_argument("model", metavar="MODEL", help="checkpoint: .npz with W1, b1, ..., WL, bL, a PyTorch "
-                     "state dict (.pt/.pth), ONNX or safetensors (e.g. model.npz)")
+                     "state dict (.pt/.pth), a PyTorch Lightning .ckpt, ONNX or safetensors (e.g. model.npz)")
     chk.add_argument("--data", metavar="FILE", help="data .npz with X (n, d) and y; optional when MODEL "
                      "also holds X and y (e.g. --data train.npz)")
     chk.add_argument("--activation", metavar="NAME", help="hidden activation: relu, leaky_relu:ALPHA, abs or "

@@ -185,7 +185,7 @@ def zip_without_arrays(tmp):
 
 
 @case(r"unsupported checkpoint format '\.h5' for \S*model\.h5: expected \.npz \(arrays W1, b1, \.\.\., WL, bL\), "
-      r"\.pt/\.pth \(a PyTorch state dict\), \.onnx or \.safetensors$", ModelLoadError)
+      r"\.pt/\.pth \(a PyTorch state dict\), \.ckpt \(PyTorch Lightning\), \.onnx or \.safetensors$", ModelLoadError)
 def unsupported_model_suffix(tmp):
     path = tmp / "model.h5"
     path.write_bytes(b"\x89HDF")

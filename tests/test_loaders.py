@@ -148,6 +148,11 @@ def test_torch_prefixes_and_wrappers(random_problem, tmp_path):
                           "optimizer": {"lr": torch.tensor(0.1)}},
         "lightning.pt": {"state_dict": sd, "global_step": 10},
         "model.pt": {"model": sd},
+        # PyTorch Lightning's layout: the LightningModule's attribute name before the keys
+        "lightning.ckpt": {"epoch": 9, "global_step": 90, "pytorch-lightning_version": "2.5.0",
+                           "state_dict": {f"net.{k}": v for k, v in sd.items()},
+                           "hyper_parameters": {"lr": 0.1, "hidden": [5, 4]}, "loops": {},
+                           "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.1}]}]},
     }
     for name, obj in variants.items():
         path = tmp_path / name
@@ -673,8 +678,8 @@ def test_unsupported_suffixes(tmp_path, capsys):
     model.write_bytes(b"\x89HDF")
     assert_one_line_error(capsys, ["check", model, "--data", GT7],
                           r"^certify: error: unsupported checkpoint format '\.h5' for \S*model\.h5: expected \.npz "
-                          r"\(arrays W1, b1, \.\.\., WL, bL\), \.pt/\.pth \(a PyTorch state dict\), \.onnx or "
-                          r"\.safetensors$")
+                          r"\(arrays W1, b1, \.\.\., WL, bL\), \.pt/\.pth \(a PyTorch state dict\), \.ckpt "
+                          r"\(PyTorch Lightning\), \.onnx or \.safetensors$")
     data = tmp_path / "train.json"
     data.write_text("{}")
     assert_one_line_error(capsys, ["check", GT7, "--data", data],

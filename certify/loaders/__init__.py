@@ -8,6 +8,9 @@ Models (dispatched by suffix):
   ``torch.save`` (keys ``0.weight, 0.bias, 2.weight, ...`` or ``fc1.weight, ...``; ``module.`` and
   ``_orig_mod.`` prefixes are dropped; a checkpoint dict holding it under ``state_dict``,
   ``model`` or ``model_state_dict`` works too), layers in the order of the dict;
+* ``.ckpt`` (extra ``torch``): a PyTorch Lightning checkpoint, read as a ``.pt`` file: the model's
+  state dict is its ``state_dict`` entry (keys ``model.0.weight, ...``: the LightningModule's
+  attribute names);
 * ``.onnx`` (extra ``onnx``): a chain of Gemm / MatMul+Add layers with Relu, LeakyRelu or Abs;
 * ``.safetensors`` (extra ``safetensors``): state-dict names or ``W1, b1, ...``.
 
@@ -38,16 +41,17 @@ from ..network import Activation, Network
 from .npz import check_file, layers_from_arrays, read_npz
 
 #: suffix -> (module to import, pip extra); .npz and .csv need nothing beyond the core
-EXTRAS = {".pt": ("torch", "torch"), ".pth": ("torch", "torch"), ".onnx": ("onnx", "onnx"),
+EXTRAS = {".pt": ("torch", "torch"), ".pth": ("torch", "torch"), ".ckpt": ("torch", "torch"), ".onnx": ("onnx", "onnx"),
           ".safetensors": ("safetensors", "safetensors")}
-MODEL_SUFFIXES = (".npz", ".pt", ".pth", ".onnx", ".safetensors")
+MODEL_SUFFIXES = (".npz", ".pt", ".pth", ".ckpt", ".onnx", ".safetensors")
 DATA_SUFFIXES = (".npz", ".csv", ".pt", ".pth", ".safetensors")
 #: what a file of each suffix should be, for "is a directory" messages
 _EXPECTED_FILE = {".pt": "expected a file written by torch.save", ".pth": "expected a file written by torch.save",
+                  ".ckpt": "expected a PyTorch Lightning checkpoint",
                   ".onnx": "expected an ONNX model file", ".safetensors": "expected a .safetensors file",
                   ".csv": "expected a CSV file"}
-_MODEL_FORMATS = ("expected .npz (arrays W1, b1, ..., WL, bL), .pt/.pth (a PyTorch state dict), .onnx or "
-                  ".safetensors")
+_MODEL_FORMATS = ("expected .npz (arrays W1, b1, ..., WL, bL), .pt/.pth (a PyTorch state dict), .ckpt "
+                  "(PyTorch Lightning), .onnx or .safetensors")
 _DATA_FORMATS = ("expected .npz (arrays X (n, d) and y), .csv (features, then the label in the last "
                  "column), .pt/.pth (tensors X and y) or .safetensors (tensors X and y)")
 
@@ -80,7 +84,7 @@ def load_model(path, activation=None) -> Network:
         arrays = read_npz(path, "model file")
         weights, biases, file_act = layers_from_arrays(arrays, where)
         source = "array 'activation'"
-    elif suffix in (".pt", ".pth"):
+    elif suffix in (".pt", ".pth", ".ckpt"):
         from .torch import load_state_dict
         weights, biases = load_state_dict(path)
         file_act, source = None, ""
