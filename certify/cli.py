@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 import traceback
@@ -306,9 +307,10 @@ def _cmd_check(args) -> int:
         sys.stdout.write(text + "\n")
     else:
         from .report import render
+        to_terminal = sys.stdout.isatty()
         sys.stdout.write(render(report, model=args.model, out=args.out, escaped=escaped,
-                                escape_file=args.escape if escaped else None,
-                                color=sys.stdout.isatty()) + "\n")
+                                escape_file=args.escape if escaped else None, color=to_terminal,
+                                width=shutil.get_terminal_size().columns if to_terminal else None) + "\n")
     return report.exit_code
 
 

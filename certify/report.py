@@ -250,10 +250,25 @@ def next_steps(report: Report, model: str | None = None, out: str | None = None,
     return steps
 
 
+def _wrap(line: str, width: int) -> list[str]:
+    """``line`` wrapped to ``width`` columns, continuation lines indented under its text: after the
+    label (``reason:  ``) or the bullet (``  - ``); never shorter than 40 columns of text."""
+    import re
+    import textwrap
+    head = re.match(r"^(\s*- |[a-z][a-z ]*:\s+)", line)
+    indent = " " * (len(head.group(1)) if head and len(head.group(1)) <= 12 else 4)
+    if len(line) <= width:
+        return [line]
+    return textwrap.wrap(line, width=max(width, len(indent) + 40), subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [line]
+
+
 def render(report: Report, *, model: str | None = None, out: str | None = None, escaped: str | None = None,
-           escape_file: str | None = None, color: bool = False) -> str:
+           escape_file: str | None = None, color: bool = False, width: int | None = None) -> str:
     """One screen for a person: verdict, why, key numbers, what to do next (``escaped``: the CLI's line
-    on the ``--escape`` file it wrote, ``escape_file`` its name)."""
+    on the ``--escape`` file it wrote, ``escape_file`` its name). ``width``: wrap the lines to this many
+    columns, continuing under their text (the CLI passes the terminal's width when stdout is one: a
+    collapsed-unit reason runs to 2,000 characters); None leaves each line whole, for pipes and files."""
     lines = report.summary().splitlines()
     if escaped:
         lines.append(f"escape:  {escaped}")
@@ -261,6 +276,8 @@ def render(report: Report, *, model: str | None = None, out: str | None = None, 
     if steps:
         lines.append("next:")
         lines += [f"  - {s}" for s in steps]
+    if width:
+        lines = [wrapped for line in lines for wrapped in _wrap(line, width)]
     text = "\n".join(lines)
     if color:
         mark = {"local_min": "\x1b[1;32m", "saddle": "\x1b[1;33m", "not_stationary": "\x1b[1;33m",

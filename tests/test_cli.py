@@ -320,3 +320,23 @@ def test_process_age_counts_from_certifys_import(monkeypatch):
     from certify.cli_common import process_age
     monkeypatch.setattr(certify, "_IMPORTED", time.perf_counter() - 42.0)
     assert 42.0 <= process_age() < 43.0
+
+
+def test_readable_report_wraps_to_the_terminal_width_only_on_a_terminal(capsys, monkeypatch):
+    """Piped, each line of the report stays whole (scripts grep it); on a terminal it is wrapped to the
+    terminal's width, continuation lines indented under the text, and no word lost or split."""
+    code, piped, _ = run_cli(capsys, "check", GT5, "--loss", "square")
+    assert code == 11
+    long = [line for line in piped.splitlines() if len(line) > 60]
+    assert long                                   # (the reason and descent lines of this report)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda *a, **k: os.terminal_size((60, 24)))
+    code, shown, _ = run_cli(capsys, "check", GT5, "--loss", "square")
+    assert code == 11
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert all(len(line) <= 60 for line in plain.splitlines())
+    def words(text):                              # (the time line differs between two runs)
+        return " ".join(line for line in text.splitlines() if not line.startswith("time:")).split()
+    assert words(plain) == words(piped)           # the same words in the same order
+    reason = plain.splitlines().index(next(line for line in plain.splitlines() if line.startswith("reason:")))
+    assert plain.splitlines()[reason + 1].startswith(" " * 9)      # under the text after "reason:  "
