@@ -624,6 +624,8 @@ def _try_nearby(problem: Problem, deadline):
 #: relative tolerances at which a polished point's near kinks are held for an exact construction
 #: (:func:`_try_snap_near`): a polished float point sits 1e-18 to 1e-12 (relative) off its kinks
 SNAP_TOLS = (1e-12, 1e-9)
+#: share of the time left that the exact constructions near a polished point may use (:func:`_try_snap_near`)
+SNAP_SHARE = 0.5
 #: above this many parameters the exact construction is not tried for a polished point (rational
 #: arithmetic on every sample; the exact engine's cost model decides below it)
 EXACT_SNAP_P = 2000
@@ -639,28 +641,44 @@ def _try_snap_near(problem: Problem, fwd, kinks, deadline):
     decision at the constructed rational ``theta*`` is what the claim rests on (holding a kink the
     minimum does not need only costs the claim if ``theta*`` then fails that decision)."""
     from .exact.budget import fits
+    from .exact.linalg import within
     from .exact.snap import cell_applies, exact_context
     net = problem.network
     if net.n_layers != 2 or cell_applies(problem, net.weights[1][0]) or problem.n_params > EXACT_SNAP_P:
         return None
     if not fits(problem, kinks):        # (the exact engine's cost model: a construction costs one decision)
         return None
-    context = exact_context(problem)       # (the same exact forward pass for every kink set)
+    # The cost model judged the kinks at rounding; the near kinks of SNAP_TOLS can be many more, and an
+    # exact elimination's cost grows with the cube of their number (a 10-20-1 net polished on diabetes:
+    # ~200 near kinks, still eliminating after 9 minutes of a 60 s budget). So the constructions run
+    # under their own deadline, SNAP_SHARE of what is left, and stop there (no claim).
+    share = SNAP_SHARE * remaining(deadline)
+    stop = time.perf_counter() + share
     tried = set()
-    for tol in (None,) + SNAP_TOLS:
-        if remaining(deadline) <= 0:
-            break
-        near = kinks if tol is None else find_kinks(problem, fwd, tol)
-        key = (tuple(zip(near.unit_sample.tolist(), near.unit_index.tolist())), tuple(near.loss_sample.tolist()))
-        if key in tried:
-            continue
-        tried.add(key)
-        if tol is not None:        # the near kinks count as held (the construction holds them exactly)
-            near = dataclasses.replace(near, unit_rounding=np.ones_like(near.unit_rounding),
-                                       loss_rounding=np.ones_like(near.loss_rounding))
-        snapped = _snap_nearby(problem, near, affine=tol is None, context=context)
-        if snapped is None:
-            continue
+    snapped = near = tol = None
+    try:
+        with within(stop):
+            context = exact_context(problem)       # (the same exact forward pass for every kink set)
+            for tol in (None,) + SNAP_TOLS:
+                if remaining(deadline) <= 0:
+                    break
+                near = kinks if tol is None else find_kinks(problem, fwd, tol)
+                key = (tuple(zip(near.unit_sample.tolist(), near.unit_index.tolist())),
+                       tuple(near.loss_sample.tolist()))
+                if key in tried:
+                    continue
+                tried.add(key)
+                if tol is not None:        # the near kinks count as held (the construction holds them exactly)
+                    near = dataclasses.replace(near, unit_rounding=np.ones_like(near.unit_rounding),
+                                               loss_rounding=np.ones_like(near.loss_rounding))
+                snapped = _snap_nearby(problem, near, affine=tol is None, context=context)
+                if snapped is not None:
+                    break
+    except OutOfTime:
+        log.info("exact construction near the polished point: stopped at its share of the budget (%.3g s), "
+                 "no claim", share)
+        return None
+    if snapped is not None:
         claim, note = snapped
         reason = (f"an exact local minimum lies within {claim['radius']:.3g} of the given point ({note}, "
                   f"its {near.n_total} kink(s) and tie(s) within {'rounding' if tol is None else f'{tol:g} (relative)'} "
@@ -761,7 +779,12 @@ def _exact_stage(problem, fo, fo_model, kinks, verdict, reason, claim, refutatio
             reason += " (first order exact in rational arithmetic)"
         return verdict, reason, claim, refutation, info
     if v == "local_min" and ed.status in ("not_stationary", "undecided"):
-        snapped = _snap_nearby(problem, kinks)
+        from .exact.linalg import within
+        try:
+            with within(deadline):
+                snapped = _snap_nearby(problem, kinks)
+        except OutOfTime:
+            snapped = None
         if snapped is None:
             nearby = _try_nearby(problem, deadline)
             if nearby is not None:

@@ -142,3 +142,47 @@ def test_construction_respects_the_deadline():
     kinks = find_kinks(pr, fwd, None)
     assert _try_snap_near(pr, fwd, kinks, time.perf_counter() + 60) is not None
     assert _try_snap_near(pr, fwd, kinks, time.perf_counter() - 1) is None
+
+
+def test_a_long_construction_stops_at_its_share_of_the_deadline(monkeypatch):
+    """An exact elimination too large for the time left (the near kinks of a polished 10-20-1 net on
+    diabetes: one still ran after 9 minutes of a 60 s budget) is stopped by the deadline it runs under,
+    SNAP_SHARE of the time left, and the construction claims nothing."""
+    import time
+
+    import certify.exact.snap as snap_mod
+    from certify import driver
+    from certify.exact import linalg
+    seen = []
+
+    def endless(problem, kinks=None, *, context=None):     # an elimination that never ends on its own
+        seen.append(linalg._DEADLINE.get())
+        assert seen[-1] is not None, "the construction runs without a deadline"
+        while True:
+            linalg.tick()
+
+    monkeypatch.setattr(snap_mod, "snap_cell", endless)
+    monkeypatch.setattr(snap_mod, "snap_affine", lambda pr: endless(pr))
+    pr = _problem()
+    fwd = pr.network.forward(pr.X, with_scale=True)
+    start = time.perf_counter()
+    deadline = start + 4.0
+    assert driver._try_snap_near(pr, fwd, find_kinks(pr, fwd, None), deadline) is None
+    assert len(seen) == 1 and seen[0] <= start + driver.SNAP_SHARE * 4.0 + 0.5
+    assert time.perf_counter() < deadline         # it left the rest of the budget to the check
+
+
+def test_exact_elimination_by_hand_and_under_a_passed_deadline():
+    """2x + y = 3, x + 3y = 5: x = 4/5, y = 7/5; under a deadline already passed it raises OutOfTime."""
+    import time
+
+    import pytest
+
+    from certify.budget import OutOfTime
+    from certify.exact.linalg import bareiss_solve, within
+    from certify.exact.rational import QArray
+    A, b = QArray.from_values([[2, 1], [1, 3]]), QArray.from_values([3, 5])
+    assert [str(v) for v in bareiss_solve(A, b).to_fractions()] == ["4/5", "7/5"]
+    with within(time.perf_counter() - 1.0), pytest.raises(OutOfTime):
+        bareiss_solve(A, b)
+    assert [str(v) for v in bareiss_solve(A, b).to_fractions()] == ["4/5", "7/5"]   # (the context ended)

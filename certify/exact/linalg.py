@@ -11,7 +11,10 @@ square system (then exact elimination on all rows decides) or as a nonzero exact
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -21,6 +24,30 @@ from .rational import QArray, as_q
 
 #: relative size below which a pivot of the float QR counts as zero (rank decision)
 RANK_TOL = 1e-10
+
+#: the deadline (a ``time.perf_counter()`` value) of the exact eliminations running in this context
+_DEADLINE: contextvars.ContextVar = contextvars.ContextVar("certify_exact_deadline", default=None)
+
+
+@contextlib.contextmanager
+def within(deadline: float | None):
+    """Run the eliminations of this module under ``deadline``: each checks it at every pivot and raises
+    :class:`certify.budget.OutOfTime` once it has passed. An elimination costs ``O(r^3)`` operations on
+    integers as long as the determinant, so a system of a few hundred rows can run for many minutes;
+    the exact constructions that are not gated by a cost model (:func:`certify.exact.snap.snap_cell` on
+    a polished point's near kinks) run within this."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def tick() -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.perf_counter() > deadline:
+        from ..budget import OutOfTime
+        raise OutOfTime("an exact elimination")
 
 
 def bareiss_solve(A: QArray, b: QArray) -> QArray | None:
@@ -46,6 +73,7 @@ def bareiss_solve(A: QArray, b: QArray) -> QArray | None:
     prev = 1
     sign = 1
     for k in range(r):
+        tick()
         nz = np.nonzero(M[k:, k] != 0)[0]
         if nz.size == 0:
             return None
@@ -62,6 +90,8 @@ def bareiss_solve(A: QArray, b: QArray) -> QArray | None:
     det = M[r - 1, r - 1]
     X = [0] * r                                       # X_i = x_i det, integers
     for i in range(r - 1, -1, -1):
+        if i % 16 == 0:
+            tick()
         acc = M[i, r] * det
         for j in range(i + 1, r):
             if M[i, j]:
@@ -95,6 +125,7 @@ def echelon_pivots(A: QArray) -> tuple[list, list]:
     for col in range(f):
         if k == m:
             break
+        tick()
         nz = np.nonzero(M[k:, col] != 0)[0]
         if nz.size == 0:
             continue

@@ -35,7 +35,7 @@ import numpy as np
 from ..data import Problem
 from .forward import exact_problem, forward
 from .kinks import exact_kinks
-from .linalg import solve_consistent
+from .linalg import solve_consistent, tick
 from .rational import QArray
 
 
@@ -203,6 +203,7 @@ def snap_cell(problem: Problem, kinks=None, *, context: tuple | None = None) -> 
     for j in range(h):
         slope = QArray.from_values([[0 if (i, j) in held else (s_pos if sign[i, j] > 0 else s_neg)] for i in range(n)])
         blocks.append(Xbar * slope)
+    tick()
     Phi = QArray.concatenate(blocks + [QArray.from_values(np.ones((n, 1), dtype=np.int64))], axis=1).reduce()
     m_u = h * (d + 1) + 1
     A = QArray.zeros((len(held), m_u))
@@ -216,6 +217,7 @@ def snap_cell(problem: Problem, kinks=None, *, context: tuple | None = None) -> 
     if problem.loss.name == "square":
         # KKT of min 1/2 ||Phi u - y||^2 s.t. A u = 0:  [Phi'Phi  A'; A 0] [u; nu] = [Phi'y; 0]
         G = (Phi.T @ Phi).reduce()
+        tick()
         K = QArray.concatenate([QArray.concatenate([G, A.T], axis=1),
                                 QArray.concatenate([A, QArray.zeros((A.shape[0], A.shape[0]))], axis=1)], axis=0)
         rhs = QArray.concatenate([(Phi.T @ ep.Y[:, 0]).reduce(), QArray.zeros(A.shape[0])])
