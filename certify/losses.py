@@ -123,7 +123,10 @@ class Loss:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
-            raise ShapeError(f"{self.name} loss needs integer class labels of shape (n,); got shape {y.shape}")
+            onehot = (y.ndim == 2 and y.shape[1] == C and np.all((y == 0) | (y == 1))
+                      and np.all(y.sum(axis=1) == 1))
+            raise ShapeError(f"{self.name} loss needs integer class labels of shape (n,); got shape {y.shape}"
+                             + (" (one-hot rows: store y.argmax(axis=1))" if onehot else ""))
         fractional = y[y != np.round(y)]
         if fractional.size:
             raise InvalidValueError(

@@ -522,7 +522,8 @@ def class_label_not_integer(tmp):
         lambda: certify.check(MODEL3, X, labels, loss="cross_entropy")
 
 
-@case(r"multiclass_hinge loss needs integer class labels of shape \(n,\); got shape \(4, 3\)", ShapeError)
+@case(r"multiclass_hinge loss needs integer class labels of shape \(n,\); got shape \(4, 3\) \(one-hot rows: "
+      r"store y\.argmax\(axis=1\)\)$", ShapeError)
 def class_labels_one_hot(tmp):
     onehot = np.eye(3)[Y_CLASSES]
     path = save(tmp, "onehot.npz", **MODEL3, X=X, y=onehot)
