@@ -647,7 +647,9 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
     px = Programs(net.weights, net.biases, problem.X, D, dtype=np.longdouble)
     gam, gx, ux = progs.gamma, px.gamma, px.u
     z_ld, _ = px.forward()
+    _check_time(st.deadline)
     z_ld_abs, _ = px.forward(absolute=True)
+    _check_time(st.deadline)
     st.z = [np.asarray(v, dtype=np.float64) for v in z_ld]
     st.e_z = [np.asarray(px.abs_to_bound(gx * va), dtype=np.float64) * (1 + 4 * U) + 2 * U * np.abs(v)
               for v, va in zip(st.z, z_ld_abs)]
@@ -659,6 +661,7 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
     zd_abs, _ = progs.forward(absolute=True)
     F_d, e_F_d = zd[-1], progs.abs_to_bound(gam * zd_abs[-1])
     delta, e_delta, st.Q, st.e_Q, _ = _loss_sources(problem, F_d, e_F_d, held_loss, U)
+    _check_time(st.deadline)
 
     # switching functions: values (extended precision) and rows (float64)
     rows, rows_abs = np.zeros((m, p)), np.zeros((m, p))
@@ -693,13 +696,16 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
     st.rows, st.e_rows = rows, progs.abs_to_bound(g_rows[:, None] * rows_abs)
     st.phi, st.e_phi = phi, e_phi
 
+    _check_time(st.deadline)
     # gauge and slice
     st.families = fams = gauge_families(problem, st.z, held_units, stored=families, rel_rank=rel_rank)
     if fams is None:
         raise _Fail("the symmetry families stored do not match the data")
     st.T0 = tangent_matrix(problem, st.theta0, fams, st.z)
     r_dim = st.T0.shape[1]
+    _check_time(st.deadline)
     pivots = choose_pivots(st.T0, rows) if pivots is None else pivots
+    _check_time(st.deadline)
     st.pivots = pivots = sorted(int(c) for c in pivots)
     if len(pivots) != r_dim or len(set(pivots)) != r_dim or any(not 0 <= c < p for c in pivots):
         raise _Fail(f"the slice needs {r_dim} distinct pivot coordinates; got {len(pivots)}")
@@ -714,6 +720,7 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
         if st.wd:
             g_b = g_b + st.wd * st.theta0
         nu = -np.linalg.lstsq(rows[:, J].T, g_b[J], rcond=None)[0] if m else np.zeros(0)
+        _check_time(st.deadline)
     st.nu = nu = np.asarray(nu, dtype=np.float64).ravel()
     if nu.size != m or not np.all(np.isfinite(nu)):
         raise _Fail(f"{nu.size} multipliers for {m} held kinks")
@@ -737,6 +744,7 @@ def _first_order(st, held_units, held_loss, families, pivots, nu, rel_rank=group
     delta_tot_x = delta_x + inj_out.astype(np.longdouble)
     e_tot_x = e_delta_x + ux * (np.abs(delta_tot_x) + np.abs(inj_out))
     g_ld, adj = px.gradient(delta_tot_x, inj_x)
+    _check_time(st.deadline)
     g_abs, adj_abs = px.gradient(gx * np.abs(delta_tot_x) + e_tot_x,
                                  [None if a is None else gx * np.abs(a) for a in inj_x], absolute=True)
     if st.wd:
@@ -1167,6 +1175,9 @@ def prove_nearby(problem: Problem, kinks: KinkStructure | None = None, *, tol: f
     seen = set()
     failures = []      # (tolerance, reason, applicable), in the order tried
     for k_tol in tols:
+        if deadline is not None and time.perf_counter() > deadline:
+            failures.append((k_tol, "the time budget ran out during the nearby proof", True, {"out_of_time": True}))
+            break
         ks = kinks if kinks is not None else (find_kinks(problem, fwd) if k_tol is None else
                                               find_kinks(problem, fwd, k_tol))
         held_units, held_loss, counts = held_from_kinks(problem, ks)
