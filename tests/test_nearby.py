@@ -1321,3 +1321,36 @@ def test_no_free_coordinate_is_not_applicable_not_a_crash():
     assert not res.proved and res.reason
     assert check_problem(pr, prefer_nearby=True).verdict.value in ("local_min", "saddle", "not_stationary",
                                                                    "inconclusive")
+
+
+def test_a_passed_deadline_starts_no_attempt_and_one_passing_mid_attempt_stops_it(monkeypatch):
+    """The docstring's 1-1-1 net (an exact minimum on its kink: proved without a deadline). With the
+    deadline already passed no held structure is tried at all; with one that passes while the slice's
+    pivots are chosen, the attempt stops right there (the gradient after it is never formed) and says
+    it ran out of time."""
+    import time
+
+    import certify.nearby as nb
+    net = Network([np.array([[2.0]]), np.array([[1.0]])], [np.array([-2 / 3]), np.array([0.0])], "relu")
+    pr = Problem(net, Dataset(np.arange(4.0)[:, None], np.array([0.0, 1, 4, 5])), "square")
+    assert prove_nearby(pr).proved
+    tried = []
+    real = nb._establish_gauges
+    monkeypatch.setattr(nb, "_establish_gauges", lambda *a, **k: tried.append(1) or real(*a, **k))
+    res = prove_nearby(pr, deadline=time.perf_counter() - 1.0)
+    assert not res.proved and res.out_of_time and tried == []
+    monkeypatch.undo()
+    pivots, gradients = [], []
+    real_pivots = nb.choose_pivots
+
+    def slow_pivots(*a):
+        pivots.append(1)
+        time.sleep(0.3)
+        return real_pivots(*a)
+
+    monkeypatch.setattr(nb, "choose_pivots", slow_pivots)
+    real_gradient = bounds.Programs.gradient
+    monkeypatch.setattr(bounds.Programs, "gradient", lambda self, *a, **k: gradients.append(1) or real_gradient(self, *a, **k))
+    res = prove_nearby(pr, deadline=time.perf_counter() + 0.1)
+    assert not res.proved and res.out_of_time
+    assert pivots == [1] and gradients == []
