@@ -293,3 +293,12 @@ def test_dual_bound_ratio_is_the_hand_formula():
     assert out["units"][0]["at"] == pytest.approx(abs(h) / 0.1, rel=1e-12)
     with pytest.raises(ValueError, match="differentiable loss"):
         ratios(certify.Problem(net, problem.data, "absolute", 0.1), samples=10)
+
+
+def test_budgets_benchmark_refuses_an_unknown_checkpoint(capsys):
+    from benchmarks.budgets import main as budgets
+    assert budgets(["--only", "no_such_net"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("benchmarks.budgets: error: unknown checkpoint 'no_such_net'; expected one of the trained "
+                          "family (linnerud_sq_adam, ")
