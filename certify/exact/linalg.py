@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-import time
 from fractions import Fraction
 
 import numpy as np
 import scipy.linalg as sla
 
+from ..budget import check
 from .rational import QArray, as_q
 
 #: relative size below which a pivot of the float QR counts as zero (rank decision)
@@ -44,10 +44,8 @@ def within(deadline: float | None):
 
 
 def tick() -> None:
-    deadline = _DEADLINE.get()
-    if deadline is not None and time.perf_counter() > deadline:
-        from ..budget import OutOfTime
-        raise OutOfTime("an exact elimination")
+    """Raise :class:`certify.budget.OutOfTime` when the deadline of :func:`within` has passed."""
+    check(_DEADLINE.get(), "an exact elimination")
 
 
 def bareiss_solve(A: QArray, b: QArray) -> QArray | None:
